@@ -1,0 +1,118 @@
+"""The ``wms`` command: one entry point with subcommands.
+
+Each subcommand's work lives in its stage module (``wms.prepare.run_prepare``,
+``wms.train.run_train`` ...); this file only declares the arguments and turns
+:class:`~wms.errors.WMSError` into a one-line message and exit status 2.
+Heavy modules are imported lazily so ``wms --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import WMSError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config (or a reference params.json)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key, e.g. --set features.hop_size=128 (repeatable)",
+    )
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default $WMS_CACHE_DIR or ~/.cache/wms)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel analysis processes (default: cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wms", description="Wavetable Manifold Synthesis: train, render, evaluate, export."
+    )
+    parser.add_argument("--version", action="version", version=f"wms {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("basic-waves", help="write the synthetic basic-waves training set")
+    p.add_argument("out", metavar="OUT.wav")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.set_defaults(handler="wms.basic_waves:run_basic_waves")
+
+    p = sub.add_parser("prepare", help="analyse audio into cached training pairs")
+    p.add_argument("audio", metavar="AUDIO", help="an audio file or a folder (searched recursively)")
+    _config_args(p)
+    _data_args(p)
+    p.set_defaults(handler="wms.prepare:run_prepare")
+
+    p = sub.add_parser("train", help="prepare (or reuse the cache) and train a model bundle")
+    p.add_argument("audio", metavar="AUDIO")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    _config_args(p)
+    _data_args(p)
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
+    p.add_argument("--devices", default=None, help="devices per node (Lightning syntax)")
+    p.add_argument("--num-nodes", type=int, default=None)
+    p.set_defaults(handler="wms.train:run_train")
+
+    p = sub.add_parser("render", help="play a bundle to a WAV file")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--out", required=True, metavar="OUT.wav")
+    p.add_argument("--sr", type=int, default=None, help="output sample rate (default synth.sample_rate)")
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--f0", type=float, default=None, help="fixed pitch in Hz")
+    p.add_argument("--control", action="append", default=[], metavar="NAME=V")
+    p.add_argument("--controls", metavar="FILE", help="automation curves (CSV or JSON)")
+    p.add_argument("--midi", metavar="FILE", help="standard MIDI file")
+    p.add_argument("--audio", metavar="FILE", help="timbre transfer from a recording")
+    p.add_argument("--path", choices=["lorenz", "tour"], help="generative path through control space")
+    p.add_argument("--format", choices=["16", "24", "float"], default="24", help="WAV sample format")
+    p.add_argument("--seed", type=int, default=0)
+    _config_args(p)
+    p.set_defaults(handler="wms.synth.render:run_render")
+
+    p = sub.add_parser("evaluate", help="metrics, plots and audio examples for a bundle")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("audio", metavar="AUDIO", nargs="?", help="held-out audio (default: the bundle's validation data)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _data_args(p)
+    p.set_defaults(handler="wms.evaluate:run_evaluate")
+
+    p = sub.add_parser("export", help="export a bundle for realtime engines and synths")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"])
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(handler="wms.export:run_export")
+
+    p = sub.add_parser("info", help="describe a bundle")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.set_defaults(handler="wms.bundle:run_info")
+
+    p = sub.add_parser("demo", help="basic waves -> prepare -> train briefly -> render -> report")
+    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    p.add_argument("--seconds", type=float, default=60.0, help="seconds of basic waves")
+    p.add_argument("--max-minutes", type=float, default=2.0, help="training budget")
+    p.set_defaults(handler="wms.demo:run_demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func = args.handler.split(":")
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except WMSError as e:
+        print(f"wms {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wms {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

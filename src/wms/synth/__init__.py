@@ -1,0 +1,1 @@
+"""Synthesis: tables, the streaming engine, control sources and rendering."""
