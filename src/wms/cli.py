@@ -19,14 +19,26 @@ from .errors import WMSError
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config (or a reference params.json)")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one config key, e.g. --set features.hop_size=128 (repeatable)",
     )
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", metavar="DIR", help="feature cache (default $WMS_CACHE_DIR or ~/.cache/wms)")
-    p.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel analysis processes (default: cores)")
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="feature cache (default $WMS_CACHE_DIR or ~/.cache/wms)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel analysis processes (default: cores)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="wms.basic_waves:run_basic_waves")
 
     p = sub.add_parser("prepare", help="analyse audio into cached training pairs")
-    p.add_argument("audio", metavar="AUDIO", help="an audio file or a folder (searched recursively)")
+    p.add_argument(
+        "audio", metavar="AUDIO", help="an audio file or a folder (searched recursively)"
+    )
     _config_args(p)
     _data_args(p)
     p.set_defaults(handler="wms.prepare:run_prepare")
@@ -63,29 +77,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="play a bundle to a WAV file")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--out", required=True, metavar="OUT.wav")
-    p.add_argument("--sr", type=int, default=None, help="output sample rate (default synth.sample_rate)")
+    p.add_argument(
+        "--sr", type=int, default=None, help="output sample rate (default synth.sample_rate)"
+    )
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--f0", type=float, default=None, help="fixed pitch in Hz")
     p.add_argument("--control", action="append", default=[], metavar="NAME=V")
     p.add_argument("--controls", metavar="FILE", help="automation curves (CSV or JSON)")
     p.add_argument("--midi", metavar="FILE", help="standard MIDI file")
     p.add_argument("--audio", metavar="FILE", help="timbre transfer from a recording")
-    p.add_argument("--path", choices=["lorenz", "tour"], help="generative path through control space")
-    p.add_argument("--format", choices=["16", "24", "float"], default="24", help="WAV sample format")
+    p.add_argument(
+        "--path", choices=["lorenz", "tour"], help="generative path through control space"
+    )
+    p.add_argument(
+        "--format", choices=["16", "24", "float"], default="24", help="WAV sample format"
+    )
     p.add_argument("--seed", type=int, default=0)
     _config_args(p)
     p.set_defaults(handler="wms.synth.render:run_render")
 
     p = sub.add_parser("evaluate", help="metrics, plots and audio examples for a bundle")
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("audio", metavar="AUDIO", nargs="?", help="held-out audio (default: the bundle's validation data)")
+    p.add_argument(
+        "audio",
+        metavar="AUDIO",
+        nargs="?",
+        help="held-out audio (default: the bundle's validation data)",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     _data_args(p)
     p.set_defaults(handler="wms.evaluate:run_evaluate")
 
     p = sub.add_parser("export", help="export a bundle for realtime engines and synths")
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"])
+    p.add_argument(
+        "--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"]
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(handler="wms.export:run_export")
 

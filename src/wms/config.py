@@ -208,14 +208,30 @@ def _check(cfg: Config) -> Config:
         if v not in choices:
             raise ConfigError(f"{sec}.{key} = {v!r} is not one of {', '.join(choices)}")
     positive = [
-        ("audio", "sample_rate"), ("features", "hop_size"), ("features", "window_size"),
-        ("features", "n_fft"), ("features", "n_bins"), ("features", "cycles_per_window"),
-        ("features", "n_mfcc"), ("features", "n_mels"), ("features", "reduction_dims"),
-        ("pitch", "fmin"), ("pitch", "fmax"), ("pitch", "crepe_batch_size"),
-        ("data", "seq_len"), ("data", "batch_size"), ("data", "val_block_seconds"),
-        ("model", "encoder_size"), ("model", "hidden_size"), ("model", "num_layers"),
-        ("train", "lr"), ("train", "max_epochs"), ("train", "num_nodes"),
-        ("synth", "sample_rate"), ("synth", "control_interval"), ("synth", "table_size"),
+        ("audio", "sample_rate"),
+        ("features", "hop_size"),
+        ("features", "window_size"),
+        ("features", "n_fft"),
+        ("features", "n_bins"),
+        ("features", "cycles_per_window"),
+        ("features", "n_mfcc"),
+        ("features", "n_mels"),
+        ("features", "reduction_dims"),
+        ("pitch", "fmin"),
+        ("pitch", "fmax"),
+        ("pitch", "crepe_batch_size"),
+        ("data", "seq_len"),
+        ("data", "batch_size"),
+        ("data", "val_block_seconds"),
+        ("model", "encoder_size"),
+        ("model", "hidden_size"),
+        ("model", "num_layers"),
+        ("train", "lr"),
+        ("train", "max_epochs"),
+        ("train", "num_nodes"),
+        ("synth", "sample_rate"),
+        ("synth", "control_interval"),
+        ("synth", "table_size"),
         ("synth", "voices"),
     ]
     for sec, key in positive:
@@ -231,9 +247,13 @@ def _check(cfg: Config) -> Config:
             f"{a.sample_rate / 2} Hz of audio.sample_rate = {a.sample_rate}"
         )
     if f.n_fft < f.window_size:
-        raise ConfigError(f"features.n_fft = {f.n_fft} must be >= features.window_size = {f.window_size}")
+        raise ConfigError(
+            f"features.n_fft = {f.n_fft} must be >= features.window_size = {f.window_size}"
+        )
     if f.n_bins > f.n_fft // 2 + 1:
-        raise ConfigError(f"features.n_bins = {f.n_bins} exceeds n_fft // 2 + 1 = {f.n_fft // 2 + 1}")
+        raise ConfigError(
+            f"features.n_bins = {f.n_bins} exceeds n_fft // 2 + 1 = {f.n_fft // 2 + 1}"
+        )
     if f.n_mfcc > f.n_mels:
         raise ConfigError(f"features.n_mfcc = {f.n_mfcc} must be <= features.n_mels = {f.n_mels}")
     if f.reduction != "none" and f.reduction_dims > f.n_mfcc:
@@ -356,9 +376,17 @@ REFERENCE_KEYS: dict[str, str | None] = {
     "sequence_length": "data.seq_len",
     # Known reference keys without a WMS meaning.
     "audio_files_path": None,  # returned separately: it is the AUDIO argument
-    "power": None, "fft_type": None, "model_type": None, "amsgrad": None, "lr_decay": None,
-    "num_batches": None, "animate_weights": None, "record_weights_every": None,
-    "do_plotting_on_prediction": None, "write_audio": None, "write_spectrum": None,
+    "power": None,
+    "fft_type": None,
+    "model_type": None,
+    "amsgrad": None,
+    "lr_decay": None,
+    "num_batches": None,
+    "animate_weights": None,
+    "record_weights_every": None,
+    "do_plotting_on_prediction": None,
+    "write_audio": None,
+    "write_spectrum": None,
 }
 
 _REFERENCE_VALUES = {
@@ -368,7 +396,9 @@ _REFERENCE_VALUES = {
 }
 
 
-def from_reference_params(params: dict[str, Any], *, source: str = "params.json") -> tuple[dict, str | None]:
+def from_reference_params(
+    params: dict[str, Any], *, source: str = "params.json"
+) -> tuple[dict, str | None]:
     """Translate a reference ``params.json`` into WMS overrides.
 
     Returns ``(nested overrides, audio_files_path or None)``. Keys ending in
@@ -394,7 +424,9 @@ def from_reference_params(params: dict[str, Any], *, source: str = "params.json"
     return nested, params.get("audio_files_path")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Defaults, then ``path`` (TOML, or a reference ``params.json``), then ``--set`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -426,7 +458,9 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or "." not in key:
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. features.hop_size=128")
+            raise ConfigError(
+                f"--set {item!r}: expected section.key=value, e.g. features.hop_size=128"
+            )
         sec, _, k = key.strip().partition(".")
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]

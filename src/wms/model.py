@@ -46,7 +46,10 @@ class WMSNet(nn.Module):
         self.output_activation = output_activation
         self.input_encoder = nn.Sequential(nn.Linear(n_inputs, encoder_size), nn.ReLU())
         self.gru = nn.GRU(
-            encoder_size, hidden_size, num_layers=num_layers, batch_first=True,
+            encoder_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dense_layers = nn.Sequential(
@@ -60,16 +63,25 @@ class WMSNet(nn.Module):
     @classmethod
     def from_config(cls, n_inputs: int, n_outputs: int, cfg: ModelConfig) -> WMSNet:
         return cls(
-            n_inputs, n_outputs, encoder_size=cfg.encoder_size, hidden_size=cfg.hidden_size,
-            num_layers=cfg.num_layers, dropout=cfg.dropout, output_activation=cfg.output_activation,
+            n_inputs,
+            n_outputs,
+            encoder_size=cfg.encoder_size,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            dropout=cfg.dropout,
+            output_activation=cfg.output_activation,
         )
 
     def initial_state(self, batch_size: int = 1) -> torch.Tensor:
         """Zero GRU state ``[num_layers, batch, hidden]``."""
         p = next(self.parameters())
-        return torch.zeros(self.num_layers, batch_size, self.hidden_size, dtype=p.dtype, device=p.device)
+        return torch.zeros(
+            self.num_layers, batch_size, self.hidden_size, dtype=p.dtype, device=p.device
+        )
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x[B, T, D]`` (and optional ``h[L, B, H]``) -> ``(y[B, T, K], h[L, B, H])``."""
         z = self.input_encoder(x)
         z, h = self.gru(z, h)
@@ -78,7 +90,9 @@ class WMSNet(nn.Module):
         y = self.dense_layers[3](self.dense_layers[2](z))
         return y, h
 
-    def step(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step: ``x[B, D]`` -> ``(y[B, K], h[L, B, H])``."""
         y, h = self.forward(x.unsqueeze(1), h)
         return y.squeeze(1), h
