@@ -1,0 +1,922 @@
+"""Feature stage: N-cycle normalisation, target spectra, MFCC and the input map.
+
+Per analysis frame ``i`` (centred at sample ``i * hop_size``) and its f0 (from
+:mod:`wms.pitch`), DESIGN.md §1:
+
+1. :func:`ncycle_segments` resamples the span of ``L_i = N * sr / f0_i`` samples
+   around the frame centre so that exactly N cycles fill the W-sample window; after
+   that, rfft bin ``N * h`` of the window is harmonic ``h`` whatever the pitch.
+2. :func:`analyse` windows each segment with a **periodic** Hann window (the
+   window of an FFT frame, as librosa's ``stft``; with exactly N cycles in W samples
+   it leaks a harmonic into bins ``N*h ± 1`` only, at -6 dB), takes one rfft of
+   length ``n_fft`` (zero-padded; harmonic ``h`` is then at bin ``N * h * n_fft / W``,
+   i.e. ``N * h`` at the default ``n_fft = W``) and derives from it both
+   - the target ``log1p(|X|)`` of the lowest ``n_bins`` bins, and
+   - the MFCC of the same power spectrum ``|X|**2``: mel filterbank
+     (``librosa.filters.mel``, Slaney, honouring ``n_mels``, ``mel_fmin``,
+     ``mel_fmax``), ``10 * log10(max(mel, 1e-10))`` (librosa's ``power_to_db`` with
+     ``ref=1`` and **no** ``top_db`` clipping, so a frame's MFCC does not depend on
+     the rest of the file), DCT-II (ortho), first ``n_mfcc``.
+3. :func:`fit_input_map` fits, on training frames only, everything synthesis needs
+   again to map MFCC + f0 + voicedness into model inputs (:class:`InputMap`).
+
+The mel frequencies are *nominal*: the filterbank is built for ``sample_rate`` as if the
+normalised window were ordinary audio (as the reference does). Because the window
+holds exactly N cycles, nominal frequency ``F`` Hz is harmonic ``F * W / (N * sr)``
+of the frame's f0, so the MFCC describe the spectral envelope over harmonic
+numbers, independent of pitch.
+
+Interpolation (why and how good): a window position ``p`` falls between samples,
+so the signal must be read with band-limited interpolation. Each chunk of frames
+oversamples its span of the signal 4x with soxr (HQ, band-limited, passband to
+~0.91 x Nyquist) and reads it with 6-point 5th-order Lagrange interpolation. Measured on sines read into 2-cycle
+Hann windows at 16 kHz: energy outside bins ``N, N±1`` is below -110 dB of the peak
+for f0 <= 1.6 kHz and below -77 dB for components up to 7.3 kHz (4x + cubic Hermite
+gave -48 dB there; a 32-tap Kaiser sinc reaches -60 dB only to ~0.77 x Nyquist and
+costs 32 multiply-adds per sample instead of 6). This holds while the
+window *stretches* the signal (``L_i <= W``, i.e. ``f0 >= N * sr / W``, 31.25 Hz at the
+defaults). For lower f0 the window *compresses* the signal and content above its
+new Nyquist would alias, so those frames are read with a Kaiser-windowed sinc
+low-pass (beta 8, 64 * L_i / W taps) scaled to the compression: rare, and ~100x
+slower per frame (1.4 ms); a 20 Hz sine plus a 7 kHz tone (above that frame's
+5.1 kHz limit) leaves nothing above -100 dB outside bins ``N, N±1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+import scipy.fft
+import scipy.sparse
+import soxr
+
+from .config import Config
+from .errors import BundleError, ConfigError, DataError
+
+#: Oversampling factor of the signal read by the Lagrange interpolator.
+OVERSAMPLE = 4
+#: Base-rate samples of real signal kept on each side of a chunk before oversampling,
+#: so that soxr's filter has settled (measured: 128 -> chunked == whole to 1e-7).
+_SOXR_MARGIN = 128
+#: Half-length (base samples at compression 1) of the sinc used for compressing frames.
+_SINC_HALF = 32
+_SINC_BETA = 8.0
+#: Frames per chunk, and a cap on one chunk's temporaries (segments, spectra, 4x
+#: signal): ~7 MB per chunk at the defaults, times the threads in flight.
+_CHUNK_FRAMES = 512
+_CHUNK_BYTES = 16 * 2**20
+#: Floor of the mel power before the log (librosa's ``amin``).
+_MEL_AMIN = 1e-10
+#: Coefficients whose training std is below this are only centred, not scaled.
+_STD_FLOOR = 1e-6
+#: PaCMAP is fitted on at most this many training frames (a seeded subsample).
+PACMAP_MAX_POINTS = 10000
+#: Neighbours used to map new points into a PaCMAP embedding.
+PACMAP_NEIGHBOURS = 8
+
+INPUT_MAP_FORMAT = "wms-input-map"
+INPUT_MAP_VERSION = 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def n_frames_for(n_samples: int, hop_size: int) -> int:
+    """Frames of a signal of ``n_samples``: ``1 + n_samples // hop_size`` (centred frames)."""
+    return 1 + int(n_samples) // int(hop_size)
+
+
+def _check_signal(y: Any, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{where}: y must be a mono signal of shape [n], got shape {y.shape}")
+    if y.size == 0:
+        raise DataError(f"{where}: y is empty")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(f"{where}: y holds NaN or infinite samples (first at sample {bad})")
+    return y
+
+
+def _check_frames(a: Any, name: str, n_frames: int, where: str, hint: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 1 or a.shape[0] != n_frames:
+        raise DataError(
+            f"{where}: {name} has shape {a.shape} but {hint} has {n_frames} frames "
+            f"(expected shape ({n_frames},))"
+        )
+    return a
+
+
+def _positive_int(v: Any, name: str, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+        raise ConfigError(f"{where}: {name} = {v!r} must be a positive integer")
+    return int(v)
+
+
+@functools.lru_cache(maxsize=8)
+def periodic_hann(window_size: int) -> np.ndarray:
+    """The periodic Hann window ``0.5 - 0.5 cos(2 pi j / W)``, ``[W]`` float32 (read-only).
+
+    Periodic (not symmetric) so that a window holding exactly N cycles leaks each
+    harmonic into its two neighbouring bins only.
+    """
+    j = np.arange(window_size, dtype=np.float64)
+    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * j / window_size)).astype(np.float32)
+    w.setflags(write=False)
+    return w
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@functools.lru_cache(maxsize=1)
+def _kaiser_half() -> np.ndarray:
+    # Right half of a Kaiser window, 4097 points over |u| in [0, 1] (linear reads
+    # are exact to ~1e-7, far below the sinc's own stopband).
+    u = np.linspace(0.0, 1.0, 4097)
+    return (np.i0(_SINC_BETA * np.sqrt(1.0 - u * u)) / np.i0(_SINC_BETA)).astype(np.float64)
+
+
+# fastmath without "nnan"/"ninf": NaN steps mark raw frames and must stay testable.
+@numba.njit(cache=True, nogil=True, fastmath={"contract", "reassoc", "arcp", "nsz"})
+def _segments_kernel(y, y4, y4_start, over, centres, steps, kaiser, out):  # pragma: no cover
+    """Fill ``out[i, j]`` with the signal at ``centres[i] + (j - W/2) * steps[i]``.
+
+    ``steps[i]`` NaN: plain window (integer positions, read ``y``); ``<= 1``: 6-point
+    Lagrange on the oversampled chunk ``y4`` whose sample 0 is base sample
+    ``y4_start``; ``> 1``: Kaiser-windowed sinc low-pass at ``1 / step`` on ``y``
+    (``kaiser[m]`` is the window at ``|u| = m / (len - 1)``, read linearly).
+    Positions outside the signal read zeros.
+    """
+    n = y.shape[0]
+    n4 = y4.shape[0]
+    n_out, width = out.shape
+    half = width // 2
+    nk = kaiser.shape[0] - 1
+    for i in range(n_out):
+        c = centres[i]
+        st = steps[i]
+        if np.isnan(st):
+            for j in range(width):
+                k = c - half + j
+                out[i, j] = y[k] if 0 <= k < n else 0.0
+        elif st <= 1.0:
+            p0 = (c - y4_start - half * st) * over
+            dp = st * over
+            for j in range(width):
+                p = p0 + j * dp
+                fk = math.floor(p)
+                k = int(fk)
+                t = p - fk
+                # 6-point Lagrange weights for nodes -2..3, sharing partial products.
+                tp2 = t + 2.0
+                tp1 = t + 1.0
+                tm1 = t - 1.0
+                tm2 = t - 2.0
+                tm3 = t - 3.0
+                a = tp2 * tp1
+                b = tm2 * tm3
+                ab = t * tm1
+                w0 = -tp1 * ab * b * (1.0 / 120.0)
+                w1 = tp2 * ab * b * (1.0 / 24.0)
+                w2 = -a * tm1 * b * (1.0 / 12.0)
+                w3 = a * t * b * (1.0 / 12.0)
+                w4 = -a * ab * tm3 * (1.0 / 24.0)
+                w5 = a * ab * tm2 * (1.0 / 120.0)
+                if k >= 2 and k + 3 < n4:
+                    acc = (
+                        w0 * y4[k - 2]
+                        + w1 * y4[k - 1]
+                        + w2 * y4[k]
+                        + w3 * y4[k + 1]
+                        + w4 * y4[k + 2]
+                        + w5 * y4[k + 3]
+                    )
+                else:
+                    acc = 0.0
+                    ws = (w0, w1, w2, w3, w4, w5)
+                    for m in range(6):
+                        q = k - 2 + m
+                        if 0 <= q < n4:
+                            acc += ws[m] * y4[q]
+                out[i, j] = acc
+        else:
+            # Compressing: low-pass at the window's Nyquist (1 / st of ours) so that
+            # nothing aliases; the kernel widens with the compression.
+            fc = 1.0 / st
+            hw = math.ceil(_SINC_HALF * st)
+            for j in range(width):
+                p = c + (j - half) * st
+                k0 = int(math.floor(p))
+                acc = 0.0
+                for q in range(k0 - hw + 1, k0 + hw + 1):
+                    if 0 <= q < n:
+                        x = q - p
+                        u = abs(x) / hw * nk
+                        if u < nk:
+                            m = int(u)
+                            win = kaiser[m] + (u - m) * (kaiser[m + 1] - kaiser[m])
+                            a = math.pi * fc * x
+                            s = fc if abs(a) < 1e-12 else fc * math.sin(a) / a
+                            acc += y[q] * s * win
+                out[i, j] = acc
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def default_threads() -> int:
+    """Threads :func:`analyse` uses by default: the CPUs this process may use (at most 8),
+    or ``$OMP_NUM_THREADS`` when that is set lower (worker processes pin it to 1)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        n = min(n, int(env))
+    return max(1, min(8, n))
+
+
+def _chunks(n_frames: int, per_frame_bytes: int) -> list[tuple[int, int]]:
+    """Frame ranges ``[a, b)`` of at most ``_CHUNK_FRAMES`` frames and ``_CHUNK_BYTES``.
+
+    Independent of the thread count on purpose: chunk edges change the soxr spans
+    in the last float32 bit, and results must not depend on how many threads ran.
+    """
+    size = max(1, min(_CHUNK_FRAMES, _CHUNK_BYTES // per_frame_bytes))
+    return [(a, min(n_frames, a + size)) for a in range(0, n_frames, size)]
+
+
+def _per_frame_bytes(window_size: int, n_fft: int, hop_size: int) -> int:
+    # Segment (W) + windowed copy + complex spectrum + power (n_fft/2+1 each) + 4x signal.
+    return 4 * (2 * window_size + 3 * (n_fft // 2 + 1) + OVERSAMPLE * hop_size)
+
+
+def _steps(f0: np.ndarray, *, sample_rate: int, window_size: int, cycles: int) -> np.ndarray:
+    """Read step ``L_i / W`` in input samples per window sample (NaN stays NaN: raw)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return cycles * sample_rate / (f0 * window_size)
+
+
+def _segments_range(y, steps, a, b, *, sample_rate, hop_size, window_size):
+    """Segments ``[b - a, W]`` of frames ``a..b-1`` (checked inputs)."""
+    n = y.shape[0]
+    half = window_size // 2
+    centres = np.arange(a, b, dtype=np.int64) * hop_size
+    steps = steps[a:b]
+    # The Lagrange path reads at most W/2 * step <= W/2 samples from a centre (+3 taps);
+    # only that span (plus soxr's settling margin) is oversampled.
+    lo = max(0, int(centres[0]) - half - 4 - _SOXR_MARGIN)
+    hi = min(n, int(centres[-1]) + half + 4 + _SOXR_MARGIN)
+    if np.any(steps <= 1.0) and hi > lo:
+        y4 = soxr.resample(y[lo:hi], sample_rate, OVERSAMPLE * sample_rate, quality="HQ")
+    else:
+        y4 = np.zeros(1, dtype=np.float32)
+    out = np.empty((b - a, window_size), dtype=np.float32)
+    _segments_kernel(y, y4, lo, OVERSAMPLE, centres, steps, _kaiser_half(), out)
+    return out
+
+
+def _map_chunks(fn, chunks: list[tuple[int, int]], threads: int) -> None:
+    """Run ``fn(a, b)`` over the chunks, on ``threads`` threads when there are several.
+
+    The work (soxr, the numba kernel, scipy.fft, BLAS) releases the GIL, so threads
+    give real parallelism without processes (and stay safe under ``fork``).
+    """
+    if threads <= 1 or len(chunks) <= 1:
+        for a, b in chunks:
+            fn(a, b)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
+        for fut in [pool.submit(fn, a, b) for a, b in chunks]:
+            fut.result()
+
+
+def _check_f0_for_segments(f0, n_frames, where):
+    f0 = _check_frames(f0, "f0", n_frames, where, "y at this hop_size")
+    bad = ~np.isnan(f0) & ~(np.isfinite(f0) & (f0 > 0))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}: f0[{i}] = {float(f0[i])!r} Hz; f0 must be positive and finite "
+            "(NaN = plain window)"
+        )
+    return f0
+
+
+def ncycle_segments(
+    y: np.ndarray,
+    f0: np.ndarray,
+    *,
+    sample_rate: int,
+    hop_size: int,
+    window_size: int,
+    cycles: int,
+    chunk_frames: int | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """N-cycle normalised windows of a signal (DESIGN.md §1.2).
+
+    Frame ``i`` is centred at sample ``c_i = i * hop_size``; its window holds the
+    signal read at positions ``c_i + (j - W/2) * L_i / W``, ``j = 0..W-1``, with
+    ``L_i = cycles * sample_rate / f0[i]`` samples, i.e. exactly ``cycles`` periods
+    of ``f0[i]``. Reading is band-limited (see the module docstring); positions
+    outside the signal read zeros.
+
+    Args:
+        y: ``[n]`` mono signal at ``sample_rate`` Hz.
+        f0: ``[n_frames]`` Hz with ``n_frames = 1 + n // hop_size``; ``NaN`` means
+            "take the plain W-sample window" (``L_i = W``).
+        sample_rate: Hz. hop_size, window_size (W): samples. cycles: N.
+        chunk_frames: frames processed at once (default 512, fewer for huge windows;
+            changes the result in the last float32 bit only). threads: chunks
+            processed in parallel (default :func:`default_threads`); the result does
+            not depend on it.
+
+    Returns:
+        ``[n_frames, W]`` float32.
+
+    Raises:
+        DataError: ``y`` not 1-D, empty or not finite; ``f0`` of the wrong length,
+            or holding values that are neither positive finite nor NaN.
+        ConfigError: non-positive sizes.
+    """
+    where = "ncycle_segments"
+    for name, v in (
+        ("sample_rate", sample_rate),
+        ("hop_size", hop_size),
+        ("window_size", window_size),
+        ("cycles", cycles),
+    ):
+        _positive_int(v, name, where)
+    y = _check_signal(y, where)
+    n_frames = n_frames_for(y.shape[0], hop_size)
+    f0 = _check_f0_for_segments(f0, n_frames, where)
+    threads = default_threads() if threads is None else _positive_int(threads, "threads", where)
+    if chunk_frames is None:
+        chunks = _chunks(n_frames, _per_frame_bytes(window_size, window_size, hop_size))
+    else:
+        size = _positive_int(chunk_frames, "chunk_frames", where)
+        chunks = [(a, min(n_frames, a + size)) for a in range(0, n_frames, size)]
+    steps = _steps(f0, sample_rate=sample_rate, window_size=window_size, cycles=cycles)
+    out = np.empty((n_frames, window_size), dtype=np.float32)
+
+    def run(a: int, b: int) -> None:
+        out[a:b] = _segments_range(
+            y, steps, a, b, sample_rate=sample_rate, hop_size=hop_size, window_size=window_size
+        )
+
+    _map_chunks(run, chunks, threads)
+    return out
+
+
+def cutting_f0(
+    f0: np.ndarray, voicedness: np.ndarray, *, policy: str, voicing_threshold: float
+) -> np.ndarray:
+    """The f0 each frame is cut with under the unvoiced policy, ``[n]`` float64.
+
+    Voiced frames (``voicedness >= voicing_threshold``) keep their f0. Unvoiced ones:
+    ``"hold"`` -> the last voiced frame's f0 (frames before the first voiced frame
+    take the first voiced f0; with no voiced frame at all, the tracker's f0 is
+    kept); ``"raw"`` -> NaN (plain window, no pitch normalisation).
+
+    Raises:
+        ConfigError: unknown policy.
+    """
+    f0 = np.asarray(f0, dtype=np.float64)
+    voiced = np.asarray(voicedness) >= voicing_threshold
+    out = f0.copy()
+    if policy == "raw":
+        out[~voiced] = np.nan
+    elif policy == "hold":
+        if voiced.any():
+            idx = np.where(voiced, np.arange(f0.shape[0]), -1)
+            last = np.maximum.accumulate(idx)
+            last[last < 0] = int(np.flatnonzero(voiced)[0])
+            out = f0[last]
+    else:
+        raise ConfigError(f"features.unvoiced = {policy!r} is not one of hold, raw")
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Per-frame features of one signal; every array has ``n_frames`` rows.
+
+    Attributes:
+        f0: ``[n]`` Hz, the tracker's f0 (not the held one).
+        voicedness: ``[n]`` 0..1.
+        mfcc: ``[n, n_mfcc]`` MFCC of the N-cycle segment (not standardised).
+        target: ``[n, n_bins]`` ``log1p`` magnitudes of the N-cycle spectrum.
+    """
+
+    f0: np.ndarray
+    voicedness: np.ndarray
+    mfcc: np.ndarray
+    target: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.f0.shape[0])
+
+
+@functools.lru_cache(maxsize=16)
+def mel_basis(
+    *, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> scipy.sparse.csc_array:
+    """``librosa.filters.mel`` (Slaney) transposed, ``[n_fft // 2 + 1, n_mels]`` float32.
+
+    Sparse (each bin feeds at most two triangles): ``power @ basis`` then costs ~2
+    multiply-adds per bin, with no BLAS thread pool to contend for on a busy machine
+    (a dense float32 matmul measured 0.5-11 ms per 1875 frames here, sparse 0.6 ms).
+    """
+    import librosa
+
+    m = librosa.filters.mel(
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32
+    )
+    return scipy.sparse.csc_array(m.T)
+
+
+def spectral_features(
+    segments: np.ndarray,
+    *,
+    sample_rate: int,
+    n_fft: int,
+    n_bins: int,
+    n_mfcc: int,
+    n_mels: int,
+    mel_fmin: float,
+    mel_fmax: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target and MFCC of N-cycle segments from one rfft.
+
+    Args:
+        segments: ``[n, W]`` normalised windows (:func:`ncycle_segments`).
+        sample_rate: nominal Hz of the windows (the analysis rate); sets the mel scale.
+        n_fft: FFT length (>= W; windows are zero-padded at the end).
+        n_bins: K, bins kept in the target. n_mfcc, n_mels: counts.
+        mel_fmin, mel_fmax: Hz (nominal); ``mel_fmax = 0`` means ``sample_rate / 2``.
+
+    Returns:
+        ``(target[n, K], mfcc[n, n_mfcc])`` float32: ``log1p(|X|)`` and the MFCC of
+        ``|X|**2`` with ``X = rfft(hann_periodic(W) * segment, n_fft)``.
+    """
+    w = segments.shape[1]
+    x = scipy.fft.rfft(segments * periodic_hann(w), n=n_fft, axis=1)
+    power = x.real * x.real + x.imag * x.imag  # float32
+    target = np.log1p(np.sqrt(power[:, :n_bins]))
+    basis = mel_basis(
+        sample_rate=int(sample_rate),
+        n_fft=int(n_fft),
+        n_mels=int(n_mels),
+        fmin=float(mel_fmin),
+        fmax=float(mel_fmax) if mel_fmax else sample_rate / 2.0,
+    )
+    mel_db = 10.0 * np.log10(np.maximum(power @ basis, _MEL_AMIN))
+    mfcc = scipy.fft.dct(mel_db, type=2, norm="ortho", axis=1)[:, :n_mfcc]
+    return target.astype(np.float32, copy=False), mfcc.astype(np.float32, copy=False)
+
+
+def analyse(
+    y: np.ndarray,
+    f0: np.ndarray,
+    voicedness: np.ndarray,
+    cfg: Config,
+    *,
+    threads: int | None = None,
+) -> Analysis:
+    """Everything after pitch tracking: segments, targets and MFCC of a signal.
+
+    Args:
+        y: ``[n]`` mono float signal at ``cfg.audio.sample_rate`` Hz.
+        f0: ``[n_frames]`` Hz from the tracker (positive, finite), ``n_frames = 1 + n // hop``.
+        voicedness: ``[n_frames]`` in 0..1.
+        cfg: uses ``audio.sample_rate``, ``pitch.voicing_threshold`` and ``features.*``.
+        threads: chunks of 512 frames analysed in parallel (default
+            :func:`default_threads`: 1 in processes with ``OMP_NUM_THREADS=1``).
+            Results are bit-identical for any value.
+
+    The unvoiced policy (``features.unvoiced``, see :func:`cutting_f0`) only changes
+    which f0 cuts a frame's segment; every frame keeps its row. Work is done in chunks
+    of frames so temporaries stay bounded (~7 MB per thread at the defaults) for any
+    length.
+
+    Returns:
+        :class:`Analysis` of float32 arrays with ``n_frames`` rows.
+
+    Raises:
+        DataError: ``y`` not 1-D/empty/not finite; ``f0`` or ``voicedness`` of the
+            wrong length; ``f0`` not positive finite; ``voicedness`` not finite.
+    """
+    where = "analyse"
+    fc = cfg.features
+    sr = cfg.audio.sample_rate
+    y = _check_signal(y, where)
+    n_frames = n_frames_for(y.shape[0], fc.hop_size)
+    hint = f"y ({y.shape[0]} samples at hop_size {fc.hop_size})"
+    f0 = _check_frames(f0, "f0", n_frames, where, hint)
+    voicedness = _check_frames(voicedness, "voicedness", n_frames, where, hint)
+    bad = ~(np.isfinite(f0) & (f0 > 0))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}: f0[{i}] = {float(f0[i])!r} Hz; the tracker's f0 must be positive and finite"
+        )
+    if not np.all(np.isfinite(voicedness)):
+        i = int(np.flatnonzero(~np.isfinite(voicedness))[0])
+        raise DataError(f"{where}: voicedness[{i}] = {float(voicedness[i])!r} is not finite")
+    f0_cut = cutting_f0(
+        f0, voicedness, policy=fc.unvoiced, voicing_threshold=cfg.pitch.voicing_threshold
+    )
+    threads = default_threads() if threads is None else _positive_int(threads, "threads", where)
+    chunks = _chunks(n_frames, _per_frame_bytes(fc.window_size, fc.n_fft, fc.hop_size))
+    steps = _steps(f0_cut, sample_rate=sr, window_size=fc.window_size, cycles=fc.cycles_per_window)
+    target = np.empty((n_frames, fc.n_bins), dtype=np.float32)
+    mfcc = np.empty((n_frames, fc.n_mfcc), dtype=np.float32)
+
+    def run(a: int, b: int) -> None:
+        seg = _segments_range(
+            y, steps, a, b, sample_rate=sr, hop_size=fc.hop_size, window_size=fc.window_size
+        )
+        target[a:b], mfcc[a:b] = spectral_features(
+            seg,
+            sample_rate=sr,
+            n_fft=fc.n_fft,
+            n_bins=fc.n_bins,
+            n_mfcc=fc.n_mfcc,
+            n_mels=fc.n_mels,
+            mel_fmin=fc.mel_fmin,
+            mel_fmax=fc.mel_fmax,
+        )
+
+    _map_chunks(run, chunks, threads)
+    return Analysis(
+        f0=f0.astype(np.float32),
+        voicedness=voicedness.astype(np.float32),
+        mfcc=mfcc,
+        target=target,
+    )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def log_pitch(f0: np.ndarray, fmin: float) -> np.ndarray:
+    """Model pitch input ``log(max(f0, fmin) - fmin + 1e-4)`` (reference and plugin), float32.
+
+    ``f0`` in Hz, any shape; ``fmin`` in Hz (``pitch.fmin``).
+    """
+    f0 = np.asarray(f0, dtype=np.float64)
+    return np.log(np.maximum(f0, fmin) - fmin + 1e-4).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class InputMap:
+    """Everything fitted on training frames that maps features to model inputs.
+
+    Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by ``reduction``:
+    ``"none"`` -> ``z``; ``"pca"`` -> ``(z - pca_mean) @ components.T``; ``"pacmap"`` ->
+    inverse-distance-weighted mean of the PaCMAP embeddings of the ``knn_k`` nearest
+    training points (``knn_points``, standardised MFCC) — PaCMAP has no robust
+    out-of-sample transform, so *every* frame, training frames included, is mapped
+    this same way, and training and synthesis agree.
+
+    Arrays are float64 so :meth:`to_state` / :meth:`from_state` round-trip exactly.
+
+    Attributes:
+        mfcc_mean, mfcc_std: ``[n_mfcc]`` (std of constant coefficients is 1).
+        reduction: ``"none"``, ``"pca"`` or ``"pacmap"``.
+        components: pca ``[dims, n_mfcc]``; pca_mean ``[n_mfcc]``;
+            explained_variance_ratio ``[dims]``.
+        knn_points ``[m, n_mfcc]``, knn_embedding ``[m, dims]``, knn_k: pacmap.
+        fmin: Hz, for :func:`log_pitch`. include_voicedness: last input column.
+        control_names: timbre control names (``mfcc0..``, ``pc0..``, ``pacmap0..``).
+        control_ranges: ``[n_timbre, 2]`` 1st and 99th percentile on training frames.
+        control_limits: ``[n_timbre, 2]`` min and max on training frames.
+        f0_range: ``[2]`` Hz, 1st/99th percentile of voiced training f0, or None.
+    """
+
+    mfcc_mean: np.ndarray
+    mfcc_std: np.ndarray
+    reduction: str
+    fmin: float
+    include_voicedness: bool
+    control_names: tuple[str, ...]
+    control_ranges: np.ndarray
+    control_limits: np.ndarray
+    components: np.ndarray | None = None
+    pca_mean: np.ndarray | None = None
+    explained_variance_ratio: np.ndarray | None = None
+    knn_points: np.ndarray | None = None
+    knn_embedding: np.ndarray | None = None
+    knn_k: int = PACMAP_NEIGHBOURS
+    f0_range: np.ndarray | None = None
+    _tree: list = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def n_mfcc(self) -> int:
+        return int(self.mfcc_mean.shape[0])
+
+    @property
+    def n_timbre(self) -> int:
+        return len(self.control_names)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_timbre + 1 + int(self.include_voicedness)
+
+    _ARRAYS = (
+        "mfcc_mean",
+        "mfcc_std",
+        "control_ranges",
+        "control_limits",
+        "components",
+        "pca_mean",
+        "explained_variance_ratio",
+        "knn_points",
+        "knn_embedding",
+        "f0_range",
+    )
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain python data (lists, floats, str, int, bool, None): bundle-safe."""
+        d: dict[str, Any] = {
+            "format": INPUT_MAP_FORMAT,
+            "version": INPUT_MAP_VERSION,
+            "reduction": self.reduction,
+            "fmin": float(self.fmin),
+            "include_voicedness": bool(self.include_voicedness),
+            "control_names": list(self.control_names),
+            "knn_k": int(self.knn_k),
+        }
+        for name in self._ARRAYS:
+            v = getattr(self, name)
+            d[name] = None if v is None else np.asarray(v, dtype=np.float64).tolist()
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> InputMap:
+        """Rebuild from :meth:`to_state` output.
+
+        Raises:
+            BundleError: not an input-map state, another version, missing keys or
+                arrays of inconsistent shapes.
+        """
+        if not isinstance(d, dict) or d.get("format") != INPUT_MAP_FORMAT:
+            raise BundleError(f"input map state: not a {INPUT_MAP_FORMAT!r} dict")
+        if d.get("version") != INPUT_MAP_VERSION:
+            raise BundleError(
+                f"input map state: version {d.get('version')!r} is not supported "
+                f"(this WMS reads version {INPUT_MAP_VERSION})"
+            )
+        keys = ("reduction", "fmin", "include_voicedness", "control_names", "knn_k", *cls._ARRAYS)
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise BundleError(f"input map state: missing keys {', '.join(missing)}")
+        arrays = {
+            k: None if d[k] is None else np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS
+        }
+        imap = cls(
+            reduction=str(d["reduction"]),
+            fmin=float(d["fmin"]),
+            include_voicedness=bool(d["include_voicedness"]),
+            control_names=tuple(str(n) for n in d["control_names"]),
+            knn_k=int(d["knn_k"]),
+            **arrays,
+        )
+        _validate_input_map(imap)
+        return imap
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InputMap):
+            return NotImplemented
+        return self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _validate_input_map(imap: InputMap) -> None:
+    n = imap.mfcc_mean.shape
+    problems = []
+    if imap.mfcc_std.shape != n or len(n) != 1:
+        problems.append("mfcc_mean/mfcc_std shapes differ")
+    if imap.reduction not in ("none", "pca", "pacmap"):
+        problems.append(f"unknown reduction {imap.reduction!r}")
+    nt = imap.n_timbre
+    for name in ("control_ranges", "control_limits"):
+        if getattr(imap, name).shape != (nt, 2):
+            problems.append(f"{name} is not [{nt}, 2]")
+    if imap.reduction == "pca" and (
+        imap.components is None or imap.pca_mean is None or imap.components.shape != (nt, n[0])
+    ):
+        problems.append("pca components missing or not [n_timbre, n_mfcc]")
+    if imap.reduction == "pacmap" and (
+        imap.knn_points is None
+        or imap.knn_embedding is None
+        or imap.knn_points.shape[1:] != n
+        or imap.knn_embedding.shape != (imap.knn_points.shape[0], nt)
+    ):
+        problems.append("pacmap neighbours missing or of inconsistent shapes")
+    if problems:
+        raise BundleError(f"input map state: {'; '.join(problems)}")
+
+
+def _standardise(imap: InputMap, mfcc: np.ndarray, where: str) -> np.ndarray:
+    mfcc = np.asarray(mfcc, dtype=np.float64)
+    if mfcc.ndim != 2 or mfcc.shape[1] != imap.n_mfcc:
+        raise DataError(f"{where}: mfcc has shape {mfcc.shape}, expected [n, {imap.n_mfcc}]")
+    if not np.all(np.isfinite(mfcc)):
+        raise DataError(f"{where}: mfcc holds NaN or infinite values")
+    return (mfcc - imap.mfcc_mean) / imap.mfcc_std
+
+
+def _knn_map(imap: InputMap, z: np.ndarray) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
+
+    if not imap._tree:  # built once per InputMap; synthesis maps frames repeatedly
+        k = min(imap.knn_k, imap.knn_points.shape[0])
+        imap._tree.append(NearestNeighbors(n_neighbors=k).fit(imap.knn_points))
+    dist, idx = imap._tree[0].kneighbors(z)
+    # Inverse-distance weights; an exact training point gets (almost) its own embedding.
+    w = 1.0 / np.maximum(dist, 1e-9)
+    w /= w.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", w, imap.knn_embedding[idx])
+
+
+def _reduce(imap: InputMap, z: np.ndarray) -> np.ndarray:
+    if imap.reduction == "none":
+        return z
+    if imap.reduction == "pca":
+        return (z - imap.pca_mean) @ imap.components.T
+    return _knn_map(imap, z)
+
+
+def timbre_controls(imap: InputMap, mfcc: np.ndarray) -> np.ndarray:
+    """Timbre controls of MFCC frames: ``[n, n_mfcc] -> [n, n_timbre]`` float32.
+
+    Raises:
+        DataError: wrong width or non-finite MFCC.
+    """
+    z = _standardise(imap, mfcc, "timbre_controls")
+    return _reduce(imap, z).astype(np.float32)
+
+
+def input_names(imap: InputMap) -> list[str]:
+    """Names of the model input columns: controls, ``log_pitch`` [, ``voicedness``]."""
+    return [*imap.control_names, "log_pitch"] + (["voicedness"] if imap.include_voicedness else [])
+
+
+def model_inputs(
+    imap: InputMap, mfcc: np.ndarray, f0: np.ndarray, voicedness: np.ndarray | None
+) -> np.ndarray:
+    """Model inputs ``[n, D]`` float32: ``[timbre controls..., log_pitch, (voicedness)]``.
+
+    Args:
+        mfcc: ``[n, n_mfcc]``; f0: ``[n]`` Hz; voicedness: ``[n]`` 0..1 (may be None
+            when the map does not include voicedness).
+
+    Raises:
+        DataError: mismatched lengths, missing voicedness, non-finite values.
+    """
+    where = "model_inputs"
+    timbre = timbre_controls(imap, mfcc)
+    n = timbre.shape[0]
+    f0 = _check_frames(f0, "f0", n, where, "mfcc")
+    if not np.all(np.isfinite(f0)):
+        raise DataError(f"{where}: f0 holds NaN or infinite values")
+    cols = [timbre, log_pitch(f0, imap.fmin)[:, None]]
+    if imap.include_voicedness:
+        if voicedness is None:
+            raise DataError(f"{where}: this input map includes voicedness but none was given")
+        v = _check_frames(voicedness, "voicedness", n, where, "mfcc")
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"{where}: voicedness holds NaN or infinite values")
+        cols.append(v.astype(np.float32)[:, None])
+    return np.concatenate(cols, axis=1).astype(np.float32, copy=False)
+
+
+def _fit_pacmap(z: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import pacmap
+    except ImportError:
+        raise ConfigError(
+            "features.reduction = 'pacmap' needs the pacmap package: "
+            "pip install pacmap (or pip install 'wms[pacmap]'), or use reduction = 'pca'"
+        ) from None
+    rng = np.random.default_rng(seed)
+    if z.shape[0] > PACMAP_MAX_POINTS:
+        keep = np.sort(rng.choice(z.shape[0], size=PACMAP_MAX_POINTS, replace=False))
+        z = z[keep]
+    reducer = pacmap.PaCMAP(n_components=dims, random_state=seed)
+    emb = np.asarray(reducer.fit_transform(z.astype(np.float32)), dtype=np.float64)
+    return z, emb
+
+
+def fit_input_map(
+    mfcc_train: np.ndarray,
+    cfg: Config,
+    *,
+    f0: np.ndarray | None = None,
+    voicedness: np.ndarray | None = None,
+) -> InputMap:
+    """Fit the input map on training frames only (the caller excludes validation).
+
+    Args:
+        mfcc_train: ``[n, n_mfcc]`` MFCC of the training frames (n >= 2).
+        cfg: uses ``features.{n_mfcc, reduction, reduction_dims, include_voicedness}``,
+            ``pitch.{fmin, voicing_threshold}`` and ``data.seed`` (PaCMAP).
+        f0, voicedness: optional ``[n]`` of the same frames; when given, ``f0_range``
+            (1st/99th percentile of the voiced frames' f0, Hz) is stored for synthesis.
+
+    Returns:
+        :class:`InputMap`.
+
+    Raises:
+        DataError: wrong shape, fewer than 2 frames, non-finite values.
+        ConfigError: ``reduction = "pacmap"`` without the pacmap package.
+    """
+    where = "fit_input_map"
+    fc = cfg.features
+    x = np.asarray(mfcc_train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != fc.n_mfcc:
+        raise DataError(f"{where}: mfcc_train has shape {x.shape}, expected [n, {fc.n_mfcc}]")
+    if x.shape[0] < 2:
+        raise DataError(f"{where}: need at least 2 training frames, got {x.shape[0]}")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: mfcc_train holds NaN or infinite values")
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std > _STD_FLOOR, std, 1.0)
+    z = (x - mean) / std
+    dims = fc.reduction_dims
+    extra: dict[str, Any] = {}
+    if fc.reduction == "none":
+        controls = z
+        names = tuple(f"mfcc{i}" for i in range(fc.n_mfcc))
+    elif fc.reduction == "pca":
+        pca_mean = z.mean(axis=0)
+        _, s, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
+        comps = vt[:dims]
+        # Deterministic signs: the largest-magnitude loading of each component is positive.
+        signs = np.sign(comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)])
+        comps = comps * signs[:, None]
+        var = s**2
+        extra = dict(
+            components=comps,
+            pca_mean=pca_mean,
+            explained_variance_ratio=var[:dims] / max(var.sum(), 1e-300),
+        )
+        controls = (z - pca_mean) @ comps.T
+        names = tuple(f"pc{i}" for i in range(dims))
+    elif fc.reduction == "pacmap":
+        points, emb = _fit_pacmap(z, dims, cfg.data.seed)
+        extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
+        names = tuple(f"pacmap{i}" for i in range(dims))
+        controls = None
+    else:
+        raise ConfigError(f"features.reduction = {fc.reduction!r} is not one of none, pca, pacmap")
+    f0_range = None
+    if f0 is not None:
+        f0a = _check_frames(f0, "f0", x.shape[0], where, "mfcc_train")
+        voiced = np.ones(f0a.shape, bool)
+        if voicedness is not None:
+            v = _check_frames(voicedness, "voicedness", x.shape[0], where, "mfcc_train")
+            voiced = v >= cfg.pitch.voicing_threshold
+        good = voiced & np.isfinite(f0a)
+        if good.any():
+            f0_range = np.percentile(f0a[good], [1.0, 99.0])
+    imap = InputMap(
+        mfcc_mean=mean,
+        mfcc_std=std,
+        reduction=fc.reduction,
+        fmin=float(cfg.pitch.fmin),
+        include_voicedness=bool(fc.include_voicedness),
+        control_names=names,
+        control_ranges=np.zeros((len(names), 2)),
+        control_limits=np.zeros((len(names), 2)),
+        f0_range=f0_range,
+        **extra,
+    )
+    if controls is None:  # pacmap: ranges of the mapping synthesis will use
+        controls = _reduce(imap, z)
+    object.__setattr__(
+        imap, "control_ranges", np.percentile(controls, [1.0, 99.0], axis=0).T.copy()
+    )
+    object.__setattr__(
+        imap, "control_limits", np.stack([controls.min(axis=0), controls.max(axis=0)], axis=1)
+    )
+    return imap

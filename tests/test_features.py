@@ -1,0 +1,438 @@
+"""Feature stage: N-cycle normalisation, targets, MFCC, unvoiced policy, input map."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from wms.config import Config
+from wms.errors import BundleError, ConfigError, DataError
+from wms.features import (
+    Analysis,
+    InputMap,
+    analyse,
+    cutting_f0,
+    fit_input_map,
+    input_names,
+    log_pitch,
+    model_inputs,
+    ncycle_segments,
+    periodic_hann,
+    spectral_features,
+    timbre_controls,
+)
+
+SR, HOP, W, N = 16000, 256, 1024, 2
+SEG = dict(sample_rate=SR, hop_size=HOP, window_size=W, cycles=N)
+
+
+def _frames(n: int) -> int:
+    return 1 + n // HOP
+
+
+def _t(seconds: float) -> np.ndarray:
+    return np.arange(round(seconds * SR)) / SR
+
+
+def _saw(f0: float, t: np.ndarray, n_harm: int = 30) -> np.ndarray:
+    h = np.arange(1, n_harm + 1)
+    return (np.sin(2 * np.pi * f0 * np.outer(t, h) + 0.3 * h) / h).sum(axis=1)
+
+
+def _mag(seg: np.ndarray) -> np.ndarray:
+    return np.abs(np.fft.rfft(seg.astype(np.float64) * periodic_hann(W), axis=-1))
+
+
+# ----------------------------------------------------------------- N-cycle normalisation
+
+
+@pytest.mark.parametrize("f0", [46.0, 97.3, 440.0, 1234.5, 1600.0])
+def test_sine_lands_exactly_on_bin_n(f0):
+    t = _t(0.5)
+    seg = ncycle_segments(
+        0.7 * np.sin(2 * np.pi * f0 * t + 0.4), np.full(_frames(t.size), f0), **SEG
+    )
+    mag = _mag(seg[8:-8])  # frames whose span lies inside the signal
+    assert np.all(mag.argmax(axis=1) == N)
+    # A Hann-windowed sine of amplitude A holding exactly N cycles: |X[N]| = A W / 4,
+    # |X[N +- 1]| = A W / 8, nothing anywhere else.
+    np.testing.assert_allclose(mag[:, N], 0.7 * W / 4, rtol=1e-4)
+    np.testing.assert_allclose(mag[:, [N - 1, N + 1]], 0.7 * W / 8, rtol=1e-3)
+    rest = np.delete(mag, [N - 1, N, N + 1], axis=1)
+    assert 20 * np.log10(rest.max() / mag[:, N].min()) < -90
+
+
+@pytest.mark.parametrize("cycles", [2, 4])
+def test_saw_harmonics_at_multiples_of_n(cycles):
+    f0 = 150.0
+    t = _t(0.5)
+    seg = ncycle_segments(
+        0.3 * _saw(f0, t), np.full(_frames(t.size), f0), **{**SEG, "cycles": cycles}
+    )
+    mag = _mag(seg[8:-8])
+    h = np.arange(1, 31)
+    ratio = mag[:, cycles * h] / mag[:, [cycles]]
+    np.testing.assert_allclose(ratio, np.broadcast_to(1 / h, ratio.shape), rtol=2e-3)
+    # Bins that neither hold nor neighbour a harmonic are empty (Hann leaks to +-1 only);
+    # with N = 2 there are none, with N = 4 every bin 4h + 2.
+    far = [k for k in range(cycles, 30 * cycles) if min(k % cycles, -k % cycles) > 1]
+    assert bool(far) == (cycles == 4)
+    if far:
+        assert mag[:, far].max() < 1e-4 * mag[:, cycles].min()
+
+
+def test_compressing_frames_are_band_limited():
+    """f0 below N * sr / W: the window spans more than W samples; content above its
+    Nyquist (in the original signal: sr / 2 * W / L) must be removed, not aliased."""
+    f0 = 20.0  # L = 1600 samples > W, window Nyquist 5120 Hz
+    t = _t(1.0)
+    y = np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(2 * np.pi * 7000.0 * t)
+    seg = ncycle_segments(y, np.full(_frames(t.size), f0), **SEG)
+    mag = _mag(seg[10:-10])
+    assert np.all(mag.argmax(axis=1) == N)
+    np.testing.assert_allclose(mag[:, N], W / 4, rtol=1e-3)
+    rest = np.delete(mag, [N - 1, N, N + 1], axis=1)
+    assert 20 * np.log10(rest.max() / mag[:, N].min()) < -90  # measured -109 dB
+
+
+def test_raw_frames_are_the_plain_window_and_outside_reads_zero():
+    y = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    nf = _frames(y.size)
+    f0 = np.full(nf, np.nan)
+    f0[5] = 300.0
+    seg = ncycle_segments(y, f0, **SEG)
+    padded = np.concatenate([np.zeros(W // 2, np.float32), y, np.zeros(W, np.float32)])
+    for i in (0, 3, nf - 1):
+        np.testing.assert_array_equal(seg[i], padded[i * HOP : i * HOP + W])
+    # A stretched frame at the start: positions before sample -1 read exact zeros.
+    f0[0] = 300.0
+    seg0 = ncycle_segments(y, f0, **SEG)[0]
+    pos = (np.arange(W) - W / 2) * N * SR / (300.0 * W)
+    assert np.all(seg0[pos < -1.0] == 0.0) and np.any(seg0[pos > 0] != 0.0)
+
+
+def test_chunking_does_not_change_segments():
+    t = _t(1.0)
+    y = _saw(220.0, t) + 0.1 * np.random.default_rng(1).standard_normal(t.size)
+    f0 = np.random.default_rng(2).uniform(50.0, 1500.0, _frames(t.size))
+    f0[::7] = np.nan
+    whole = ncycle_segments(y, f0, **SEG)
+    chunked = ncycle_segments(y, f0, **SEG, chunk_frames=5)
+    np.testing.assert_allclose(chunked, whole, atol=2e-6)
+
+
+# ----------------------------------------------------------------- analyse
+
+
+def _cfg(**features) -> Config:
+    return Config().replace(features=features) if features else Config()
+
+
+def test_timbre_change_shows_at_exactly_the_right_frame():
+    """Sine -> saw at sample B. At f0 = 250 Hz a window spans L = 128 samples (±64).
+    Frame 50 (centre 12800) ends 64 samples before B = 12928 and frame 51 (centre 13056)
+    starts 64 after it, so frame 50 must still be pure sine and frame 51 pure saw."""
+    f0, b = 250.0, 50 * HOP + 128
+    t = _t(1.0)
+    sine, saw = 0.5 * np.sin(2 * np.pi * f0 * t + 0.3), 0.2 * _saw(f0, t)
+    y = np.where(np.arange(t.size) < b, sine, saw)
+    nf = _frames(t.size)
+    f0s, v = np.full(nf, f0), np.ones(nf)
+    cfg = _cfg()
+    mix, a_sine, a_saw = (analyse(x, f0s, v, cfg) for x in (y, sine, saw))
+    for a in (mix, a_sine, a_saw):
+        assert isinstance(a, Analysis)
+        assert a.f0.shape == a.voicedness.shape == (nf,)
+        assert a.mfcc.shape == (nf, 8) and a.target.shape == (nf, 80)
+        assert {x.dtype for x in (a.f0, a.voicedness, a.mfcc, a.target)} == {np.dtype(np.float32)}
+    np.testing.assert_allclose(mix.target[5:51], a_sine.target[5:51], atol=2e-3)
+    np.testing.assert_allclose(mix.target[51:-5], a_saw.target[51:-5], atol=2e-3)
+    np.testing.assert_allclose(mix.mfcc[5:51], a_sine.mfcc[5:51], atol=0.05)
+    np.testing.assert_allclose(mix.mfcc[51:-5], a_saw.mfcc[51:-5], atol=0.05)
+    # and the two really differ (the check above could not pass by accident)
+    assert np.abs(a_sine.target[50] - a_saw.target[50]).max() > 1.0
+    assert np.abs(a_sine.mfcc[50] - a_saw.mfcc[50]).max() > 10.0
+
+
+def test_results_do_not_depend_on_threads():
+    t = _t(6.0)  # 376 frames -> several chunks
+    y = 0.3 * np.sin(2 * np.pi * 330.0 * t) + 0.05 * np.random.default_rng(5).standard_normal(
+        t.size
+    )
+    nf = _frames(t.size)
+    f0, v = np.random.default_rng(6).uniform(60.0, 1500.0, nf), np.ones(nf)
+    one = analyse(y, f0, v, _cfg(), threads=1)
+    two = analyse(y, f0, v, _cfg(), threads=3)
+    np.testing.assert_array_equal(one.target, two.target)
+    np.testing.assert_array_equal(one.mfcc, two.mfcc)
+    segs = ncycle_segments(y, f0, **SEG, chunk_frames=64, threads=1)
+    np.testing.assert_array_equal(segs, ncycle_segments(y, f0, **SEG, chunk_frames=64, threads=2))
+
+
+def test_target_and_mfcc_definitions():
+    t = _t(0.3)
+    y = 0.3 * _saw(180.0, t)
+    nf = _frames(t.size)
+    cfg = _cfg(mel_fmin=50.0, mel_fmax=6000.0, n_mels=32, n_mfcc=10)
+    a = analyse(y, np.full(nf, 180.0), np.ones(nf), cfg)
+    seg = ncycle_segments(y, np.full(nf, 180.0), **SEG)
+    x = np.fft.rfft(seg.astype(np.float64) * periodic_hann(W), n=1024, axis=1)
+    np.testing.assert_allclose(a.target, np.log1p(np.abs(x[:, :80])), rtol=1e-5, atol=1e-5)
+    # MFCC == librosa's pipeline on the same power spectrum (dB without top_db clipping).
+    mel = librosa.feature.melspectrogram(
+        S=np.abs(x.T) ** 2, sr=SR, n_mels=32, fmin=50.0, fmax=6000.0
+    )
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=10).T
+    np.testing.assert_allclose(a.mfcc, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_mel_settings_are_honoured():
+    t = _t(0.3)
+    y = 0.3 * _saw(300.0, t)
+    nf = _frames(t.size)
+    f0, v = np.full(nf, 300.0), np.ones(nf)
+    base = analyse(y, f0, v, _cfg()).mfcc
+    for change in ({"n_mels": 64}, {"mel_fmax": 4000.0}, {"mel_fmin": 300.0}):
+        other = analyse(y, f0, v, _cfg(**change)).mfcc
+        assert np.abs(other - base).max() > 1.0, change
+
+
+def test_n_fft_larger_than_window_zero_pads():
+    seg = np.random.default_rng(0).standard_normal((3, W)).astype(np.float32)
+    target, _ = spectral_features(
+        seg, sample_rate=SR, n_fft=2048, n_bins=100, n_mfcc=8, n_mels=40, mel_fmin=0.0, mel_fmax=0.0
+    )
+    ref = np.log1p(np.abs(np.fft.rfft(seg * periodic_hann(W), n=2048)[:, :100]))
+    np.testing.assert_allclose(target, ref, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------- unvoiced policy
+
+
+def test_cutting_f0_hold_and_raw():
+    f0 = np.array([100.0, 110.0, 120.0, 130.0, 140.0, 150.0, 160.0])
+    v = np.array([0.1, 0.2, 0.9, 0.3, 0.4, 0.8, 0.0])
+    held = cutting_f0(f0, v, policy="hold", voicing_threshold=0.5)
+    np.testing.assert_array_equal(held, [120, 120, 120, 120, 120, 150, 150])
+    raw = cutting_f0(f0, v, policy="raw", voicing_threshold=0.5)
+    np.testing.assert_array_equal(raw, [np.nan, np.nan, 120, np.nan, np.nan, 150, np.nan])
+    none_voiced = cutting_f0(f0, np.zeros(7), policy="hold", voicing_threshold=0.5)
+    np.testing.assert_array_equal(none_voiced, f0)
+    with pytest.raises(ConfigError, match="unvoiced = 'drop'"):
+        cutting_f0(f0, v, policy="drop", voicing_threshold=0.5)
+
+
+def test_analyse_applies_the_unvoiced_policy():
+    t = _t(0.5)
+    y = 0.3 * _saw(200.0, t) + 0.01 * np.random.default_rng(3).standard_normal(t.size)
+    nf = _frames(t.size)
+    f0 = np.random.default_rng(4).uniform(150.0, 250.0, nf)
+    v = np.ones(nf)
+    v[10:20] = 0.0
+    hold = analyse(y, f0, v, _cfg(unvoiced="hold"))
+    # hold == every frame voiced, cut with frame 9's f0 over the unvoiced run
+    f0_held = f0.copy()
+    f0_held[10:20] = f0[9]
+    ref = analyse(y, f0_held, np.ones(nf), _cfg())
+    np.testing.assert_array_equal(hold.target, ref.target)
+    np.testing.assert_array_equal(hold.f0, f0.astype(np.float32))  # the tracker's f0 is kept
+    np.testing.assert_array_equal(hold.voicedness, v.astype(np.float32))
+    raw = analyse(y, f0, v, _cfg(unvoiced="raw"))
+    np.testing.assert_array_equal(raw.target[:10], hold.target[:10])
+    padded = np.concatenate([np.zeros(W // 2), y, np.zeros(W)]).astype(np.float32)
+    plain = np.stack([padded[i * HOP : i * HOP + W] for i in range(10, 20)])
+    np.testing.assert_allclose(
+        raw.target[10:20], np.log1p(_mag(plain)[:, :80]), rtol=1e-5, atol=1e-5
+    )
+    assert raw.target.shape == hold.target.shape == (nf, 80)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_named_errors():
+    y = np.zeros(2560, np.float32)
+    nf = _frames(y.size)
+    cfg = _cfg()
+    ok_f0, ok_v = np.full(nf, 100.0), np.ones(nf)
+    with pytest.raises(DataError, match=r"analyse: f0 has shape \(5,\) but y \(2560 samples"):
+        analyse(y, np.full(5, 100.0), ok_v, cfg)
+    with pytest.raises(DataError, match="analyse: voicedness has shape"):
+        analyse(y, ok_f0, np.ones(nf + 1), cfg)
+    bad = y.copy()
+    bad[7] = np.nan
+    with pytest.raises(DataError, match="NaN or infinite samples .first at sample 7"):
+        analyse(bad, ok_f0, ok_v, cfg)
+    with pytest.raises(DataError, match="mono signal"):
+        analyse(np.zeros((2, 2560)), ok_f0, ok_v, cfg)
+    with pytest.raises(DataError, match="y is empty"):
+        ncycle_segments(np.zeros(0), np.zeros(1), **SEG)
+    f0 = ok_f0.copy()
+    f0[3] = np.nan
+    with pytest.raises(DataError, match=r"f0\[3\] = nan Hz"):
+        analyse(y, f0, ok_v, cfg)
+    f0[3] = -5.0
+    with pytest.raises(DataError, match=r"ncycle_segments: f0\[3\] = -5.0"):
+        ncycle_segments(y, f0, **SEG)
+    with pytest.raises(ConfigError, match="hop_size = 0"):
+        ncycle_segments(y, ok_f0, sample_rate=SR, hop_size=0, window_size=W, cycles=N)
+    v = ok_v.copy()
+    v[1] = np.inf
+    with pytest.raises(DataError, match=r"voicedness\[1\] = inf"):
+        analyse(y, ok_f0, v, cfg)
+
+
+# ----------------------------------------------------------------- input map
+
+
+def _mfcc_train(n: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((d, d)) * np.linspace(3, 0.1, d)[:, None]
+    return (rng.standard_normal((n, d)) @ mix + rng.uniform(-50, 50, d)).astype(np.float32)
+
+
+def _plain(x) -> bool:
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_plain(v) for v in x)
+    return x is None or type(x) in (str, int, float, bool)
+
+
+def test_log_pitch():
+    f0 = np.array([10.0, 46.0, 47.0, 1600.0])
+    np.testing.assert_allclose(
+        log_pitch(f0, 46.0), np.log([1e-4, 1e-4, 1.0001, 1554.0001]).astype(np.float32)
+    )
+    assert log_pitch(f0, 46.0).dtype == np.float32
+
+
+def test_standardisation_names_inputs_and_ranges():
+    x = _mfcc_train()
+    imap = fit_input_map(x, _cfg(), f0=np.linspace(100, 300, 400), voicedness=np.ones(400))
+    z = timbre_controls(imap, x)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-5)
+    assert imap.control_names == tuple(f"mfcc{i}" for i in range(8))
+    assert input_names(imap) == [*imap.control_names, "log_pitch", "voicedness"]
+    np.testing.assert_allclose(imap.control_ranges, np.percentile(z, [1, 99], axis=0).T, atol=1e-5)
+    np.testing.assert_allclose(imap.control_limits[:, 0], z.min(axis=0), atol=1e-5)
+    np.testing.assert_allclose(imap.f0_range, np.percentile(np.linspace(100, 300, 400), [1, 99]))
+    f0, v = np.full(400, 200.0), np.linspace(0, 1, 400)
+    inp = model_inputs(imap, x, f0, v)
+    assert inp.shape == (400, 10) and inp.dtype == np.float32
+    np.testing.assert_allclose(inp[:, :8], z)
+    np.testing.assert_allclose(inp[:, 8], log_pitch(f0, 46.0))
+    np.testing.assert_allclose(inp[:, 9], v)
+    no_v = fit_input_map(x, _cfg(include_voicedness=False))
+    assert model_inputs(no_v, x, f0, None).shape == (400, 9)
+    assert input_names(no_v)[-1] == "log_pitch"
+
+
+def test_constant_coefficient_is_only_centred():
+    x = _mfcc_train()
+    x[:, 3] = 7.0
+    imap = fit_input_map(x, _cfg())
+    z = timbre_controls(imap, x)
+    assert np.all(z[:, 3] == 0.0) and np.all(np.isfinite(z))
+
+
+def test_pca_reduction_matches_sklearn():
+    from sklearn.decomposition import PCA
+
+    x = _mfcc_train()
+    imap = fit_input_map(x, _cfg(reduction="pca", reduction_dims=3))
+    c = timbre_controls(imap, x)
+    assert c.shape == (400, 3) and imap.control_names == ("pc0", "pc1", "pc2")
+    z = (x - x.mean(0)) / x.std(0)
+    ref = PCA(n_components=3).fit(z)
+    np.testing.assert_allclose(
+        imap.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-6
+    )
+    np.testing.assert_allclose(np.abs(c), np.abs(ref.transform(z)), rtol=1e-3, atol=1e-3)
+    assert np.all(np.diff(c.var(axis=0)) < 0)  # ordered by variance
+
+
+def test_input_map_state_round_trip(tmp_path):
+    x = _mfcc_train()
+    for cfg in (_cfg(), _cfg(reduction="pca", reduction_dims=2, include_voicedness=False)):
+        imap = fit_input_map(x, cfg, f0=np.full(400, 220.0))
+        state = imap.to_state()
+        assert _plain(state)
+        again = InputMap.from_state(state)
+        assert again == imap
+        np.testing.assert_array_equal(timbre_controls(again, x), timbre_controls(imap, x))
+        torch.save({"input_map": state}, tmp_path / "b.pt")
+        loaded = torch.load(tmp_path / "b.pt", weights_only=True)["input_map"]
+        assert InputMap.from_state(loaded) == imap
+    assert fit_input_map(x, _cfg()) != fit_input_map(x[:200], _cfg())
+
+
+def test_input_map_state_rejects_bad_states():
+    state = fit_input_map(_mfcc_train(), _cfg()).to_state()
+    with pytest.raises(BundleError, match="version 2 is not supported"):
+        InputMap.from_state({**state, "version": 2})
+    with pytest.raises(BundleError, match="missing keys mfcc_std"):
+        InputMap.from_state({k: v for k, v in state.items() if k != "mfcc_std"})
+    with pytest.raises(BundleError, match=r"control_ranges is not \[8, 2\]"):
+        InputMap.from_state({**state, "control_ranges": [[0.0, 1.0]]})
+    with pytest.raises(BundleError, match="not a 'wms-input-map'"):
+        InputMap.from_state([1, 2])
+
+
+def test_input_map_bad_inputs():
+    x = _mfcc_train()
+    with pytest.raises(DataError, match=r"mfcc_train has shape \(400, 5\), expected \[n, 8\]"):
+        fit_input_map(x[:, :5], _cfg())
+    with pytest.raises(DataError, match="at least 2 training frames"):
+        fit_input_map(x[:1], _cfg())
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(DataError, match="mfcc_train holds NaN"):
+        fit_input_map(bad, _cfg())
+    imap = fit_input_map(x, _cfg())
+    with pytest.raises(DataError, match=r"timbre_controls: mfcc has shape \(400, 7\)"):
+        timbre_controls(imap, x[:, :7])
+    with pytest.raises(DataError, match="includes voicedness but none was given"):
+        model_inputs(imap, x, np.full(400, 100.0), None)
+    with pytest.raises(DataError, match=r"model_inputs: f0 has shape \(3,\)"):
+        model_inputs(imap, x, np.full(3, 100.0), np.ones(400))
+
+
+def test_pacmap_missing_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pacmap", None)  # makes `import pacmap` fail
+    with pytest.raises(ConfigError, match="pip install pacmap"):
+        fit_input_map(_mfcc_train(), _cfg(reduction="pacmap", reduction_dims=2))
+
+
+def test_pacmap_maps_new_points_by_neighbours(monkeypatch):
+    class FakePaCMAP:  # a deterministic stand-in embedding: the first two coordinates, scaled
+        def __init__(self, n_components, random_state):
+            self.n = n_components
+
+        def fit_transform(self, z):
+            return 10.0 * z[:, : self.n]
+
+    monkeypatch.setitem(sys.modules, "pacmap", types.SimpleNamespace(PaCMAP=FakePaCMAP))
+    x = _mfcc_train()
+    imap = fit_input_map(x, _cfg(reduction="pacmap", reduction_dims=2))
+    assert imap.control_names == ("pacmap0", "pacmap1")
+    z = (x - x.mean(0)) / x.std(0)
+    # Training points map onto their own embedding; a new point between two training
+    # points lands between their embeddings.
+    np.testing.assert_allclose(timbre_controls(imap, x), 10.0 * z[:, :2], rtol=1e-3, atol=1e-3)
+    # A new point: the inverse-distance-weighted mean of its 8 nearest training embeddings.
+    new = x[:1] + np.float32(0.5) * x.std(0)
+    d = np.linalg.norm(z - (new - x.mean(0)) / x.std(0), axis=1)
+    near = np.argsort(d)[:8]
+    w = 1 / d[near]
+    expected = (w[:, None] * 10.0 * z[near, :2]).sum(0) / w.sum()
+    np.testing.assert_allclose(timbre_controls(imap, new)[0], expected, rtol=1e-4)
+    again = InputMap.from_state(imap.to_state())
+    assert again == imap
+    np.testing.assert_array_equal(timbre_controls(again, x[:50]), timbre_controls(imap, x[:50]))
