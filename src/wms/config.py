@@ -84,6 +84,15 @@ class FeatureConfig:
     #: Number of reduced timbre dimensions when ``reduction != "none"``.
     reduction_dims: int = 3
 
+    @property
+    def bins_per_harmonic(self) -> int:
+        """Spectrum bins between harmonics: harmonic h sits at bin ``h * bins_per_harmonic``.
+
+        N cycles fill the W-sample window, zero-padded to n_fft, so this is
+        ``N * n_fft / W`` (N at the default n_fft = W); the config check keeps it whole.
+        """
+        return self.cycles_per_window * self.n_fft // self.window_size
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -249,6 +258,12 @@ def _check(cfg: Config) -> Config:
     if f.n_fft < f.window_size:
         raise ConfigError(
             f"features.n_fft = {f.n_fft} must be >= features.window_size = {f.window_size}"
+        )
+    if (f.cycles_per_window * f.n_fft) % f.window_size:
+        raise ConfigError(
+            f"features.cycles_per_window * n_fft / window_size = {f.cycles_per_window} * "
+            f"{f.n_fft} / {f.window_size} must be a whole number (the spacing of harmonics "
+            "in bins); use n_fft = window_size or a power-of-two multiple of it"
         )
     if f.n_bins > f.n_fft // 2 + 1:
         raise ConfigError(
