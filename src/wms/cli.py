@@ -114,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"]
     )
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--frames", type=int, default=None, help="wavetable: frames, 2..256 (default 256)"
+    )
+    p.add_argument(
+        "--control",
+        default=None,
+        metavar="NAME",
+        help="wavetable: sweep this control (default: first principal direction of the training map)",
+    )
+    p.add_argument(
+        "--wav-format",
+        choices=["float", "24", "16"],
+        default=None,
+        help="wavetable: WAV sample format (default float)",
+    )
     p.set_defaults(handler="wms.export:run_export")
 
     p = sub.add_parser("info", help="describe a bundle")

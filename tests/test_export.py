@@ -1,0 +1,457 @@
+"""export.py: every export format round-trips against the PyTorch model.
+
+Tiny models (hidden 16). Each model format is run for 1000 recurrent steps with
+the state fed back and compared with PyTorch (max abs diff <= 1e-5); the
+wavetable is re-read and its frames' spectra compared with the predicted
+harmonics. The RTNeural export is also reproduced by a plain C++ GRU
+(cpp/wms_check.cpp) when g++ is available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import torch
+
+import wms.export as ex
+from wms.cli import main
+from wms.config import Config
+from wms.errors import ExportError
+from wms.features import fit_input_map, log_pitch
+from wms.model import WMSNet
+from wms.synth.tables import harmonic_amplitudes
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def _source(num_layers: int = 1, activation: str = "softplus", seed: int = 0) -> ex.ExportSource:
+    """A hand-built source: tiny WMSNet, a real fitted InputMap (PCA to 2 controls)."""
+    cfg = Config().replace(
+        features={"reduction": "pca", "reduction_dims": 2},
+        model={
+            "hidden_size": 16,
+            "encoder_size": 16,
+            "num_layers": num_layers,
+            "output_activation": activation,
+        },
+    )
+    rng = np.random.default_rng(seed)
+    mfcc = rng.normal(size=(300, 8)) * np.linspace(3, 0.5, 8)
+    f0 = rng.uniform(80.0, 600.0, 300)
+    voiced = rng.uniform(0.0, 1.0, 300)
+    imap = fit_input_map(mfcc, cfg, f0=f0, voicedness=voiced)
+    controls = (mfcc - imap.mfcc_mean) / imap.mfcc_std
+    controls = (controls - imap.pca_mean) @ imap.components.T
+    torch.manual_seed(seed)
+    model = WMSNet.from_config(4, cfg.features.n_bins, cfg.model).eval()
+    return ex.ExportSource(
+        model=model,
+        config=cfg,
+        input_map=imap.to_state(),
+        control_names=imap.control_names,
+        control_ranges=imap.control_ranges,
+        training_map={"controls": controls, "f0": f0, "voicedness": voiced},
+        name="test-model",
+    )
+
+
+@pytest.fixture(scope="module")
+def src() -> ex.ExportSource:
+    return _source()
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / ex.SUMMARY_NAME).read_text())
+
+
+# --------------------------------------------------------------------------- rtneural
+
+
+def test_rtneural_json_reproduces_torch(src, tmp_path):
+    res = ex.export(src, "rtneural", tmp_path)
+    assert res.max_abs_diff <= TOL and _summary(tmp_path)["passed"]
+    weights = json.loads((tmp_path / "wms_model.json").read_text())
+    assert set(weights) == set(src.model.state_dict())
+    for k, v in src.model.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(weights[k], np.float32), v.numpy())
+    tv = json.loads((tmp_path / "wms_test_vectors.json").read_text())
+    x = np.asarray(tv["inputs"], np.float32)
+    assert x.shape == (ex.CHECK_STEPS, 4)
+    # An independent numpy pass over the JSON, against PyTorch stepped one frame at a time.
+    got = ex.numpy_forward(weights, x, num_layers=1, output_activation="softplus")
+    h, ys = None, []
+    with torch.no_grad():
+        for row in torch.from_numpy(x):
+            y, h = src.model.step(row[None], h)
+            ys.append(y[0].numpy())
+    assert np.max(np.abs(got["y"] - np.stack(ys))) <= TOL
+    assert np.max(np.abs(got["pre"] - np.asarray(tv["pre_activation"]))) <= TOL
+    assert np.max(np.abs(np.asarray(tv["outputs"]) - np.stack(ys))) <= TOL
+    # Softplus is applied outside the ModelT: outputs = softplus(pre-activation).
+    np.testing.assert_allclose(
+        ex.softplus(np.asarray(tv["pre_activation"])), tv["outputs"], atol=1e-6
+    )
+
+
+def test_rtneural_header_and_constants(src, tmp_path):
+    ex.export(src, "rtneural", tmp_path)
+    header = (tmp_path / "wms_model.h").read_text()
+    assert (
+        "RTNeural::ModelT<float, 4, 80,\n"
+        "        RTNeural::DenseT<float, 4, 16>,\n"
+        "        RTNeural::ReLuActivationT<float, 16>,\n"
+        "        RTNeural::GRULayerT<float, 16, 16>,\n"
+        "        RTNeural::DenseT<float, 16, 16>,\n"
+        "        RTNeural::ReLuActivationT<float, 16>,\n"
+        "        RTNeural::DenseT<float, 16, 80>>" in header
+    )
+    assert 'loadDense<float>(modelJson, "input_encoder.0.", model.get<0>())' in header
+    assert 'loadGRU<float>(modelJson, "gru.", model.get<2>())' in header
+    assert 'loadDense<float>(modelJson, "dense_layers.0.", model.get<3>())' in header
+    assert 'loadDense<float>(modelJson, "dense_layers.2.", model.get<5>())' in header
+    assert (
+        "softplus" in header
+        and 'kControlNames[kNumControls > 0 ? kNumControls : 1] = {"pc0", "pc1"}' in header
+    )
+    meta = json.loads((tmp_path / "wms_constants.json").read_text())
+    assert meta["inputs"]["columns"] == ["pc0", "pc1", "log_pitch", "voicedness"]
+    assert meta["inputs"]["log_pitch"] == {
+        "formula": "log(max(f0_hz, fmin) - fmin + eps)",
+        "fmin": 46.0,
+        "eps": 1e-4,
+    }
+    assert meta["spectrum"]["n_bins"] == 80 and meta["spectrum"]["cycles_per_table"] == 2
+    assert meta["input_map"]["reduction"] == "pca" and len(meta["input_map"]["mfcc_mean"]) == 8
+    # The documented formula is the one the features use.
+    f0 = np.array([20.0, 46.0, 220.0])
+    np.testing.assert_allclose(
+        np.log(np.maximum(f0, 46.0) - 46.0 + 1e-4), log_pitch(f0, 46.0), rtol=1e-6
+    )
+
+
+def test_rtneural_two_layers_alias_keys(tmp_path):
+    s = _source(num_layers=2)
+    res = ex.export(s, "rtneural", tmp_path)
+    assert res.max_abs_diff <= TOL
+    weights = json.loads((tmp_path / "wms_model.json").read_text())
+    for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        assert weights[f"gru_l1.{p}_l0"] == weights[f"gru.{p}_l1"]
+    header = (tmp_path / "wms_model.h").read_text()
+    assert header.count("RTNeural::GRULayerT<float, 16, 16>") == 2
+    assert 'loadGRU<float>(modelJson, "gru_l1.", model.get<3>())' in header
+    assert 'loadDense<float>(modelJson, "dense_layers.2.", model.get<6>())' in header
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+@pytest.mark.parametrize("num_layers,activation", [(1, "softplus"), (2, "relu")])
+def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
+    s = _source(num_layers=num_layers, activation=activation)
+    out = tmp_path / "export"
+    ex.export(s, "rtneural", out)
+    exe = tmp_path / "wms_check"
+    subprocess.run(
+        ["g++", "-O2", "-std=c++17", "-Wall", "-Werror", "-I", str(out),
+         str(REPO / "cpp" / "wms_check.cpp"), "-o", str(exe)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run = subprocess.run(
+        [str(exe), str(out / "wms_model.json"), str(out / "wms_test_vectors.json"), str(TOL)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = dict(line.split() for line in run.stdout.splitlines())
+    assert int(figures["steps"]) == ex.CHECK_STEPS
+    assert float(figures["max_abs_diff_outputs"]) <= TOL
+    # The header's RTNeural part (ModelType, loadModel) against the API stand-in.
+    exe = tmp_path / "wms_header_check"
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "cpp"),
+         "-I", str(REPO / "cpp" / "mock_rtneural"), "-I", str(out),
+         str(REPO / "cpp" / "wms_header_check.cpp"), "-o", str(exe)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run = subprocess.run(
+        [str(exe), str(out / "wms_model.json")], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --------------------------------------------------------------------------- onnx / torchscript
+
+
+def _loop(step, x: np.ndarray, layers: int) -> np.ndarray:
+    h, ys = np.zeros((layers, 1, 16), np.float32), []
+    for row in x:
+        y, h = step(row[None].astype(np.float32), h)
+        ys.append(np.asarray(y)[0])
+    return np.stack(ys)
+
+
+@pytest.mark.parametrize("num_layers,activation", [(1, "softplus"), (2, "none")])
+def test_onnx_step_matches_torch(tmp_path, num_layers, activation):
+    s = _source(num_layers=num_layers, activation=activation)
+    res = ex.export(s, "onnx", tmp_path)
+    assert res.max_abs_diff <= TOL
+    sess = ort.InferenceSession(str(tmp_path / "wms_step.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape) for i in sess.get_inputs()] == [
+        ("x", [1, 4]),
+        ("h", [num_layers, 1, 16]),
+    ]
+    assert [(o.name, o.shape) for o in sess.get_outputs()] == [
+        ("y", [1, 80]),
+        ("h_out", [num_layers, 1, 16]),
+    ]
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["control_names"]) == ["pc0", "pc1"]
+    assert meta["cycles_per_table"] == "2" and meta["n_bins"] == "80"
+    assert meta["sample_rate"] == "16000" and meta["wms_version"]
+    assert json.loads(meta["input_mapping"])["log_pitch"]["fmin"] == 46.0
+    x = ex.check_inputs(s, 1000, seed=3)
+    got = _loop(lambda a, h: sess.run(["y", "h_out"], {"x": a, "h": h}), x, num_layers)
+    want = ex.torch_reference(s.model, x)["y"]
+    assert np.max(np.abs(got - want)) <= TOL
+
+
+def test_onnx_softplus_threshold(tmp_path):
+    """Large pre-activations pass through (PyTorch's threshold 20), no overflow."""
+    s = _source()
+    with torch.no_grad():
+        s.model.dense_layers[2].bias.add_(60.0)
+    res = ex.export(s, "onnx", tmp_path)
+    assert res.max_abs_diff <= TOL
+
+
+def test_torchscript_step_matches_torch(src, tmp_path):
+    res = ex.export(src, "torchscript", tmp_path)
+    assert res.max_abs_diff <= TOL
+    extra = {"wms_metadata.json": ""}
+    with (
+        warnings.catch_warnings()
+    ):  # TorchScript is deprecated in PyTorch, still what libtorch loads
+        warnings.filterwarnings("ignore", r".*torch\.jit\.load` is deprecated", DeprecationWarning)
+        loaded = torch.jit.load(str(tmp_path / "wms_step.pt"), _extra_files=extra)
+    meta = json.loads(extra["wms_metadata.json"])
+    assert meta["inputs"]["control_names"] == ["pc0", "pc1"] and meta["wms_version"]
+    x = ex.check_inputs(src, 1000, seed=4)
+
+    def step(a, h):
+        with torch.no_grad():
+            y, h2 = loaded(torch.from_numpy(a), torch.from_numpy(h))
+        return y.numpy(), h2.numpy()
+
+    got = _loop(step, x, 1)
+    assert np.max(np.abs(got - ex.torch_reference(src.model, x)["y"])) <= TOL
+
+
+# --------------------------------------------------------------------------- wavetable
+
+
+def _chunks(path: Path) -> dict[str, bytes]:
+    raw, out, at = path.read_bytes(), {}, 12
+    while at + 8 <= len(raw):
+        size = int.from_bytes(raw[at + 4 : at + 8], "little")
+        out[raw[at : at + 4].decode()] = raw[at + 8 : at + 8 + size]
+        at += 8 + size + (size & 1)
+    return out
+
+
+@pytest.mark.parametrize("fmt,subtype", [("float", "FLOAT"), ("16", "PCM_16"), ("24", "PCM_24")])
+def test_wavetable_frames_match_predicted_harmonics(src, tmp_path, fmt, subtype):
+    n = 256 if fmt == "float" else 64
+    res = ex.export(src, "wavetable", tmp_path, n_frames=n, sample_format=fmt)
+    wav = tmp_path / "wms_wavetable.wav"
+    y, sr = sf.read(str(wav), dtype="float64")
+    assert sf.info(str(wav)).subtype == subtype and y.ndim == 1 and len(y) == n * 2048
+    chunks = _chunks(wav)
+    assert chunks["clm "].startswith(b"<!>2048 ")
+    assert chunks["srge"] == (1).to_bytes(4, "little") + (2048).to_bytes(4, "little")
+    assert list(chunks)[-1] == "data"  # metadata chunks come before the samples
+    # Independent expectation: the model held at each path point, harmonics N*h.
+    side = json.loads((tmp_path / "wms_wavetable.json").read_text())
+    ctrl = np.asarray(side["controls"])
+    x = np.concatenate(
+        [ctrl, log_pitch(np.full(n, side["f0_hz"]), 46.0)[:, None], np.ones((n, 1))], 1
+    )
+    with torch.no_grad():
+        spec, _ = src.model(torch.tensor(x, dtype=torch.float32)[:, None].expand(-1, 32, -1))
+    amps = harmonic_amplitudes(spec[:, -1].numpy(), 2).astype(np.float64)
+    spectrum = np.zeros((n, 1025))
+    spectrum[:, 1 : amps.shape[1] + 1] = amps * 1024
+    cycles = np.fft.irfft(spectrum, n=2048, axis=1)  # zero phase
+    peak = np.max(np.abs(cycles), axis=1, keepdims=True)
+    # Each frame peak-normalised; float32 tables (~1e-6) plus PCM rounding (half a step).
+    q = 1e-6 + {"float": 0.0, "24": 2.0**-23, "16": 2.0**-15}[fmt]
+    assert np.max(np.abs(y.reshape(n, 2048) - cycles / peak)) <= q
+    mag = np.abs(np.fft.rfft(y.reshape(n, 2048), axis=1)) / 1024
+    assert np.max(np.abs(mag[:, 1 : amps.shape[1] + 1] - amps / peak)) <= ex.WAV_FORMATS[fmt]
+    assert res.max_abs_diff <= ex.WAV_FORMATS[fmt]
+    assert side["f0_hz"] == pytest.approx(
+        np.median(src.training_map["f0"][src.training_map["voicedness"] >= 0.5])
+    )
+
+
+def test_wavetable_control_sweep(src, tmp_path):
+    ex.export(src, "wavetable", tmp_path, n_frames=16, control="pc1", normalize="bank")
+    side = json.loads((tmp_path / "wms_wavetable.json").read_text())
+    ctrl = np.asarray(side["controls"])
+    np.testing.assert_allclose(ctrl[:, 1], np.linspace(*src.control_ranges[1], 16))
+    assert np.ptp(ctrl[:, 0]) == 0.0
+    y, _ = sf.read(str(tmp_path / "wms_wavetable.wav"))
+    assert np.max(np.abs(y)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_wavetable_path_follows_first_principal_direction(src):
+    path = ex.wavetable_path(src, 50)
+    lo, hi = src.control_ranges[:, 0], src.control_ranges[:, 1]
+    assert np.all((path >= lo - 1e-12) & (path <= hi + 1e-12))
+    c = src.training_map["controls"]
+    top = np.linalg.eigh(np.cov(c.T))[1][:, -1]
+    inside = np.all((path > lo) & (path < hi), axis=1)
+    step = np.diff(path[inside], axis=0)
+    cos = np.abs(step @ top) / np.linalg.norm(step, axis=1)
+    assert inside.sum() > 25 and np.all(cos > 0.999)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_unknown_format(src, tmp_path):
+    with pytest.raises(ExportError, match="unknown export format 'coreml'"):
+        ex.export(src, "coreml", tmp_path)
+
+
+def test_out_dir_under_a_file(src, tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(ExportError, match="cannot write the export there"):
+        ex.export(src, "onnx", f / "sub")
+    with pytest.raises(ExportError, match="exists and is not a folder"):
+        ex.export(src, "onnx", f)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_out_dir_read_only(src, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(ExportError, match="cannot write the export there"):
+            ex.export(src, "rtneural", ro)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_inconsistent_source_rejected(src):
+    with pytest.raises(ExportError, match="takes 4 inputs but 3 controls"):
+        ex.ExportSource(
+            src.model, src.config, {}, ("a", "b", "c"), np.zeros((3, 2)), src.training_map
+        )
+    with pytest.raises(ExportError, match="training map has no 'f0'"):
+        ex.ExportSource(
+            src.model, src.config, {}, src.control_names, src.control_ranges,
+            {"controls": src.training_map["controls"], "voicedness": np.ones(3)},
+        )  # fmt: skip
+    with pytest.raises(ExportError, match="input map fmin = 50.0 disagrees"):
+        ex.ExportSource(
+            src.model, src.config, {"fmin": 50.0}, src.control_names, src.control_ranges,
+            src.training_map,
+        )  # fmt: skip
+
+
+def test_bad_wavetable_options(src, tmp_path):
+    with pytest.raises(ExportError, match="unknown control 'brightness'"):
+        ex.export(src, "wavetable", tmp_path, control="brightness")
+    with pytest.raises(ExportError, match="2..256 frames"):
+        ex.export(src, "wavetable", tmp_path, n_frames=1)
+    with pytest.raises(ExportError, match="unknown WAV sample format '8'"):
+        ex.export(src, "wavetable", tmp_path, sample_format="8")
+    with pytest.raises(ExportError, match="takes no option control"):
+        ex.export(src, "onnx", tmp_path, control="pc0")
+
+
+def test_failed_check_raises_and_records(src, tmp_path, monkeypatch):
+    real = ex.numpy_forward
+
+    def off_by_a_bit(*a, **k):
+        got = real(*a, **k)
+        got["y"] = got["y"] + 1e-3
+        return got
+
+    monkeypatch.setattr(ex, "numpy_forward", off_by_a_bit)
+    with pytest.raises(ExportError, match=r"does not match the PyTorch model .*outputs = 0\.001"):
+        ex.export(src, "rtneural", tmp_path)
+    assert _summary(tmp_path)["passed"] is False
+
+
+# --------------------------------------------------------------------------- through a bundle
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory) -> Path:
+    from wms.bundle import save_bundle
+
+    s = _source(seed=1)
+    path = tmp_path_factory.mktemp("bundle") / "model.wms"
+    return save_bundle(
+        path,
+        model=s.model,
+        config=s.config,
+        input_map_state=dict(s.input_map),
+        control_names=list(s.control_names),
+        control_ranges=s.control_ranges,
+        training_map={k: np.asarray(v, np.float32) for k, v in s.training_map.items()},
+        data_map={"files": []},
+        history=[],
+        metrics={},
+    )
+
+
+@pytest.mark.parametrize("fmt", ex.FORMATS)
+def test_cli_export_from_bundle(bundle_path, tmp_path, capsys, fmt):
+    from wms.bundle import load_bundle
+
+    out = tmp_path / fmt
+    extra = ["--frames", "32", "--wav-format", "24"] if fmt == "wavetable" else []
+    assert main(["export", str(bundle_path), "--format", fmt, "--out", str(out), *extra]) == 0
+    text = capsys.readouterr().out
+    assert f"{fmt} export of {bundle_path}" in text and "max abs diff" in text
+    summary = _summary(out)
+    assert summary["passed"] and all(
+        v <= summary["tolerance"] for v in summary["max_abs_diff"].values()
+    )
+    b = load_bundle(bundle_path)
+    if fmt == "onnx":  # the exported step agrees with the bundle's own predict()
+        sess = ort.InferenceSession(str(out / "wms_step.onnx"), providers=["CPUExecutionProvider"])
+        x = np.asarray(
+            b.training_map["inputs"]
+            if "inputs" in b.training_map
+            else ex.check_inputs(ex.ExportSource.from_bundle(b, "b"), 200),
+            np.float32,
+        )[:200]
+        got = _loop(lambda a, h: sess.run(None, {"x": a, "h": h}), x, 1)
+        assert np.max(np.abs(got - b.predict(x))) <= TOL
+    if fmt == "wavetable":
+        y, _ = sf.read(str(out / "wms_wavetable.wav"))
+        assert len(y) == 32 * 2048
+
+
+def test_cli_export_bad_bundle(tmp_path, capsys):
+    bad = tmp_path / "model.wms"
+    bad.write_bytes(b"RIFF not a bundle")
+    assert main(["export", str(bad), "--format", "onnx", "--out", str(tmp_path / "o")]) == 2
+    assert "not a WMS bundle" in capsys.readouterr().err
+    assert (
+        main(["export", str(tmp_path / "missing.wms"), "--format", "onnx", "--out", str(tmp_path)])
+        == 2
+    )
+    assert "no such bundle file" in capsys.readouterr().err
