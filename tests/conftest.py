@@ -1,0 +1,51 @@
+"""Shared fixtures: one tiny trained run per test session.
+
+``tiny_run`` trains a real bundle with ``wms train`` (hidden 16, 8 s of basic
+waves, 1 epoch) once per session; tests that only read the bundle reuse it.
+Tests must not modify the files it returns (copy them first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+#: ``--set`` overrides of the tiny training config (seconds on 1 core).
+TINY_TRAIN = [
+    "model.hidden_size=16",
+    "model.encoder_size=16",
+    "data.seq_len=8",
+    "data.batch_size=64",
+    "data.val_block_seconds=1.0",
+    "data.gap_frames=8",
+    "train.lr=0.003",
+    "train.max_epochs=1",
+]
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A trained tiny run: the training audio, its feature cache, the run folder and bundle."""
+
+    wav: Path
+    cache: Path
+    run: Path
+    bundle: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    from wms.audio import write_audio
+    from wms.basic_waves import basic_waves
+    from wms.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    wav = write_audio(root / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+    cache, run = root / "cache", root / "run"
+    args = ["train", str(wav), "--out", str(run), "--cache-dir", str(cache), "--jobs", "1"]
+    for s in TINY_TRAIN:
+        args += ["--set", s]
+    assert main(args) == 0, "tiny training run failed"
+    return TinyRun(wav=wav, cache=cache, run=run, bundle=run / "model.wms")

@@ -1,0 +1,213 @@
+"""evaluate.py / report.py: `wms evaluate` end to end on a tiny bundle, the STFT distance,
+and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from wms.audio import write_audio
+from wms.basic_waves import basic_waves
+from wms.bundle import load_bundle, save_bundle
+from wms.cli import main
+from wms.errors import AudioError, BundleError, DataError, WMSError
+from wms.evaluate import (
+    evaluate,
+    heldout_data,
+    multi_resolution_stft_distance,
+    pick_example_frames,
+    play_harmonics,
+    spectral_metrics,
+)
+
+# --------------------------------------------------------------------------- STFT distance
+
+
+def test_stft_distance_of_identical_signals_is_zero():
+    x = np.random.default_rng(0).normal(size=8000)
+    d = multi_resolution_stft_distance(x, x)
+    assert d["sc"] == 0.0 and d["log_mag_l1"] == 0.0 and d["total"] == 0.0
+    assert d["fft_sizes"] == [2048, 1024, 512, 256]
+
+
+@pytest.mark.parametrize("gain", [2.0, 0.5, 0.1])
+def test_stft_distance_of_a_scaled_signal(gain):
+    # |STFT(g x)| = g |STFT(x)|: SC = |g - 1| exactly, log-magnitude L1 = |ln g| (bins above eps).
+    x = np.random.default_rng(1).normal(size=8000)
+    d = multi_resolution_stft_distance(gain * x, x)
+    assert d["sc"] == pytest.approx(abs(gain - 1), rel=1e-9)
+    assert d["log_mag_l1"] == pytest.approx(abs(math.log(gain)), rel=1e-3)
+    for v in d["per_size"].values():
+        assert v["sc"] == pytest.approx(abs(gain - 1), rel=1e-9)
+
+
+def test_stft_distance_rejects_bad_signals():
+    with pytest.raises(DataError, match="one length"):
+        multi_resolution_stft_distance(np.zeros(100), np.zeros(101))
+    with pytest.raises(DataError, match="NaN"):
+        multi_resolution_stft_distance(np.full(100, np.nan), np.zeros(100))
+
+
+def test_play_harmonics_is_a_band_limited_loop_at_f0():
+    amps = np.zeros(39, np.float32)
+    amps[0] = 1.0
+    y = play_harmonics(amps, 441.0, sample_rate=44100, seconds=0.5)
+    assert y.shape == (22050,)
+    mid = y[2205:-2205]
+    spec = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
+    assert np.argmax(spec) * 44100 / mid.size == pytest.approx(441.0, abs=3.0)
+    assert abs(y[0]) < 1e-6 and abs(y[-1]) < 1e-3  # faded in and out
+
+
+def test_example_frames_span_the_error_range():
+    lsd = np.arange(100.0)
+    voiced = np.ones(100, bool)
+    voiced[90:] = False  # unvoiced frames are never picked
+    rows = [r for r, _ in pick_example_frames(lsd, voiced)]
+    assert rows == [9, 44, 67, 85]
+
+
+# --------------------------------------------------------------------------- end to end
+
+KEYS = ("model", "baseline_mean", "baseline_nearest")
+
+
+def test_wms_evaluate_writes_metrics_report_figures_and_audio(tiny_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", str(tiny_run.bundle), "--out", str(out)]
+    assert main(args + ["--cache-dir", str(tiny_run.cache), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline: nearest frame" in printed and "report:" in printed
+
+    m = json.loads((out / "metrics.json").read_text())
+    for k in KEYS:
+        assert set(m[k]) >= {"sc", "lsd_db"} and all(
+            math.isfinite(m[k][x]) for x in ("sc", "lsd_db")
+        )
+    b = load_bundle(tiny_run.bundle)
+    val_frames = sum(b - a for f in b.data["files"] for a, b in f["val"])
+    assert m["frames"] == val_frames == m["data"]["frames"] > 0
+    assert m["data"]["source"] == "validation"
+    # Same frames, same model, same zero-state blocks as the training-time report.
+    assert m["model"]["lsd_db"] == pytest.approx(b.metrics["lsd_db"], rel=1e-5)
+    assert m["model"]["sc"] == pytest.approx(b.metrics["sc"], rel=1e-5)
+    assert m["baseline_mean"]["lsd_db"] == pytest.approx(
+        b.metrics["lsd_db_mean_baseline"], rel=1e-2
+    )
+    r = m["resynthesis"]
+    assert r["stft_distance"]["total"] > 0 and r["stft_distance"]["fft_sizes"]
+    assert r["f0_cents"]["frames"] > 0 and r["f0_cents"]["median_abs"] >= 0
+    assert r["f0_cents"]["p90_abs"] >= r["f0_cents"]["median_abs"]
+    assert m["wms_version"] and m["bundle"]["config_sha256"] and m["bundle"]["path"]
+    assert isinstance(m["beats_both_baselines"], bool)
+
+    for name in m["files"].values():
+        assert (out / name).stat().st_size > 0, name
+    for name in (
+        "report.md",
+        "index.html",
+        "spectra.png",
+        "waveforms.png",
+        "loss_curves.png",
+        "control_map.png",
+        "spectrogram.png",
+        "resynthesis.wav",
+        "original.wav",
+        "example1_target.wav",
+        "example1_predicted.wav",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "| **model** |" in report and "![Predicted vs target spectra](spectra.png)" in report
+    assert "baselines" in report and "(resynthesis.wav)" in report
+    assert "<img src='spectra.png'" in (out / "index.html").read_text()
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_evaluate_on_given_audio_uses_all_its_frames(tiny_run, tmp_path):
+    wav = write_audio(tmp_path / "other.wav", basic_waves(3.0, sample_rate=16000, seed=7), 16000)
+    m = evaluate(tiny_run.bundle, tmp_path / "eval", wav, cache_dir=tiny_run.cache, jobs=1)
+    hop = load_bundle(tiny_run.bundle).config.features.hop_size
+    assert m["frames"] == 1 + 48000 // hop
+    assert m["data"]["source"] == "audio" and m["data"]["files"][0]["ranges"] == [[0, m["frames"]]]
+    assert (tmp_path / "eval" / "report.md").is_file()
+
+
+def _resave(src, dst, **changes):
+    """Copy a bundle with some fields changed (data map, training map)."""
+    b = load_bundle(src)
+    kw = dict(
+        model=b.model,
+        config=b.config,
+        input_map_state=b.input_map.to_state(),
+        control_names=b.control_names,
+        control_ranges=b.control_ranges,
+        training_map=b.training_map,
+        data_map=b.data,
+        history=b.history,
+        metrics=b.metrics,
+    )
+    kw.update(changes)
+    return save_bundle(dst, **kw)
+
+
+def test_baselines_from_re_read_training_frames_match_the_training_map(tiny_run, tmp_path):
+    b = load_bundle(tiny_run.bundle)
+    tm = {k: v for k, v in b.training_map.items() if k in ("controls", "f0", "voicedness")}
+    slim = load_bundle(_resave(tiny_run.bundle, tmp_path / "slim.wms", training_map=tm))
+    a = heldout_data(b, cache_dir=tiny_run.cache, jobs=1)
+    s = heldout_data(slim, cache_dir=tiny_run.cache, jobs=1)
+    assert "training map" in a.baseline_from and "re-read" in s.baseline_from
+    ma, _ = spectral_metrics(b, a)
+    ms, _ = spectral_metrics(slim, s)
+    for k in KEYS:  # the tiny run's map holds every training frame (in float16)
+        assert ms[k]["lsd_db"] == pytest.approx(ma[k]["lsd_db"], rel=1e-2)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_and_corrupt_bundles(tmp_path, capsys):
+    with pytest.raises(BundleError, match="no such bundle file"):
+        evaluate(tmp_path / "nope.wms", tmp_path / "out")
+    bad = tmp_path / "bad.wms"
+    bad.write_bytes(b"PK\x03\x04 this is not a bundle")
+    with pytest.raises(BundleError, match="truncated or corrupt"):
+        evaluate(bad, tmp_path / "out")
+    assert main(["evaluate", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "bad.wms: truncated or corrupt bundle" in capsys.readouterr().err
+
+
+def test_unreadable_audio(tiny_run, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("not audio at all")
+    with pytest.raises(AudioError, match="notes.wav: unreadable or corrupt audio"):
+        evaluate(tiny_run.bundle, tmp_path / "out", fake, cache_dir=tiny_run.cache, jobs=1)
+    with pytest.raises(AudioError, match="missing.wav: no such file"):
+        evaluate(tiny_run.bundle, tmp_path / "out", tmp_path / "missing.wav")
+
+
+def test_unwritable_out(tiny_run, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(WMSError, match="file.txt: exists and is not a folder"):
+        evaluate(tiny_run.bundle, blocker)
+    with pytest.raises(WMSError, match="cannot write the report there"):
+        evaluate(tiny_run.bundle, blocker / "sub")
+
+
+def test_gone_or_changed_training_file(tiny_run, tmp_path):
+    b = load_bundle(tiny_run.bundle)
+    gone = {"files": [{**f, "path": str(tmp_path / "moved.wav")} for f in b.data["files"]]}
+    p = _resave(tiny_run.bundle, tmp_path / "gone.wms", data_map=gone)
+    with pytest.raises(DataError, match=r"moved.wav.*wms evaluate BUNDLE AUDIO"):
+        evaluate(p, tmp_path / "out", cache_dir=tiny_run.cache, jobs=1)
+
+    other = write_audio(tmp_path / "other.wav", basic_waves(8.0, sample_rate=16000, seed=3), 16000)
+    changed = {"files": [{**f, "path": str(other)} for f in b.data["files"]]}
+    p = _resave(tiny_run.bundle, tmp_path / "changed.wms", data_map=changed)
+    with pytest.raises(DataError, match="has changed since the bundle was trained"):
+        evaluate(p, tmp_path / "out", cache_dir=tiny_run.cache, jobs=1)
