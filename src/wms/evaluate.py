@@ -742,7 +742,7 @@ def evaluate(
         }
         for kind in ("target", "model"):
             name = f"example{j + 1}_{'target' if kind == 'target' else 'predicted'}.wav"
-            amps = harmonic_amplitudes(arrays[kind][r], cfg.features.cycles_per_window)
+            amps = harmonic_amplitudes(arrays[kind][r], cfg.features.bins_per_harmonic)
             write_audio(out / name, play_harmonics(amps, float(f0[r]), sample_rate=rr), rr)
             ex[f"wav_{kind}"] = name
         examples.append(ex)

@@ -322,10 +322,11 @@ def export_metadata(src: ExportSource) -> dict[str, Any]:
         "spectrum": {
             "n_bins": cfg.features.n_bins,
             "cycles_per_table": cfg.features.cycles_per_window,
+            "bins_per_harmonic": cfg.features.bins_per_harmonic,
             "n_fft": cfg.features.n_fft,
             "window_size": cfg.features.window_size,
             "analysis_sample_rate": cfg.audio.sample_rate,
-            "harmonic_bins": "bin N*h is harmonic h (N = cycles_per_table)",
+            "harmonic_bins": "bin B*h is harmonic h (B = bins_per_harmonic = N * n_fft / window_size)",
         },
         "synth": {"table_size": cfg.synth.table_size, "sample_rate": cfg.synth.sample_rate},
     }
@@ -627,9 +628,10 @@ constexpr int kNumInputs = {m.n_inputs};        // D = timbre controls + log-pit
 constexpr int kNumBins = {m.n_outputs};         // K log1p magnitude bins
 constexpr int kHiddenSize = {m.hidden_size};
 constexpr int kNumLayers = {m.num_layers};
-// ---- spectrum layout: bin N*h is harmonic h
+// ---- spectrum layout: bin B*h is harmonic h, B = N * n_fft / window_size
 constexpr int kCyclesPerTable = {cfg.features.cycles_per_window};   // N
-constexpr int kNumHarmonics = (kNumBins - 1) / kCyclesPerTable;
+constexpr int kBinsPerHarmonic = {cfg.features.bins_per_harmonic};   // B
+constexpr int kNumHarmonics = (kNumBins - 1) / kBinsPerHarmonic;
 constexpr int kNFFT = {cfg.features.n_fft};
 constexpr int kTableSize = {cfg.synth.table_size};
 constexpr double kAnalysisSampleRate = {float(cfg.audio.sample_rate)!r};
@@ -1201,7 +1203,7 @@ def export_wavetable(
         include_voicedness=src.include_voicedness,
     )
     spectra = settled_spectra(src.model, inputs, settle_steps=settle_steps)
-    amps = harmonic_amplitudes(spectra, src.config.features.cycles_per_window)
+    amps = harmonic_amplitudes(spectra, src.config.features.bins_per_harmonic)
     cycles = cycles_from_amplitudes(amps, frame_size)
     peaks = np.max(np.abs(cycles), axis=1)
     if normalize == "frame":

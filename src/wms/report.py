@@ -396,7 +396,7 @@ def write_figures_and_report(
 ) -> dict[str, str]:
     """Every evaluation figure, then ``report.md`` / ``index.html``; returns ``{name: file}``."""
     cfg = bundle.config
-    n = cfg.features.cycles_per_window
+    n = cfg.features.bins_per_harmonic
     figs: list[tuple[str, str, str]] = []
     files: dict[str, str] = {}
 

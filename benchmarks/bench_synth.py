@@ -1,0 +1,224 @@
+"""Synthesis quality and speed figures vs the issue-4 targets.
+
+    .venv/bin/python benchmarks/bench_synth.py [--bundle model.wms] [--quick]
+
+Without ``--bundle`` the model is a seeded random-weight network of the reference size
+(hidden 256, 8 MFCC controls) inside a real bundle; quality figures that must not depend
+on the model (pitch, aliasing, clicks) also run on known spectra (a 39-harmonic sawtooth).
+Everything runs on one core (torch and BLAS limited to one thread). The machine may be
+shared: speed figures are the best of a few repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from wms.audio import resample
+from wms.bundle import load_bundle
+from wms.config import SynthConfig
+from wms.pitch import estimate_pitch
+from wms.synth import measure as M
+from wms.synth.controls import Curves, Trajectory, audio_trajectory, curves_trajectory
+from wms.synth.engine import SynthEngine
+from wms.synth.network import SynthModel
+from wms.synth.render import render
+from wms.synth.testing import random_bundle, saw_amplitudes, spectrum_from_harmonics
+
+SR = 48000
+SAW = spectrum_from_harmonics(saw_amplitudes())
+SINE = spectrum_from_harmonics(np.r_[1.0, np.zeros(38)])
+FLAT = SynthConfig(attack=0.0, decay=0.0, sustain=1.0, release=0.01)
+ROWS = []
+
+
+def report(name: str, value: float, target: str, ok: bool, unit: str = "") -> None:
+    ROWS.append((name, f"{value:.4g}{unit}", target, "ok" if ok else "MISS"))
+    print(
+        f"{name:<48} {value:>12.4g}{unit:<4} target {target:<10} {'ok' if ok else 'MISS'}",
+        flush=True,
+    )
+
+
+def play(model, spectra, f0, seconds):
+    e = SynthEngine(model, sample_rate=SR, config=FLAT)
+    e.note_on(f0, spectra=np.atleast_2d(spectra))
+    n = int(seconds * SR)
+    return np.concatenate([e.process(min(8192, n - s)).copy() for s in range(0, n, 8192)])
+
+
+def steady(model, f0, seconds, timbre=None):
+    """Render steady controls for ``seconds`` (attack 10 ms, decay 50 ms), release cut off."""
+    curves = Curves(duration=seconds)
+    if timbre is not None:
+        curves.points = {
+            n: (np.zeros(1), np.array([v]))
+            for n, v in zip(model.control_names, timbre, strict=True)
+        }
+    tr = curves_trajectory(curves, model, sample_rate=SR, step_seconds=768 / SR, f0=f0)
+    return render(model, tr, sample_rate=SR, config=SynthConfig(attack=0.01, decay=0.05))[0][
+        : int(seconds * SR)
+    ]
+
+
+def quality(model, quick: bool) -> None:
+    f0s = [30.0, 97.3, 440.3, 1000.0, 2500.5, 3999.7] if not quick else [30.0, 3999.7]
+    worst_c = max(
+        abs(M.cents(M.measure_f0(steady(model, f, 1.2)[int(0.2 * SR) :], sample_rate=SR, f0=f), f))
+        for f in f0s
+    )
+    report("pitch error, model, 30-4000 Hz (cents)", worst_c, "<= 1", worst_c <= 1)
+
+    ripple = 0.0
+    for f in (200.0, 1000.0):
+        env = M.rms_envelope_db(
+            steady(model, f, 1.5)[int(0.3 * SR) : int(1.4 * SR)], sample_rate=SR, f0=f
+        )
+        ripple = max(ripple, env.max() - env.min())
+    report("10 ms RMS ripple, steady controls (dB)", ripple, "<= 0.1", ripple <= 0.1)
+
+    # clicks: known spectra, and the model between the two ends of the control ranges
+    rows = np.concatenate([np.repeat(SAW[None], 3, 0), np.repeat(SINE[None], 3, 0)] * 15)
+    ratio = 0.0
+    for f in (110.0, 440.0, 1000.0):
+        y = play(model, rows, f, 1.4)[2000:]
+        ref = max(M.max_second_difference(play(model, s, f, 0.3)[2000:]) for s in (SAW, SINE))
+        ratio = max(ratio, M.max_second_difference(y) / ref)
+    report("click ratio, saw<->sine every 50 ms", ratio, "<= 1.5", ratio <= 1.5)
+    lo, hi = model.control_ranges[:, 0], model.control_ranges[:, 1]
+    step = 768 / SR
+    n = 90
+    tr = Trajectory(
+        np.array([lo if (k // 3) % 2 else hi for k in range(n)]),
+        np.full(n, 220.0),
+        np.ones(n),
+        np.ones(n),
+        step,
+    )
+    tr.validate(model, SR)
+    y = render(model, tr, sample_rate=SR, config=FLAT)[0][
+        int(0.2 * SR) : int((n * step - 0.02) * SR)
+    ]
+    ref = max(
+        M.max_second_difference(steady(model, 220.0, 1.0, t)[int(0.2 * SR) : int(0.95 * SR)])
+        for t in (lo, hi)
+    )
+    r2 = M.max_second_difference(y) / ref
+    report("click ratio, model controls lo<->hi every 50 ms", r2, "<= 1.5", r2 <= 1.5)
+
+    worst = max(
+        M.inharmonic_level_db(play(model, SAW, f, 1.0)[2400:], sample_rate=SR, f0=f) for f in f0s
+    )
+    report("inharmonic level, steady saw (dB)", worst, "<= -70", worst <= -70)
+    worst_m = max(
+        M.inharmonic_level_db(steady(model, f, 1.2)[int(0.2 * SR) :], sample_rate=SR, f0=f)
+        for f in f0s
+    )
+    report("inharmonic level, steady model (dB)", worst_m, "<= -70", worst_m <= -70)
+    # sweep 100 Hz -> 4 kHz in 3 s
+    t = (np.arange(int(3.0 / step)) + 1) * step
+    f0 = 100 * 40 ** (t / 3.0)
+    tr = Trajectory(np.zeros((t.size, model.n_timbre)), f0, np.ones(t.size), np.ones(t.size), step)
+    tr.spectra = np.repeat(SAW[None], t.size + 1, 0)
+    e = SynthEngine(model, sample_rate=SR, config=FLAT, source=tr)
+    y = np.concatenate([e.process(768).copy() for _ in range(t.size)])
+    prev = np.r_[f0[0], f0[:-1]]
+    a = (np.arange(768) + 1) / 768
+    track = (prev[:, None] + (f0 - prev)[:, None] * a).ravel()
+    sw = M.sweep_inharmonic_db(y[3072:], track[3072:], sample_rate=SR)
+    report("inharmonic level, saw sweep 100-4000 Hz (dB)", sw, "<= -70", sw <= -70)
+
+
+def best_time(fn, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def speed(model, quick: bool) -> None:
+    seconds = 5.0 if quick else 20.0
+    reps = 2 if quick else 3
+    tr = curves_trajectory(
+        Curves(duration=seconds), model, sample_rate=SR, step_seconds=768 / SR, f0=220.0
+    )
+    cfg = SynthConfig(release=0.0)
+    render(model, tr, sample_rate=SR, config=cfg)  # warm-up (numba cache load)
+    wall = best_time(lambda: render(model, tr, sample_rate=SR, config=cfg), reps)
+    rt = (seconds + 0.05) / wall
+    report("1 voice offline render (x realtime)", rt, ">= 300", rt >= 300)
+
+    def stream(voices: int, block: int) -> float:
+        e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=voices), max_block=block)
+        for i in range(voices):
+            e.note_on(110.0 * 2 ** (i / 12))
+        n = int(seconds * SR) // block
+        e.process(block)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            e.process(block)
+        return n * block / SR / (time.perf_counter() - t0)
+
+    rt = max(stream(1, 256) for _ in range(reps))
+    report("1 voice process(256) streaming (x realtime)", rt, ">= 100", rt >= 100)
+    rt = max(stream(16, 256) for _ in range(reps))
+    report("16 voices process(256) streaming (x realtime)", rt, ">= 20", rt >= 20)
+
+
+def transfer(bundle, model: SynthModel) -> None:
+    """Timbre transfer of a synthetic melody (saw-like, vibrato, a glide, a silent gap)."""
+    sr_in = 16000
+    t = np.arange(int(3.0 * sr_in)) / sr_in
+    f = np.where(t < 1.0, 220.0, np.where(t < 1.5, 220 * 2 ** ((t - 1.0) * 2 * 7 / 12), 330.0))
+    f = f * 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5 * t))
+    ph = 2 * np.pi * np.cumsum(f) / sr_in
+    y = sum(np.sin(h * ph) / h for h in range(1, 12)) * 0.3
+    y[(t > 2.2) & (t < 2.5)] = 0.0
+    y = y.astype(np.float32)
+    tr = audio_trajectory(
+        bundle, y, audio_rate=sr_in, model=model, sample_rate=SR, step_seconds=768 / SR
+    )
+    out, _ = render(model, tr, sample_rate=SR, config=bundle.config.synth)
+    pc = bundle.config.pitch
+    kw = dict(sample_rate=sr_in, hop_size=256, method=pc.method, fmin=pc.fmin, fmax=pc.fmax)
+    f_in, v_in = estimate_pitch(y, **kw)
+    f_out, v_out = estimate_pitch(resample(out[: y.size * 3], SR, sr_in)[: y.size], **kw)
+    ok = (v_in > pc.voicing_threshold) & (v_out > pc.voicing_threshold)
+    err = np.median(np.abs(1200 * np.log2(f_out[ok] / f_in[ok])))
+    report("timbre transfer f0 error, median (cents)", err, "<= 20", err <= 20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bundle", help="a trained bundle (default: random weights, hidden 256)")
+    ap.add_argument("--quick", action="store_true", help="fewer cases, shorter renders")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
+        path = args.bundle or random_bundle(Path(tmp) / "ref.wms", hidden_size=256)
+        bundle = load_bundle(path)
+        model = SynthModel.from_bundle(bundle)
+        print(
+            f"model: {path} hidden {model.net.hidden_size}, {model.n_timbre} controls, "
+            f"K={model.n_bins}, N={model.cycles}; {SR} Hz, control step 16 ms, 1 thread"
+        )
+        quality(model, args.quick)
+        speed(model, args.quick)
+        transfer(bundle, model)
+    misses = [r for r in ROWS if r[3] != "ok"]
+    print(
+        f"\n{len(ROWS) - len(misses)}/{len(ROWS)} targets met"
+        + (f"; missed: {', '.join(r[0] for r in misses)}" if misses else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

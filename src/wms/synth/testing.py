@@ -1,0 +1,105 @@
+"""Small synthetic models and bundles for the synth's tests and benchmarks.
+
+Nothing here is used at run time. :func:`known_model` returns a SynthModel whose network
+is never asked (pass known spectra to ``note_on(spectra=...)``); :func:`random_bundle`
+writes a real, loadable bundle with a seeded random-weight network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..model import WMSNet
+from .network import SynthModel
+
+
+def spectrum_from_harmonics(amps: np.ndarray, n_bins: int = 80, cycles: int = 2) -> np.ndarray:
+    """log1p spectrum ``[K]`` whose bins ``N*h`` hold ``amps[h - 1]`` (others 0)."""
+    s = np.zeros(n_bins, np.float32)
+    h = np.arange(1, len(amps) + 1)
+    s[cycles * h] = np.log1p(np.asarray(amps, dtype=np.float32))
+    return s
+
+
+def saw_amplitudes(n_harm: int = 39) -> np.ndarray:
+    return 1.0 / np.arange(1, n_harm + 1)
+
+
+def known_model(
+    *,
+    n_timbre: int = 3,
+    hidden_size: int = 16,
+    n_bins: int = 80,
+    cycles: int = 2,
+    seed: int = 0,
+    include_voicedness: bool = True,
+    out_of_range: str = "clamp",
+) -> SynthModel:
+    """A seeded random-weight SynthModel with controls ``c0..`` ranging over [-1, 1]."""
+    torch.manual_seed(seed)
+    d = n_timbre + 1 + int(include_voicedness)
+    net = WMSNet(d, n_bins, encoder_size=hidden_size, hidden_size=hidden_size).eval()
+    rng = np.random.default_rng(seed)
+    controls = rng.uniform(-1, 1, (200, n_timbre))
+    f0 = np.exp(rng.uniform(np.log(60), np.log(1000), 200))
+    return SynthModel(
+        net=net,
+        control_names=tuple(f"c{i}" for i in range(n_timbre)),
+        control_ranges=np.tile([-1.0, 1.0], (n_timbre, 1)),
+        defaults=np.zeros(n_timbre),
+        fmin=46.0,
+        include_voicedness=include_voicedness,
+        cycles=cycles,
+        n_bins=n_bins,
+        f0_default=220.0,
+        f0_range=(60.0, 1000.0),
+        out_of_range=out_of_range,
+        training_map={"controls": controls, "f0": f0, "voicedness": np.ones(200)},
+    )
+
+
+def random_bundle(
+    path: str | Path, *, hidden_size: int = 32, seed: int = 0, config: Config | None = None
+) -> Path:
+    """Write a loadable bundle with a seeded random network and a synthetic input map."""
+    from ..bundle import save_bundle
+    from ..features import fit_input_map
+
+    cfg = config or Config().replace(
+        model={"hidden_size": hidden_size, "encoder_size": hidden_size}
+    )
+    rng = np.random.default_rng(seed)
+    m = 400
+    mfcc = rng.normal(0, 1, (m, cfg.features.n_mfcc)) * np.linspace(20, 1, cfg.features.n_mfcc)
+    f0 = np.exp(rng.uniform(np.log(80), np.log(800), m))
+    voiced = np.ones(m)
+    imap = fit_input_map(mfcc, cfg, f0=f0, voicedness=voiced)
+    from ..features import model_inputs, timbre_controls
+
+    torch.manual_seed(seed)
+    net = WMSNet.from_config(imap.n_inputs, cfg.features.n_bins, cfg.model).eval()
+    controls = timbre_controls(imap, mfcc)
+    inputs = model_inputs(imap, mfcc, f0, voiced)
+    return save_bundle(
+        path,
+        model=net,
+        config=cfg,
+        input_map_state=imap.to_state(),
+        control_names=list(imap.control_names),
+        control_ranges=imap.control_ranges,
+        training_map={
+            "controls": controls.astype(np.float32),
+            "f0": f0.astype(np.float32),
+            "voicedness": voiced.astype(np.float32),
+            "inputs": inputs,
+            "targets": np.zeros((m, cfg.features.n_bins), np.float16),
+            "frames": np.zeros((m, 2), np.int64),
+        },
+        data_map={"files": []},
+        history=[],
+        metrics={},
+    )

@@ -1,0 +1,298 @@
+"""The streaming engine: exact maths, quality properties, voices, offline == streaming."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import hilbert
+
+from wms.config import SynthConfig
+from wms.errors import ControlError
+from wms.model import WMSNet
+from wms.synth import kernels as K
+from wms.synth import measure as M
+from wms.synth.controls import Curves, Trajectory, curves_trajectory
+from wms.synth.engine import SynthEngine
+from wms.synth.network import GRUStepper
+from wms.synth.render import render
+from wms.synth.tables import TABLE_RMS
+from wms.synth.testing import known_model, saw_amplitudes, spectrum_from_harmonics
+
+SR = 48000
+SAW = spectrum_from_harmonics(saw_amplitudes())
+SINE = spectrum_from_harmonics(np.r_[1.0, np.zeros(38)])
+# no envelope shape after the first sample: steady tones are steady from the start
+FLAT = SynthConfig(attack=0.0, decay=0.0, sustain=1.0, release=0.01, gain=0.5)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return known_model(hidden_size=16)
+
+
+def play(model, spectra, f0, seconds, *, sr=SR, cfg=FLAT, block=4096, velocity=1.0):
+    e = SynthEngine(model, sample_rate=sr, config=cfg, max_block=block)
+    e.note_on(f0, velocity, spectra=np.atleast_2d(spectra))
+    n = int(seconds * sr)
+    return np.concatenate([e.process(min(block, n - s)).copy() for s in range(0, n, block)])
+
+
+def run(engine, n, block):
+    return np.concatenate([engine.process(min(block, n - s)).copy() for s in range(0, n, block)])
+
+
+# --------------------------------------------------------------------------- exact maths
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_sine_table_plays_numpy_cosine(model, sr):
+    f0 = 440.3
+    y = play(model, SINE, f0, 0.2, sr=sr)
+    n = np.arange(y.size)
+    ref = 0.5 * TABLE_RMS * np.sqrt(2) * np.cos(2 * np.pi * f0 * n / sr)
+    np.testing.assert_allclose(y, ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("sr", [16000, 44100, 48000, 96000])
+@pytest.mark.parametrize("f0", [30.0, 440.3, 3999.7])
+def test_pitch_within_one_cent(model, sr, f0):
+    y = play(model, SAW, f0, 1.0, sr=sr)[int(0.05 * sr) :]
+    assert abs(M.cents(M.measure_f0(y, sample_rate=sr, f0=f0), f0)) < 1.0
+
+
+@pytest.mark.parametrize("f0", [30.0, 97.3, 1000.0, 2500.5, 3999.7])
+def test_no_aliasing_steady(model, f0):
+    y = play(model, SAW, f0, 1.0)[int(0.05 * SR) :]
+    assert M.inharmonic_level_db(y, sample_rate=SR, f0=f0) < -70
+
+
+@pytest.mark.parametrize("sr", [16000, 48000])
+def test_no_aliasing_in_a_pitch_sweep(model, sr):
+    """100 Hz -> 4 kHz (capped below Nyquist) in 2 s, saw spectrum."""
+    e = SynthEngine(model, sample_rate=sr, config=FLAT)
+    step = e.step_len / sr
+    t = (np.arange(int(2.0 / step)) + 1) * step
+    f0 = np.minimum(100 * 40 ** (t / 2.0), 0.45 * sr)
+    traj = Trajectory(np.zeros((t.size, 3)), f0, np.ones(t.size), np.ones(t.size), step)
+    traj.spectra = np.repeat(SAW[None], t.size + 1, 0)
+    e.source = traj
+    y = run(e, t.size * e.step_len, 4096)
+    # the engine ramps the phase increment linearly across each step
+    prev = np.r_[f0[0], f0[:-1]]
+    a = (np.arange(e.step_len) + 1) / e.step_len
+    track = (prev[:, None] + (f0 - prev)[:, None] * a).ravel()
+    skip = 4 * e.step_len
+    assert M.sweep_inharmonic_db(y[skip:], track[skip:], sample_rate=sr) < -70
+
+
+# --------------------------------------------------------------------------- stability / clicks
+@pytest.mark.parametrize("f0", [200.0, 1000.0])
+def test_steady_controls_give_a_flat_rms_envelope(model, f0):
+    traj = curves_trajectory(
+        Curves(duration=1.2), model, sample_rate=SR, step_seconds=768 / SR, f0=f0
+    )
+    y, _ = render(model, traj, sample_rate=SR, config=SynthConfig(attack=0.01, decay=0.05))
+    env = M.rms_envelope_db(y[int(0.3 * SR) : int(1.1 * SR)], sample_rate=SR, f0=f0)
+    assert env.max() - env.min() <= 0.1
+
+
+@pytest.mark.parametrize("f0", [110.0, 1000.0])
+def test_timbre_jumps_every_50ms_do_not_click(model, f0):
+    rows = np.concatenate([np.repeat(SAW[None], 3, 0), np.repeat(SINE[None], 3, 0)] * 12)
+    y = play(model, rows, f0, 1.0)[2000:]
+    ref = max(M.max_second_difference(play(model, s, f0, 0.3)[2000:]) for s in (SAW, SINE))
+    assert M.max_second_difference(y) <= 1.5 * ref
+    if f0 >= 1000:
+        # amplitude-stable crossfade: both tones have the same RMS, and so does every mix of
+        # them (a plain linear crossfade of saw and sine dips by 0.5 dB half-way); measured
+        # over windows of 10 periods so the window itself does not see the waveform change
+        env = M.rms_envelope_db(y, sample_rate=SR, f0=f0)
+        assert env.max() - env.min() < 0.15
+
+
+def test_model_driven_timbre_jumps_do_not_click(model):
+    f0, sr = 220.0, SR
+    step = 768 / sr
+    lo, hi = model.control_ranges[:, 0], model.control_ranges[:, 1]
+
+    def tone(timbre_rows):
+        n = len(timbre_rows)
+        tr = Trajectory(np.asarray(timbre_rows), np.full(n, f0), np.ones(n), np.ones(n), step)
+        tr.validate(model, sr)
+        return render(model, tr, sample_rate=sr, config=FLAT)[0][
+            int(0.2 * sr) : int((n * step - 0.02) * sr)
+        ]
+
+    jumps = tone([lo if (k // 3) % 2 else hi for k in range(60)])
+    ref = max(M.max_second_difference(tone([c] * 60)) for c in (lo, hi))
+    assert M.max_second_difference(jumps) <= 1.5 * ref
+
+
+# --------------------------------------------------------------------------- streaming
+def test_any_block_sizes_give_identical_samples(model):
+    def go(block):
+        e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=3), max_block=4096)
+        e.note_on(220.0, 0.8)
+        e.note_on(330.0, 0.6)
+        a = run(e, 5000, block)
+        e.note_off(0)
+        e.set_control("c1", 0.7)
+        return np.r_[a, run(e, 12000, block)]
+
+    ref = go(4096)
+    for block in (1, 7, 256, 1000):
+        np.testing.assert_array_equal(go(block), ref)
+
+
+@pytest.mark.parametrize("glide", [0.0, 0.03])
+def test_offline_fast_path_equals_streaming_process(model, glide):
+    curves = Curves(
+        points={
+            "c0": (np.array([0.0, 0.5]), np.array([-1.0, 1.0])),
+            "f0": (np.array([0.0, 0.25, 0.26, 0.5]), np.array([150.0, 300.0, 200.0, 200.0])),
+        },
+        duration=0.5,
+    )
+    cfg = SynthConfig(glide=glide)
+    traj = curves_trajectory(curves, model, sample_rate=SR, step_seconds=768 / SR)
+    fast, info = render(model, traj, sample_rate=SR, config=cfg, fast=True)
+    assert traj.spectra is not None  # the vectorised model pass was used
+    traj.spectra = None
+    e = SynthEngine(model, sample_rate=SR, config=cfg, source=traj, max_block=256)
+    slow = run(e, fast.size, 256)
+    np.testing.assert_allclose(slow, fast, atol=1e-5)
+    assert np.abs(fast).max() > 0.05
+
+
+def test_process_allocates_nothing(model):
+    e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=4), max_block=4096)
+    for f in (110.0, 220.0, 330.0):
+        e.note_on(f)
+    e.process(4096)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in range(20):
+        e.process(4096)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # a single block buffer would be 16 KB (float32) or 32 KB (float64)
+    assert peak - base < 4096
+
+
+def test_stepper_matches_wmsnet():
+    torch.manual_seed(0)
+    for layers, act in ((1, "softplus"), (2, "none"), (1, "relu")):
+        net = WMSNet(
+            5, 12, encoder_size=8, hidden_size=16, num_layers=layers, output_activation=act
+        ).eval()
+        st = GRUStepper(net, 3)
+        x = torch.randn(3, 20, 5)
+        with torch.inference_mode():
+            ref, _ = net(x)
+        h = np.zeros((layers, 3, 16), np.float32)
+        steps = np.stack(
+            [st.step(np.ascontiguousarray(x[:, t].numpy()), h).copy() for t in range(20)], 1
+        )
+        np.testing.assert_allclose(steps, ref.numpy(), atol=1e-5)
+        np.testing.assert_allclose(st.sequence(x[0].numpy()), ref[0].numpy(), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- voices
+def test_voice_stealing_prefers_the_oldest_released_voice(model):
+    e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=3, release=1.0))
+    a, b, c = (e.note_on(f) for f in (100.0, 200.0, 300.0))
+    e.process(2000)
+    e.note_off(c)
+    e.note_off(b)
+    assert e.note_on(400.0) == c  # oldest *released*, not oldest
+    e.process(2000)
+    assert e.note_on(500.0) == b
+    e.process(2000)
+    assert e.note_on(600.0) == a  # nothing released: oldest
+    assert e.active_voices == 3
+
+
+def test_stealing_a_sounding_voice_does_not_click(model):
+    cfg = SynthConfig(voices=1, attack=0.0, decay=0.0, sustain=1.0)
+    e = SynthEngine(model, sample_rate=SR, config=cfg)
+    e.note_on(220.0, spectra=SAW[None])
+    y1 = run(e, 9000, 1000)
+    e.note_on(330.0, spectra=SAW[None])  # steals the only voice
+    y2 = run(e, 9000, 1000)
+    ref = max(
+        M.max_second_difference(play(model, SAW, f, 0.2, cfg=cfg)[100:]) for f in (220.0, 330.0)
+    )
+    assert M.max_second_difference(np.r_[y1, y2][100:]) <= 1.5 * ref
+
+
+def test_adsr_envelope_and_velocity(model):
+    cfg = SynthConfig(attack=0.01, decay=0.02, sustain=0.5, release=0.05, gain=1.0)
+    e = SynthEngine(model, sample_rate=SR, config=cfg)
+    v = e.note_on(1000.0, 0.5, spectra=SINE[None])
+    y = run(e, int(0.2 * SR), 512)
+    e.note_off(v)
+    y = np.r_[y, run(e, int(0.1 * SR), 512)]
+    env = np.abs(hilbert(y)) / (TABLE_RMS * np.sqrt(2) * 0.5)  # / table peak * velocity
+    ms = SR // 1000
+    assert env[5 * ms] == pytest.approx(0.5, abs=0.02)  # half-way up the 10 ms attack
+    assert env[20 * ms] == pytest.approx(0.75, abs=0.02)  # half-way down the decay
+    assert env[100 * ms] == pytest.approx(0.5, abs=0.01)  # sustain
+    # note_off takes effect at once (note_on waits for the next step boundary); 50 ms release
+    rel = int(0.2 * SR)
+    assert env[rel + 25 * ms] == pytest.approx(0.25, abs=0.02)
+    assert np.abs(y[rel + 52 * ms :]).max() == 0.0
+    assert e.active_voices == 0
+
+
+def test_pitch_bend_and_glide(model):
+    cfg = SynthConfig(
+        pitch_bend_range=2.0, **{k: getattr(FLAT, k) for k in ("attack", "decay", "sustain")}
+    )
+    e = SynthEngine(model, sample_rate=SR, config=cfg)
+    e.note_on(440.0, spectra=SAW[None])
+    e.set_pitch_bend(5.0)  # clamped to the +-2 semitone range
+    y = run(e, SR, 4096)[2000:]
+    assert M.cents(M.measure_f0(y, sample_rate=SR, f0=440 * 2 ** (2 / 12)), 440.0) == pytest.approx(
+        200, abs=1
+    )
+
+    g = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=1, glide=0.05))
+    g.note_on(200.0, spectra=SAW[None])
+    run(g, 768 * 4, 768)
+    g.note_on(400.0, spectra=SAW[None])
+    path = []
+    for _ in range(40):
+        g.process(768)
+        path.append(2 ** g._vf[K.LOGF, 0])
+    path = np.array(path)
+    assert np.all(np.diff(path) > 0) and 200 < path[0] < 300
+    # one-pole glide: after 3 time constants within 5 % of the octave
+    assert 1200 * np.log2(400 / path[int(0.15 / (768 / SR))]) < 0.05 * 1200 * 1.0
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("sr", [0, 7000, 1_000_000, 44100.5, -48000])
+def test_unsupported_rates_raise(model, sr):
+    with pytest.raises(ControlError, match="is not supported"):
+        SynthEngine(model, sample_rate=sr)
+
+
+def test_bad_notes_and_controls_raise(model):
+    e = SynthEngine(model, sample_rate=SR)
+    with pytest.raises(ControlError, match="out of range"):
+        e.note_on(0.0)
+    with pytest.raises(ControlError, match="out of range"):
+        e.note_on(24000.0)
+    with pytest.raises(ControlError, match="valid controls are c0, c1, c2"):
+        e.set_control("brightness", 1.0)
+    with pytest.raises(ControlError, match="velocity"):
+        e.note_on(220.0, 1.5)
+    with pytest.raises(ControlError, match="max_block"):
+        e.process(10**6)
+
+
+def test_out_of_range_rule(model):
+    np.testing.assert_array_equal(model.apply_range([[5.0, -5.0, 0.5]]), [[1.0, -1.0, 0.5]])
+    ext = known_model(out_of_range="extrapolate")
+    np.testing.assert_array_equal(ext.apply_range([[5.0, -5.0, 0.5]]), [[5.0, -5.0, 0.5]])
+    with pytest.raises(ControlError, match="NaN"):
+        model.apply_range([[np.nan, 0, 0]])

@@ -1,0 +1,129 @@
+"""``wms render`` end to end on a real (random-weight) bundle: every control source."""
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wms.cli import main
+from wms.synth.testing import random_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return random_bundle(tmp_path_factory.mktemp("b") / "model.wms", hidden_size=16)
+
+
+def wms_render(bundle, out, *args):
+    return main(["render", str(bundle), "--out", str(out), *args])
+
+
+def check_wav(path, sr, seconds, subtype="PCM_24"):
+    info = sf.info(str(path))
+    assert info.samplerate == sr and info.channels == 1 and info.subtype == subtype
+    y, _ = sf.read(str(path))
+    assert info.duration == pytest.approx(seconds, abs=0.02)
+    assert 0.01 < np.abs(y).max() < 1.0  # audible and not clipped
+    return y
+
+
+def test_fixed_render_prints_a_summary(bundle, tmp_path, capsys):
+    out = tmp_path / "fixed.wav"
+    assert (
+        wms_render(
+            bundle,
+            out,
+            "--seconds",
+            "0.5",
+            "--f0",
+            "330",
+            "--control",
+            "mfcc1=0.5",
+            "--sr",
+            "44100",
+            "--format",
+            "16",
+        )
+        == 0
+    )
+    check_wav(out, 44100, 0.5 + 0.2 + 0.05, "PCM_16")  # + release + tail
+    msg = capsys.readouterr().out
+    assert "44100 Hz" in msg and "peak" in msg and "realtime" in msg
+
+
+def test_controls_file_midi_audio_and_paths(bundle, tmp_path):
+    c = tmp_path / "c.csv"
+    c.write_text("time,f0,mfcc0\n0,220,-1\n0.5,440,1\n")
+    assert wms_render(bundle, tmp_path / "c.wav", "--controls", str(c), "--format", "float") == 0
+    check_wav(tmp_path / "c.wav", 48000, 0.5 + 0.25, "FLOAT")
+
+    m = tmp_path / "m.mid"
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr += [
+        mido.Message("note_on", note=60, velocity=100, time=0),
+        mido.Message("note_on", note=64, velocity=100, time=0),
+        mido.Message("note_off", note=60, time=240),
+        mido.Message("note_off", note=64, time=0),
+    ]
+    mid.save(m)
+    assert (
+        wms_render(
+            bundle,
+            tmp_path / "m.wav",
+            "--midi",
+            str(m),
+            "--sr",
+            "16000",
+            "--set",
+            "synth.midi_cc={1 = 'mfcc0'}",
+        )
+        == 0
+    )
+    check_wav(tmp_path / "m.wav", 16000, 0.25 + 0.25)
+
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "in.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 16000)
+    assert wms_render(bundle, tmp_path / "a.wav", "--audio", str(tmp_path / "in.wav")) == 0
+    check_wav(tmp_path / "a.wav", 48000, 1.0 + 0.25)
+
+    for path in ("lorenz", "tour"):
+        assert (
+            wms_render(
+                bundle, tmp_path / f"{path}.wav", "--path", path, "--seconds", "1", "--sr", "96000"
+            )
+            == 0
+        )
+        check_wav(tmp_path / f"{path}.wav", 96000, 1.25)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--sr", "7000"], "output sample rate 7000 is not supported"),
+        (["--f0", "0"], r"--f0 0.0 Hz is out of range"),
+        (["--control", "colour=1"], r"unknown control 'colour'; valid names are .*mfcc0"),
+        (["--set", "model.hidden_size=8"], r"only synth.\* settings can change at render time"),
+        (["--set", "synth.voices=0"], "synth.voices = 0 must be a positive number"),
+        (["--path", "tour", "--midi", "x.mid"], "choose one control source"),
+        (["--midi", "missing.mid"], "missing.mid: MIDI file not found"),
+        (["--midi", "x.mid", "--f0", "200"], "--f0 applies to fixed renders"),
+        (["--audio", "x.wav", "--control", "mfcc0=1"], "--control applies to fixed renders"),
+        (["--controls", "missing.csv"], "missing.csv: controls file not found"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(bundle, tmp_path, capsys, args, match):
+    assert wms_render(bundle, tmp_path / "x.wav", *args) == 2
+    import re
+
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_missing_or_corrupt_bundle(tmp_path, capsys):
+    assert wms_render(tmp_path / "none.wms", tmp_path / "x.wav") == 2
+    assert "no such bundle file" in capsys.readouterr().err
+    bad = tmp_path / "bad.wms"
+    bad.write_bytes(b"not a bundle at all")
+    assert wms_render(bad, tmp_path / "x.wav") == 2
+    assert "bad.wms" in capsys.readouterr().err
