@@ -1,0 +1,342 @@
+"""Training data: the held-out split and sequences served as tensor slices.
+
+Three steps, each a plain function:
+
+1. :func:`split_frames` decides, per file, which frame ranges are held out for
+   validation (contiguous blocks, or whole files when a file is shorter than a
+   block) and which remain for training, leaving ``gap_frames`` unused frames
+   on each side of every validation block. A training sequence lies entirely
+   inside one training range, so no validation frame is ever inside a training
+   sequence and no sequence crosses a file boundary.
+2. :func:`build_arrays` concatenates every file's model inputs and targets once
+   into two contiguous arrays ``inputs[N_total, D]`` and ``targets[N_total, K]``
+   (memory-mapped ``.npy`` files when large) plus int64 arrays of valid
+   sequence start rows.
+3. :func:`sequence_loader` serves whole batches as slices
+   ``inputs[starts[:, None] + arange(T)]``: no per-item Python objects, and a
+   seeded permutation per epoch so the data order is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+#: Arrays above this many bytes are built as memory-mapped ``.npy`` files in the run dir.
+MEMMAP_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """How one file's frames are used. Ranges are half-open ``(start, stop)`` frame indices.
+
+    ``train`` ranges are where training sequences may lie; ``val`` ranges are held
+    out. Frames in neither are the gaps around validation blocks.
+    """
+
+    n_frames: int
+    train: tuple[tuple[int, int], ...]
+    val: tuple[tuple[int, int], ...]
+
+
+def block_frames_for(cfg_data, *, sample_rate: int, hop_size: int) -> int:
+    """Frames in one validation block: ``val_block_seconds`` at the frame rate."""
+    return max(1, round(cfg_data.val_block_seconds * sample_rate / hop_size))
+
+
+def split_frames(
+    lengths: Sequence[int],
+    *,
+    seq_len: int,
+    val_fraction: float,
+    block_frames: int,
+    gap_frames: int,
+    seed: int,
+) -> list[FileSplit]:
+    """Hold out contiguous validation blocks; the rest (minus gaps) is for training.
+
+    Args:
+        lengths: frames per file.
+        seq_len: T, the training sequence length; a validation block holds at
+            least T frames so that it yields at least one validation sequence.
+        val_fraction: share of each file's frames held out (0 disables validation).
+        block_frames: longest validation block. A file of at least this many
+            frames holds ``ceil(val_fraction * n / block_frames)`` blocks, one at a
+            seeded random place in each of as many equal chunks of the file. Files
+            shorter than a block are held out whole: in a seeded random order, until
+            ``val_fraction`` of the short files' frames is reached, keeping at least
+            one file for training.
+        gap_frames: frames left unused on each side of a validation block.
+        seed: seeds the block positions and the choice of whole files.
+
+    Returns:
+        One :class:`FileSplit` per file, in order.
+
+    Raises:
+        DataError: when there is no training sequence at all, or ``val_fraction > 0``
+            and nothing could be held out (e.g. a single file shorter than a block).
+    """
+    if seq_len < 1 or block_frames < 1 or gap_frames < 0:
+        raise DataError(
+            f"bad split settings: seq_len={seq_len}, block_frames={block_frames}, gap_frames={gap_frames}"
+        )
+    rng = np.random.default_rng(seed)
+    lengths = [int(n) for n in lengths]
+    val: list[list[tuple[int, int]]] = [[] for _ in lengths]
+
+    if val_fraction > 0:
+        short = [i for i, n in enumerate(lengths) if n < block_frames]
+        for i, n in enumerate(lengths):
+            if n < block_frames:
+                continue
+            v = round(val_fraction * n)
+            n_blocks = math.ceil(v / block_frames)
+            blen = max(math.ceil(v / n_blocks), seq_len)
+            chunk = n // n_blocks
+            if blen > chunk:  # only when seq_len is larger than a chunk of the file
+                continue
+            for b in range(n_blocks):
+                start = b * chunk + int(rng.integers(0, chunk - blen + 1))
+                val[i].append((start, start + blen))
+        target = val_fraction * sum(lengths[i] for i in short)
+        # Keep at least one whole file for training when every file is short.
+        max_whole = len(short) - (1 if len(short) == len(lengths) else 0)
+        held = 0
+        for i in rng.permutation(short)[:max_whole] if short else []:
+            if held >= target:
+                break
+            val[int(i)].append((0, lengths[int(i)]))
+            held += lengths[int(i)]
+
+    splits = []
+    for n, blocks in zip(lengths, val, strict=True):
+        blocks.sort()
+        train, cursor = [], 0
+        for a, b in blocks:
+            stop = max(cursor, a - gap_frames)
+            if stop > cursor:
+                train.append((cursor, stop))
+            cursor = max(cursor, b + gap_frames)
+        if cursor < n:
+            train.append((cursor, n))
+        splits.append(FileSplit(n, tuple(train), tuple(blocks)))
+
+    n_train = sum(len(sequence_starts(s.train, seq_len)) for s in splits)
+    n_val = sum(b - a for s in splits for a, b in s.val)
+    if n_train == 0:
+        raise DataError(
+            f"no training sequence of {seq_len} frames fits in {len(lengths)} file(s) of "
+            f"{lengths} frames after holding out validation blocks; use more or longer audio, "
+            f"a shorter data.seq_len or a smaller data.val_fraction"
+        )
+    if val_fraction > 0 and n_val == 0:
+        raise DataError(
+            f"nothing could be held out for validation from {len(lengths)} file(s) of {lengths} "
+            f"frames (block {block_frames} frames, sequence {seq_len}); use more audio or a "
+            f"shorter data.val_block_seconds"
+        )
+    return splits
+
+
+def sequence_starts(
+    ranges: Sequence[tuple[int, int]], seq_len: int, *, stride: int = 1
+) -> np.ndarray:
+    """Start frames of every length-``seq_len`` window lying inside one of ``ranges``.
+
+    ``stride=1`` gives every window (training); ``stride=seq_len`` gives
+    non-overlapping windows (validation). Returns int64 ``[n_starts]``.
+    """
+    parts = [np.arange(a, b - seq_len + 1, stride, dtype=np.int64) for a, b in ranges]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def range_mask(n_frames: int, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Boolean ``[n_frames]``, True inside ``ranges``."""
+    mask = np.zeros(n_frames, dtype=bool)
+    for a, b in ranges:
+        mask[a:b] = True
+    return mask
+
+
+def global_rows(
+    offsets: np.ndarray, ranges_per_file: Sequence[Sequence[tuple[int, int]]]
+) -> np.ndarray:
+    """Rows of the concatenated arrays inside each file's ranges: int64, in order.
+
+    ``offsets``: ``[n_files + 1]`` first row of each file; ``ranges_per_file``: one
+    list of half-open frame ranges per file (e.g. ``[s.train for s in splits]``).
+    """
+    parts = [offsets[i] + np.arange(a, b) for i, rs in enumerate(ranges_per_file) for a, b in rs]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class SequenceData:
+    """Every file's frames concatenated, and where sequences may start.
+
+    Attributes:
+        inputs: ``[N_total, D]`` float32 model inputs (array or memmap).
+        targets: ``[N_total, K]`` float32 log1p magnitudes.
+        offsets: int64 ``[n_files + 1]``; file ``i`` owns rows ``offsets[i]:offsets[i+1]``.
+        train_starts: int64 rows where a training sequence of ``seq_len`` starts.
+        val_starts: int64 rows where a (non-overlapping) validation sequence starts.
+        seq_len: T.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    offsets: np.ndarray
+    train_starts: np.ndarray
+    val_starts: np.ndarray
+    seq_len: int
+
+
+def build_arrays(
+    per_file_inputs: Sequence[np.ndarray],
+    per_file_targets: Sequence[np.ndarray],
+    splits: Sequence[FileSplit],
+    *,
+    seq_len: int,
+    out_dir: str | Path | None = None,
+) -> SequenceData:
+    """Concatenate per-file ``inputs[n_i, D]`` and ``targets[n_i, K]`` once.
+
+    Arrays larger than :data:`MEMMAP_BYTES` together are written as ``.npy`` files
+    under ``out_dir`` and memory-mapped (they must then not be deleted while
+    training). Raises :class:`DataError` when a file's arrays disagree in length.
+    """
+    lengths = [len(x) for x in per_file_inputs]
+    for i, (x, y, s) in enumerate(zip(per_file_inputs, per_file_targets, splits, strict=True)):
+        if not len(x) == len(y) == s.n_frames:
+            raise DataError(
+                f"file {i}: inputs ({len(x)}), targets ({len(y)}) and split ({s.n_frames}) "
+                f"disagree in frame count"
+            )
+    n_total = sum(lengths)
+    d, k = per_file_inputs[0].shape[1], per_file_targets[0].shape[1]
+    shapes = {"inputs": (n_total, d), "targets": (n_total, k)}
+    if out_dir is not None and n_total * (d + k) * 4 > MEMMAP_BYTES:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        arrays = {
+            name: np.lib.format.open_memmap(
+                Path(out_dir) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape
+            )
+            for name, shape in shapes.items()
+        }
+    else:
+        arrays = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    train, val = [], []
+    for i, s in enumerate(splits):
+        a, b = offsets[i], offsets[i + 1]
+        arrays["inputs"][a:b] = per_file_inputs[i]
+        arrays["targets"][a:b] = per_file_targets[i]
+        train.append(a + sequence_starts(s.train, seq_len))
+        val.append(a + sequence_starts(s.val, seq_len, stride=seq_len))
+    return SequenceData(
+        inputs=arrays["inputs"],
+        targets=arrays["targets"],
+        offsets=offsets,
+        train_starts=np.concatenate(train),
+        val_starts=np.concatenate(val),
+        seq_len=seq_len,
+    )
+
+
+class SequenceDataset(torch.utils.data.Dataset):
+    """Sequences of ``T`` frames starting at ``starts``; indexed by *arrays* of positions.
+
+    ``dataset[idx]`` with ``idx`` an int64 array of ``B`` positions into ``starts``
+    returns ``(x[B, T, D], y[B, T, K])``: the rows ``starts[idx, None] + arange(T)``
+    gathered with one fancy-index per array, so a batch costs two copies and no
+    per-item Python work. Use with :class:`SequenceSampler` and ``batch_size=None``.
+    """
+
+    def __init__(self, data: SequenceData, starts: np.ndarray):
+        self.inputs, self.targets = data.inputs, data.targets
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.window = np.arange(data.seq_len, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.starts[idx, None] + self.window
+        return torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
+
+
+class SequenceSampler(torch.utils.data.Sampler):
+    """Yields int64 arrays of ``batch_size`` positions: one array per batch.
+
+    With ``shuffle``, positions are permuted by a generator seeded with
+    ``(seed, epoch)``; Lightning calls :meth:`set_epoch` before every epoch, so the
+    data order is a function of the seed and the epoch only (and a resumed run
+    sees the same order as an uninterrupted one). For data-parallel training each
+    of ``world_size`` ranks takes every ``world_size``-th position of the same
+    permutation, truncated so that all ranks run the same number of steps.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if n < world_size:
+            raise DataError(f"{n} sequence(s) cannot be shared between {world_size} processes")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil((self.n // self.world_size) / self.batch_size)
+
+    def __iter__(self):
+        # A generator: the order is drawn at the first next(), after set_epoch.
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        mine = order[self.rank :: self.world_size][: self.n // self.world_size]
+        for i in range(0, len(mine), self.batch_size):
+            yield mine[i : i + self.batch_size]
+
+
+def sequence_loader(
+    data: SequenceData,
+    starts: np.ndarray,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of ``(x[B, T, D], y[B, T, K])`` batches over sequences at ``starts``.
+
+    No worker processes: a batch is two array slices, far cheaper than a training step.
+    """
+    sampler = SequenceSampler(
+        len(starts),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    return torch.utils.data.DataLoader(
+        SequenceDataset(data, starts), sampler=sampler, batch_size=None, num_workers=0
+    )

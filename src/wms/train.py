@@ -1,0 +1,662 @@
+"""``wms train``: prepare (or reuse the cache), split, fit the input map, train, write the bundle.
+
+Read top to bottom:
+
+1. :func:`build_training_data` — the held-out split (``wms.data.split_frames``),
+   the :class:`~wms.features.InputMap` fitted on *training* frames only, and the
+   contiguous input/target arrays with their sequence starts.
+2. :class:`WMSModule` — the LightningModule: WMSNet + the configured loss,
+   optimizer and LR schedule, and a per-epoch history kept in every checkpoint.
+3. :func:`fit` — the Lightning Trainer: early stopping, gradient clipping, a
+   wall-clock budget, checkpoints every ``train.checkpoint_minutes`` and at the
+   end, TensorBoard + CSV logs, DDP across devices and nodes.
+4. :func:`finish` (rank 0 only) — held-out metrics against the baselines, the
+   training map, the bundle ``model.wms`` and the loss-curve PNG.
+
+A resumed run rebuilds the model, the input map and the config from the
+checkpoint (nanoGPT style), not from today's defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+import zipfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from .config import Config, _merge, from_dict, parse_overrides, read_config_file
+from .data import (
+    FileSplit,
+    SequenceData,
+    block_frames_for,
+    build_arrays,
+    global_rows,
+    range_mask,
+    sequence_loader,
+    split_frames,
+)
+from .errors import ConfigError, DataError
+from .losses import WMSLoss
+from .model import WMSNet, count_parameters
+
+#: Training frames kept in the bundle's training map.
+TRAINING_MAP_FRAMES = 5000
+#: Config sections a resumed run must share with its checkpoint (they fix the data and model).
+_FIXED_ON_RESUME = ("audio", "pitch", "features", "data", "model")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainingData:
+    """Everything the trainer and the bundle need from the corpus.
+
+    ``files``: per file ``{"path", "key", "n_frames"}``; ``splits``: the held-out
+    split; ``arrays``: concatenated inputs/targets and sequence starts;
+    ``input_map``: fitted on training frames.
+    """
+
+    files: list[dict[str, Any]]
+    splits: list[FileSplit]
+    arrays: SequenceData
+    input_map: Any
+    summary: dict[str, Any]
+
+
+def build_training_data(
+    corpus, cfg: Config, *, input_map_state: dict | None = None, out_dir: str | Path | None = None
+) -> TrainingData:
+    """Split the corpus, fit the InputMap on training frames, build the arrays.
+
+    Args:
+        corpus: a :class:`wms.prepare.Corpus` (anything with ``.files`` of
+            ``PreparedFile(path, key, analysis)``).
+        cfg: the run's config (``data``, ``features``, ``pitch`` sections).
+        input_map_state: a saved InputMap state to use instead of fitting (resume).
+        out_dir: where large arrays are memory-mapped.
+
+    Raises:
+        DataError: no training sequence or nothing held out (see ``split_frames``).
+    """
+    from .features import InputMap, fit_input_map, model_inputs
+
+    d = cfg.data
+    analyses = [f.analysis for f in corpus.files]
+    lengths = [len(a.f0) for a in analyses]
+    block = block_frames_for(d, sample_rate=cfg.audio.sample_rate, hop_size=cfg.features.hop_size)
+    splits = split_frames(
+        lengths,
+        seq_len=d.seq_len,
+        val_fraction=d.val_fraction,
+        block_frames=block,
+        gap_frames=d.gap_frames,
+        seed=d.seed,
+    )
+    if input_map_state is not None:
+        imap = InputMap.from_state(input_map_state)
+    else:
+        # Fitted on training-range frames only: validation statistics must not leak in.
+        masks = [range_mask(s.n_frames, s.train) for s in splits]
+        imap = fit_input_map(
+            np.concatenate([np.asarray(a.mfcc)[m] for a, m in zip(analyses, masks, strict=True)]),
+            cfg,
+            f0=np.concatenate([np.asarray(a.f0)[m] for a, m in zip(analyses, masks, strict=True)]),
+            voicedness=np.concatenate(
+                [np.asarray(a.voicedness)[m] for a, m in zip(analyses, masks, strict=True)]
+            ),
+        )
+    inputs = [model_inputs(imap, a.mfcc, a.f0, a.voicedness) for a in analyses]
+    targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
+    arrays = build_arrays(inputs, targets, splits, seq_len=d.seq_len, out_dir=out_dir)
+    if d.val_fraction > 0 and len(arrays.val_starts) == 0:
+        raise DataError(
+            f"{len(lengths)} file(s): the held-out frames hold no whole sequence of "
+            f"{d.seq_len} frames; use more audio, a longer data.val_block_seconds or a shorter data.seq_len"
+        )
+    files = [
+        {"path": str(f.path), "key": f.key, "n_frames": n}
+        for f, n in zip(corpus.files, lengths, strict=True)
+    ]
+    n_val = sum(b - a for s in splits for a, b in s.val)
+    n_train = sum(b - a for s in splits for a, b in s.train)
+    summary = {
+        "files": len(files),
+        "frames": int(sum(lengths)),
+        "train_frames": int(n_train),
+        "val_frames": int(n_val),
+        "gap_frames": int(sum(lengths) - n_train - n_val),
+        "train_sequences": int(len(arrays.train_starts)),
+        "val_sequences": int(len(arrays.val_starts)),
+        "inputs": int(arrays.inputs.shape[1]),
+        "bins": int(arrays.targets.shape[1]),
+    }
+    return TrainingData(files, splits, arrays, imap, summary)
+
+
+# --------------------------------------------------------------------------- module
+
+
+class WMSModule(L.LightningModule):
+    """WMSNet trained with the configured loss, optimizer and schedule.
+
+    The constructor's arguments are saved in every checkpoint (``hparams``), so
+    a checkpoint alone rebuilds the architecture. ``history`` holds one dict per
+    validation (``epoch, step, train_loss, val_loss, lr, seconds``) and ``best``
+    the weights at the lowest validation loss; both travel in checkpoints.
+    """
+
+    def __init__(
+        self, n_inputs: int, n_outputs: int, config: dict, input_map: dict, file_keys: list
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = from_dict(config)
+        self.model = WMSNet.from_config(n_inputs, n_outputs, self.cfg.model)
+        f = self.cfg.features
+        self.loss_fn = WMSLoss(
+            self.cfg.train.loss,
+            n_bins=n_outputs,
+            cycles=f.cycles_per_window,
+            smoothness_weight=self.cfg.train.smoothness_weight,
+        )
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # {"val_loss", "epoch", "state_dict"}
+        self._seconds_before = 0.0  # training seconds of earlier (resumed) runs
+        self._fit_start = time.perf_counter()
+        self._train_losses: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+    def _lr(self) -> float:
+        return float(self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss_fn(self.model(x)[0], y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
+        self.log("lr", self._lr(), prog_bar=True, batch_size=len(x))
+        self._train_losses.append(loss.detach())
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss_fn(self.model(x)[0], y)
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(x))
+
+    def on_fit_start(self) -> None:
+        self._fit_start = time.perf_counter()
+        self._seconds_before = self.history[-1]["seconds"] if self.history else 0.0
+
+    def _record(self, val_loss: float | None) -> None:
+        train = (
+            torch.stack(self._train_losses).mean() if self._train_losses else torch.tensor(math.nan)
+        )
+        train = float(self.trainer.strategy.reduce(train, reduce_op="mean"))
+        self._train_losses.clear()
+        self.history.append(
+            {
+                "epoch": int(self.current_epoch),
+                "step": int(self.global_step),
+                "train_loss": train,
+                "val_loss": val_loss,
+                "lr": self._lr(),
+                "seconds": self._seconds_before + time.perf_counter() - self._fit_start,
+            }
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        val = float(self.trainer.callback_metrics["val_loss"])
+        self._record(val)
+        if self.best is None or val < self.best["val_loss"]:
+            self.best = {
+                "val_loss": val,
+                "epoch": int(self.current_epoch),
+                "state_dict": {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                },
+            }
+
+    def on_train_epoch_end(self) -> None:
+        if self.cfg.data.val_fraction == 0:  # no validation: record the epoch here
+            self._record(None)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["wms"] = {"history": self.history, "best": self.best}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint["wms"]["history"])
+        self.best = checkpoint["wms"]["best"]
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        params = self.model.parameters()
+        if t.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        elif t.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
+        if t.scheduler == "none":
+            return opt
+        if t.scheduler == "onecycle":
+            # Sized by max_epochs: with only a time budget the cycle would never finish.
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=t.lr, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=t.plateau_factor, patience=t.plateau_patience
+        )
+        monitor = "val_loss" if self.cfg.data.val_fraction > 0 else "train_loss_epoch"
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": monitor, "interval": "epoch"},
+        }
+
+
+class _Batches(L.LightningDataModule):
+    """Builds the loaders once the trainer knows this process's rank and the world size."""
+
+    def __init__(self, arrays: SequenceData, cfg: Config):
+        super().__init__()
+        self.arrays, self.cfg = arrays, cfg
+
+    def _loader(self, starts: np.ndarray, shuffle: bool):
+        return sequence_loader(
+            self.arrays,
+            starts,
+            batch_size=self.cfg.data.batch_size,
+            shuffle=shuffle,
+            seed=self.cfg.data.seed,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+
+    def train_dataloader(self):
+        return self._loader(self.arrays.train_starts, shuffle=True)
+
+    def val_dataloader(self):
+        if len(self.arrays.val_starts) == 0:
+            return []
+        return self._loader(self.arrays.val_starts, shuffle=False)
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def _devices(value: str) -> int | str:
+    """``"auto"``, ``"2"``, ``"-1"`` or ``"0,1"`` (Lightning's syntax)."""
+    v = str(value).strip()
+    if v.lstrip("-").isdigit():
+        return int(v)
+    return v
+
+
+def make_trainer(
+    cfg: Config,
+    out_dir: Path,
+    *,
+    n_train_batches: int,
+    progress: bool = True,
+    max_steps: int = -1,
+    callbacks: tuple = (),
+) -> L.Trainer:
+    """The Lightning Trainer for ``cfg.train`` writing logs and checkpoints under ``out_dir``.
+
+    ``max_steps`` (-1: none) is a step budget for benchmarks on a shared machine;
+    ``callbacks`` are added to WMS's own (checkpoints, early stopping).
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    t = cfg.train
+    devices = _devices(t.devices)
+    multi = (
+        t.num_nodes > 1
+        or (isinstance(devices, int) and devices > 1)
+        or (isinstance(devices, str) and "," in devices)
+    )
+    callbacks = [
+        *callbacks,
+        ModelCheckpoint(
+            dirpath=out_dir / "checkpoints",
+            filename="last",
+            enable_version_counter=False,
+            train_time_interval=timedelta(minutes=t.checkpoint_minutes),
+            save_top_k=1,
+        ),
+    ]
+    # One version per (resumed) run: logs/{tensorboard,csv}/version_N.
+    version = f"version_{len(list((out_dir / 'logs' / 'csv').glob('version_*')))}"
+    if cfg.data.val_fraction > 0 and t.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=devices,
+        num_nodes=t.num_nodes,
+        strategy="ddp" if multi else "auto",
+        max_epochs=t.max_epochs,
+        max_steps=max_steps,
+        max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
+        gradient_clip_val=t.gradient_clip if t.gradient_clip > 0 else None,
+        val_check_interval=t.val_check_interval,
+        callbacks=callbacks,
+        logger=[
+            TensorBoardLogger(
+                out_dir / "logs", name="tensorboard", version=version, default_hp_metric=False
+            ),
+            CSVLogger(out_dir / "logs", name="csv", version=version),
+        ],
+        default_root_dir=out_dir,
+        log_every_n_steps=max(1, min(50, n_train_batches)),
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # SequenceSampler shards by rank itself
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The WMS part of a Lightning checkpoint: ``{"config", "input_map", "file_keys", ...}``.
+
+    Raises:
+        DataError: missing file, not a checkpoint, or not written by ``wms train``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint (use RUN_DIR/checkpoints/last.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "config" not in hp or "wms" not in ckpt:
+        raise DataError(f"{path}: not a `wms train` checkpoint (no WMS hyper-parameters)")
+    return hp
+
+
+def resume_config(ckpt_path: str | Path, config_file: str | None, overrides: list[str]) -> Config:
+    """The run's config from its checkpoint, with this command's file/``--set`` overrides.
+
+    Raises:
+        ConfigError: an override changes a section that fixes the data or the model.
+    """
+    saved = read_checkpoint(ckpt_path)["config"]
+    over = _merge(read_config_file(config_file) if config_file else {}, parse_overrides(overrides))
+    cfg = from_dict(_merge(saved, over), source=f"{ckpt_path} + overrides")
+    new = cfg.to_dict()
+    changed = [f"{s}.{k}" for s in _FIXED_ON_RESUME for k in new[s] if new[s][k] != saved[s][k]]
+    if changed:
+        raise ConfigError(
+            f"--resume {ckpt_path}: cannot change {', '.join(changed)} of a run in progress "
+            f"(they fix its data and model); start a new run instead"
+        )
+    return cfg
+
+
+def fit(
+    data: TrainingData,
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int = -1,
+    callbacks: tuple = (),
+) -> tuple[WMSModule, L.Trainer]:
+    """Train on ``data``; returns the module (weights = last step) and the trainer.
+
+    ``module.best`` holds the weights of the lowest validation loss.
+    """
+    out_dir = Path(out_dir)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    a = data.arrays
+    module = WMSModule(
+        a.inputs.shape[1],
+        a.targets.shape[1],
+        cfg.to_dict(),
+        data.input_map.to_state(),
+        [f["key"] for f in data.files],
+    )
+    n_batches = math.ceil(len(a.train_starts) / cfg.data.batch_size)
+    trainer = make_trainer(
+        cfg,
+        out_dir,
+        n_train_batches=n_batches,
+        progress=progress,
+        max_steps=max_steps,
+        callbacks=callbacks,
+    )
+    trainer.fit(
+        module,
+        datamodule=_Batches(a, cfg),
+        ckpt_path=str(resume) if resume else None,
+        weights_only=True,
+    )
+    # The final checkpoint (all ranks call it; rank 0 writes), so --resume can extend any run.
+    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    return module, trainer
+
+
+# --------------------------------------------------------------------------- finish
+
+
+def predict_ranges(model: WMSNet, inputs: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """Run ``model`` over each ``inputs[a:b]`` from a zero state; concatenated ``[sum, K]``."""
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for a, b in ranges:
+            outs.append(
+                model(torch.from_numpy(np.ascontiguousarray(inputs[a:b]))[None])[0][0].numpy()
+            )
+    return np.concatenate(outs) if outs else np.zeros((0, model.n_outputs), np.float32)
+
+
+def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, float]:
+    """LSD / spectral convergence of ``model`` and both baselines on every validation block.
+
+    Each block is predicted as one sequence from a zero state; the baselines look at
+    every training frame. Empty when nothing is held out.
+    """
+    from .metrics import heldout_report
+
+    a = data.arrays
+    val = [
+        (a.offsets[i] + s, a.offsets[i] + e) for i, sp in enumerate(data.splits) for s, e in sp.val
+    ]
+    if not val:
+        return {}
+    rows = global_rows(a.offsets, [sp.val for sp in data.splits])
+    train_rows = global_rows(a.offsets, [sp.train for sp in data.splits])
+    return heldout_report(
+        predict_ranges(model, a.inputs, val),
+        a.targets[rows],
+        inputs=a.inputs[rows],
+        train_inputs=a.inputs[train_rows],
+        train_targets=a.targets[train_rows],
+    )
+
+
+def training_map(
+    data: TrainingData, corpus, *, seed: int, max_frames: int = TRAINING_MAP_FRAMES
+) -> dict:
+    """A seeded subsample of training frames: controls, f0, voicedness, inputs, targets,
+    and each frame's ``(file index, frame)``. Targets are float16 (half the size; ample
+    precision for nearest-neighbour baselines and plots)."""
+    a = data.arrays
+    rows = global_rows(a.offsets, [sp.train for sp in data.splits])
+    if len(rows) > max_frames:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_frames, replace=False))
+    file_idx = np.searchsorted(a.offsets, rows, side="right") - 1
+    f0 = np.concatenate([np.asarray(f.analysis.f0) for f in corpus.files])
+    voiced = np.concatenate([np.asarray(f.analysis.voicedness) for f in corpus.files])
+    return {
+        "controls": np.asarray(a.inputs[rows, : data.input_map.n_timbre], np.float32),
+        "f0": f0[rows].astype(np.float32),
+        "voicedness": voiced[rows].astype(np.float32),
+        "inputs": np.asarray(a.inputs[rows], np.float32),
+        "targets": np.asarray(a.targets[rows], np.float16),
+        "frames": np.stack([file_idx, rows - a.offsets[file_idx]], axis=1).astype(np.int64),
+    }
+
+
+def finish(
+    module: WMSModule, data: TrainingData, corpus, cfg: Config, out_dir: Path
+) -> tuple[Path, dict]:
+    """Rank 0: best weights -> held-out metrics -> bundle + loss-curve PNG. Returns (bundle, metrics)."""
+    from .bundle import save_bundle
+    from .plots import loss_curves, save_figure
+
+    model = module.model.cpu()
+    if module.best is not None:
+        model.load_state_dict(module.best["state_dict"])
+    model.eval()
+    metrics = heldout_metrics(model, data)
+    if module.best is not None:
+        metrics["best_epoch"] = module.best["epoch"]
+    data_map = {
+        "files": [
+            {**f, "train": [list(r) for r in s.train], "val": [list(r) for r in s.val]}
+            for f, s in zip(data.files, data.splits, strict=True)
+        ]
+    }
+    imap = data.input_map
+    bundle = save_bundle(
+        out_dir / "model.wms",
+        model=model,
+        config=cfg,
+        input_map_state=imap.to_state(),
+        control_names=list(imap.control_names),
+        control_ranges=imap.control_ranges,
+        training_map=training_map(data, corpus, seed=cfg.data.seed),
+        data_map=data_map,
+        history=module.history,
+        metrics=metrics,
+    )
+    h = module.history
+    if h:
+        fig = loss_curves(
+            [x["epoch"] + 1 for x in h],
+            [x["train_loss"] for x in h],
+            [x["val_loss"] for x in h],
+            [x["lr"] for x in h],
+            title=f"{out_dir.name}: {cfg.train.loss} loss",
+        )
+        save_figure(fig, out_dir / "loss_curves.png")
+    return bundle, metrics
+
+
+def train(
+    audio_path: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    cache_dir: str | Path | None = None,
+    jobs: int | None = None,
+    resume: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Prepare ``audio_path`` (or reuse the cache), train, and write ``out_dir/model.wms``.
+
+    With ``resume`` (a checkpoint of this run), training continues where it
+    stopped: epoch, step, optimizer, scheduler, early stopping, timer and history;
+    the input map is the checkpoint's. The wall-clock budget (``train.max_minutes``)
+    counts the earlier runs too: pass a larger ``--max-minutes`` to extend a run that
+    stopped on its budget, or a larger ``train.max_epochs`` one that stopped on epochs. ``cfg`` should come from
+    :func:`resume_config` then. Only global rank 0 writes the bundle, the
+    config and the plot; every rank returns the bundle path.
+
+    Raises:
+        DataError, AudioError, ConfigError: bad audio, too little data, bad config.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from .prepare import format_summary, prepare
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank0 = rank_zero_only.rank == 0
+    corpus = prepare(audio_path, cfg, cache_dir=cache_dir, jobs=jobs, progress=progress and rank0)
+    saved = read_checkpoint(resume) if resume else None
+    data = build_training_data(
+        corpus,
+        cfg,
+        input_map_state=saved["input_map"] if saved else None,
+        out_dir=out_dir / "arrays" / f"rank{rank_zero_only.rank}",  # no shared memmap
+    )
+    if saved and list(saved["file_keys"]) != [f["key"] for f in data.files]:
+        raise DataError(
+            f"--resume {resume}: the audio differs from the run's (file contents or list "
+            f"changed); resume with the same AUDIO or start a new run"
+        )
+    if rank0:
+        (out_dir / "config.toml").write_text(cfg.to_toml())
+        print(format_summary(corpus.summary))
+        s = data.summary
+        print(
+            f"data: {s['files']} file(s), {s['frames']} frames: {s['train_frames']} train "
+            f"({s['train_sequences']} sequences of {cfg.data.seq_len}), {s['val_frames']} held out "
+            f"in contiguous blocks, {s['gap_frames']} in gaps; {s['inputs']} inputs -> {s['bins']} bins"
+        )
+        probe = WMSNet.from_config(s["inputs"], s["bins"], cfg.model)
+        print(f"model: {count_parameters(probe):,} parameters")
+    module, trainer = fit(data, cfg, out_dir, resume=resume, progress=progress)
+    bundle = out_dir / "model.wms"
+    if trainer.is_global_zero:
+        bundle, m = finish(module, data, corpus, cfg, out_dir)
+        if m:
+            print(
+                f"held-out ({m['n_frames']} frames): LSD {m['lsd_db']:.2f} dB "
+                f"(mean-spectrum baseline {m['lsd_db_mean_baseline']:.2f}, nearest training frame "
+                f"{m['lsd_db_nn_baseline']:.2f}); spectral convergence {m['sc']:.3f} "
+                f"(baselines {m['sc_mean_baseline']:.3f}, {m['sc_nn_baseline']:.3f})"
+            )
+        print(
+            f"bundle: {bundle}\nlogs: {out_dir / 'logs'} "
+            f"(tensorboard --logdir {out_dir / 'logs' / 'tensorboard'})"
+        )
+        print(
+            f"resume: wms train {audio_path} --out {out_dir} --resume {out_dir / 'checkpoints' / 'last.ckpt'}"
+        )
+    return bundle
+
+
+def run_train(args) -> int:
+    """``wms train AUDIO --out RUN_DIR [--config F] [--set k=v] [--max-minutes M] [--resume CKPT]
+    [--devices D] [--num-nodes N] [--cache-dir D] [--jobs N]``."""
+    from .config import load_config
+    from .prepare import _reference_audio_path
+
+    if args.resume:
+        cfg = resume_config(args.resume, args.config, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+    cli = {}
+    if args.max_minutes is not None:
+        if args.max_minutes <= 0:
+            raise ConfigError(f"--max-minutes = {args.max_minutes} must be positive")
+        cli["max_minutes"] = args.max_minutes
+    if args.devices is not None:
+        cli["devices"] = str(args.devices)
+    if args.num_nodes is not None:
+        cli["num_nodes"] = args.num_nodes
+    if cli:
+        cfg = cfg.replace(train=cli)
+    audio = args.audio or _reference_audio_path(args.config)
+    if not audio:
+        raise ConfigError("no AUDIO given (and the config has no audio_files_path)")
+    train(audio, args.out, cfg, cache_dir=args.cache_dir, jobs=args.jobs, resume=args.resume)
+    return 0

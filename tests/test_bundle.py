@@ -1,0 +1,199 @@
+"""bundle.py: round trip in a fresh process, and every kind of bad bundle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wms.basic_waves import basic_waves
+from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, save_bundle
+from wms.config import Config
+from wms.errors import BundleError, DataError
+from wms.features import fit_input_map, input_names
+from wms.model import WMSNet
+
+CFG = Config().replace(model={"hidden_size": 16, "encoder_size": 16}, data={"seq_len": 8})
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 300
+    mfcc = rng.normal(size=(n, 8)) * [5, 4, 3, 2, 1, 1, 1, 1]
+    f0 = rng.uniform(100, 400, n)
+    voiced = rng.uniform(0, 1, n)
+    imap = fit_input_map(mfcc, CFG, f0=f0, voicedness=voiced)
+    model = WMSNet.from_config(imap.n_inputs, 80, CFG.model)
+    history = [
+        {"epoch": 0, "step": 5, "train_loss": 1.5, "val_loss": 1.4, "lr": 1e-3, "seconds": 2.0},
+        {"epoch": 1, "step": 10, "train_loss": 1.2, "val_loss": 1.1, "lr": 1e-3, "seconds": 4.0},
+    ]
+    path = tmp_path_factory.mktemp("bundle") / "model.wms"
+    save_bundle(
+        path,
+        model=model,
+        config=CFG,
+        input_map_state=imap.to_state(),
+        control_names=list(imap.control_names),
+        control_ranges=imap.control_ranges,
+        training_map={
+            "controls": mfcc[:50, :8].astype(np.float32),
+            "f0": f0[:50],
+            "voicedness": voiced[:50],
+        },
+        data_map={
+            "files": [
+                {
+                    "path": "a.wav",
+                    "key": "k",
+                    "n_frames": n,
+                    "train": [[0, 250]],
+                    "val": [[270, 300]],
+                }
+            ]
+        },
+        history=history,
+        metrics={
+            "lsd_db": 5.0,
+            "sc": 0.3,
+            "lsd_db_mean_baseline": 9.0,
+            "lsd_db_nn_baseline": 7.0,
+            "n_frames": 30,
+        },
+    )
+    return path
+
+
+def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
+    b = load_bundle(bundle_path)
+    x = np.random.default_rng(1).normal(size=(40, b.model.n_inputs)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, wms\n"
+        f"b = wms.load_bundle({str(bundle_path)!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, b.predict(np.load({str(tmp_path / 'x.npy')!r})))\n"
+        "print(b.model.training, b.config.model.hidden_size, b.control_names[0], len(b.history))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "16", "mfcc0", "2"]
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (40, 80) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, b.predict(x))
+    # predict runs the sequence from a zero state: same as the model stepped by hand
+    with torch.no_grad():
+        h, steps = None, []
+        for t in range(3):
+            o, h = b.model.step(torch.from_numpy(x[t : t + 1]), h)
+            steps.append(o[0].numpy())
+    np.testing.assert_allclose(y[:3], np.stack(steps), atol=1e-6)
+
+
+def test_bundle_restores_everything(bundle_path):
+    b = load_bundle(bundle_path)
+    assert b.config == CFG
+    assert b.control_names == [f"mfcc{i}" for i in range(8)]
+    assert input_names(b.input_map)[-2:] == ["log_pitch", "voicedness"]
+    assert (
+        b.control_ranges.shape == (8, 2) and (b.control_ranges[:, 0] < b.control_ranges[:, 1]).all()
+    )
+    assert b.training_map["f0"].shape == (50,)
+    assert b.data["files"][0]["val"] == [[270, 300]]
+    assert b.history[-1]["val_loss"] == 1.1 and b.metrics["lsd_db"] == 5.0
+    assert "mfcc0" in describe(b) and "LSD 5.00 dB" in describe(b)
+
+
+def test_inputs_from_audio_uses_the_saved_pipeline(bundle_path):
+    b = load_bundle(bundle_path)
+    y = basic_waves(1.0, sample_rate=16000, seed=0)
+    x, f0, v = b.inputs_from_audio(y, 16000)
+    n = 1 + len(y) // 256
+    assert x.shape == (n, b.model.n_inputs) and f0.shape == (n,) and v.shape == (n,)
+    # a 44.1 kHz copy is resampled to the analysis rate: same frame count, similar pitch
+    import soxr
+
+    x44, f044, _ = b.inputs_from_audio(soxr.resample(y, 16000, 44100), 44100)
+    assert x44.shape == x.shape
+    assert np.median(np.abs(np.log2(f044 / f0))) < 0.01
+    assert b.predict(x).shape == (n, 80)
+
+
+def test_predict_rejects_wrong_width(bundle_path):
+    with pytest.raises(DataError, match=r"inputs of shape \[T, 10\], got \(5, 3\)"):
+        load_bundle(bundle_path).predict(np.zeros((5, 3)))
+
+
+def _resave(src, dst, **changes):
+    obj = torch.load(src, weights_only=True)
+    obj.update(changes)
+    torch.save(obj, dst)
+    return dst
+
+
+def test_unknown_version_is_refused(bundle_path, tmp_path):
+    p = _resave(bundle_path, tmp_path / "v2.wms", version=BUNDLE_VERSION + 1)
+    with pytest.raises(
+        BundleError, match=r"v2.wms: bundle format version 2 is not supported.*reads version 1"
+    ):
+        load_bundle(p)
+
+
+def test_truncated_bundle_is_refused(bundle_path, tmp_path):
+    p = tmp_path / "cut.wms"
+    data = bundle_path.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="cut.wms: truncated or corrupt bundle"):
+        load_bundle(p)
+
+
+def test_wav_is_not_a_bundle(tmp_path):
+    p = tmp_path / "tone.wav"
+    sf.write(p, np.zeros(1600, np.float32), 16000)
+    with pytest.raises(BundleError, match=r"tone.wav: not a WMS bundle \(a WAV/RIFF file\)"):
+        load_bundle(p)
+
+
+def test_random_checkpoint_is_not_a_bundle(tmp_path):
+    p = tmp_path / "ckpt.pt"
+    torch.save(
+        {"state_dict": WMSNet(3, 4, encoder_size=4, hidden_size=4).state_dict(), "epoch": 3}, p
+    )
+    with pytest.raises(
+        BundleError, match=f"ckpt.pt: not a WMS bundle .*format = '{BUNDLE_FORMAT}'"
+    ):
+        load_bundle(p)
+
+
+def test_pickled_object_is_refused_without_running_it(tmp_path):
+    p = tmp_path / "evil.wms"
+    # A numpy array needs pickle globals that weights_only loading refuses to import.
+    torch.save({"format": BUNDLE_FORMAT, "version": 1, "x": np.zeros(3)}, p)
+    with pytest.raises(BundleError, match="evil.wms: not a WMS bundle"):
+        load_bundle(p)
+
+
+def test_missing_file_and_incomplete_bundle(bundle_path, tmp_path):
+    with pytest.raises(BundleError, match="nope.wms: no such bundle file"):
+        load_bundle(tmp_path / "nope.wms")
+    obj = torch.load(bundle_path, weights_only=True)
+    del obj["input_map"]
+    torch.save(obj, tmp_path / "partial.wms")
+    with pytest.raises(BundleError, match="partial.wms: incomplete bundle, missing input_map"):
+        load_bundle(tmp_path / "partial.wms")
+
+
+def test_weights_that_do_not_fit_the_config(bundle_path, tmp_path):
+    obj = torch.load(bundle_path, weights_only=True)
+    obj["config"]["model"]["hidden_size"] = 32
+    torch.save(obj, tmp_path / "mismatch.wms")
+    with pytest.raises(BundleError, match="mismatch.wms: the stored weights do not fit"):
+        load_bundle(tmp_path / "mismatch.wms")
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(bundle_path):
+    assert [p.name for p in bundle_path.parent.iterdir()] == ["model.wms"]
