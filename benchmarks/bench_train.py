@@ -217,7 +217,9 @@ def main() -> None:
             f"{r['label']:>13}: {r['wall'] / 60:.1f} min, {r['steps']} steps, {r['lightning_frames_per_s']:,.0f} frames/s "
             f"in Lightning; held-out LSD {m['lsd_db']:.2f} dB (best baseline / model = {best / m['lsd_db']:.2f}x, "
             f"{'beats' if m['lsd_db'] < best else 'DOES NOT beat'} both), SC {m['sc']:.3f}, "
-            f"best val loss {min(h['val_loss'] for h in r['history']):.4f} at epoch {m.get('best_epoch')}"
+            "best val loss {0[val_loss]:.4f} at epoch {0[epoch]}".format(
+                min(r["history"], key=lambda h: h["val_loss"])
+            )
         )
     ratio = runs[0]["metrics"]["lsd_db"] / runs[1]["metrics"]["lsd_db"]
     print(f"reference LSD / WMS-defaults LSD = {ratio:.2f}x (> 1: the defaults are better)")

@@ -407,7 +407,7 @@ def _run_misses(
     order = sorted(misses.items(), key=lambda kv: -seconds[kv[0]])
     n_workers = min(jobs, len(order))
     bar = tqdm(
-        total=round(sum(seconds.values()), 1),
+        total=sum(seconds.values()),
         unit="s",
         desc=f"analysing {len(order)} file(s)",
         file=sys.stderr,
