@@ -99,8 +99,9 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(tiny_run, tmp_path
     )
     r = m["resynthesis"]
     assert r["stft_distance"]["total"] > 0 and r["stft_distance"]["fft_sizes"]
-    assert r["f0_cents"]["frames"] > 0 and r["f0_cents"]["median_abs"] >= 0
-    assert r["f0_cents"]["p90_abs"] >= r["f0_cents"]["median_abs"]
+    # The synth plays the tracked f0: the resynthesis is in tune.
+    assert r["f0_cents"]["frames"] > 0 and r["f0_cents"]["median_abs"] < 10
+    assert r["f0_cents"]["median_abs"] <= r["f0_cents"]["p90_abs"]
     assert m["wms_version"] and m["bundle"]["config_sha256"] and m["bundle"]["path"]
     assert isinstance(m["beats_both_baselines"], bool)
 

@@ -214,3 +214,18 @@ def test_ddp_two_cpu_processes_one_epoch(wav, tmp_path):
         SequenceSampler(n_train, batch_size=64, shuffle=True, world_size=2)
     )
     assert not list(run.glob(".*.tmp"))
+
+
+def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
+    """With n_fft = 2 W harmonics sit every 2N bins; the loss must weight by harmonic."""
+    import torch
+
+    from wms.config import load_config
+    from wms.losses import lowfreq_weights
+    from wms.train import WMSModule
+
+    cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"])
+    assert cfg.features.bins_per_harmonic == 4
+    module = WMSModule(10, 80, cfg.to_dict(), {}, [])
+    torch.testing.assert_close(module.loss_fn.weights, lowfreq_weights(80, cycles=4))
+    assert not torch.equal(module.loss_fn.weights, lowfreq_weights(80, cycles=2))

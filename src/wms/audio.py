@@ -73,6 +73,6 @@ def write_audio(path: str | Path, y: np.ndarray, sample_rate: int, subtype: str 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(str(path), np.asarray(y, dtype=np.float32), int(sample_rate), subtype=subtype)
-    except (OSError, sf.LibsndfileError, RuntimeError, ValueError) as e:
+    except (OSError, sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
         raise AudioError(path, f"cannot write audio ({e})") from None
     return path

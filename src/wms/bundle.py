@@ -118,12 +118,13 @@ def save_bundle(
         "metrics": _to_plain(metrics),
         "parameter_count": count_parameters(model),
     }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch raises RuntimeError when the disk is full
+        tmp.unlink(missing_ok=True)
         raise BundleError(f"{path}: cannot write the bundle ({e})") from None
     return path
 

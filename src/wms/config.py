@@ -425,6 +425,8 @@ def from_reference_params(
     Returns ``(nested overrides, audio_files_path or None)``. Keys ending in
     ``_comment`` are skipped; keys that are neither known nor comments raise.
     """
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: expected a JSON object of reference params")
     nested: dict[str, dict[str, Any]] = {}
     for key, value in params.items():
         if key.endswith("_comment"):
@@ -465,7 +467,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data, _ = from_reference_params(json.loads(path.read_text()), source=str(path))
             return data
         return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise ConfigError(f"{path}: not a valid config file: {e}") from None
 
 

@@ -129,7 +129,7 @@ class WMSLoss(nn.Module):
     Args:
         name: one of :data:`LOSSES`.
         n_bins: K (for the weights of ``"weighted_mse"``).
-        cycles: N, cycles per analysis window (bin N*h is harmonic h).
+        cycles: bins between harmonics, ``features.bins_per_harmonic`` (bin cycles*h is harmonic h).
         smoothness_weight: weight of :func:`smoothness_penalty` (0 disables it).
     """
 

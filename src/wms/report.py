@@ -410,7 +410,7 @@ def write_figures_and_report(
         "spectra",
         spectra_figure(examples, cycles=n),
         "Predicted vs target spectra",
-        "log1p magnitude per bin of held-out frames (x in harmonics: harmonic h is bin N·h, the "
+        "log1p magnitude per bin of held-out frames (x in harmonics: harmonic h is bin B·h, B = features.bins_per_harmonic, the "
         "bins between are window leakage). Frames are picked at the 10th/50th/75th/95th "
         "percentile of the model's per-frame LSD among voiced frames; the dashed line is the "
         "nearest-training-frame baseline.",

@@ -165,7 +165,7 @@ class WMSModule(L.LightningModule):
         self.loss_fn = WMSLoss(
             self.cfg.train.loss,
             n_bins=n_outputs,
-            cycles=f.cycles_per_window,
+            cycles=f.bins_per_harmonic,
             smoothness_weight=self.cfg.train.smoothness_weight,
         )
         self.history: list[dict[str, Any]] = []
@@ -377,6 +377,9 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint (use RUN_DIR/checkpoints/last.ckpt)")
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"PK":
+            raise DataError(f"{path}: not a checkpoint (not a torch zip file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
@@ -587,7 +590,10 @@ def train(
     from .prepare import format_summary, prepare
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: cannot create the run folder ({e.strerror})") from None
     rank0 = rank_zero_only.rank == 0
     corpus = prepare(audio_path, cfg, cache_dir=cache_dir, jobs=jobs, progress=progress and rank0)
     saved = read_checkpoint(resume) if resume else None

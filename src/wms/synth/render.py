@@ -149,8 +149,8 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
             f"--f0 {f0} Hz is out of range: need 0 < f0 < {sample_rate / 2:g} "
             f"(half the output rate {sample_rate} Hz)"
         )
-    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
-        raise ControlError(f"--seconds {args.seconds} must be a positive number")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and 0 < args.seconds <= 86400):
+        raise ControlError(f"--seconds {args.seconds} must be a positive number of at most 86400")
     if not chosen or args.controls:
         base = C.read_controls_file(args.controls) if args.controls else None
         curves = (
@@ -171,7 +171,10 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
         import soundfile as sf
 
         from ..audio import read_audio
+        from ..errors import AudioError
 
+        if not Path(args.audio).is_file():
+            raise AudioError(args.audio, "no such file")
         try:
             audio_rate = int(sf.info(str(args.audio)).samplerate)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -209,6 +212,11 @@ def run_render(args) -> int:
     from ..audio import write_audio
     from ..bundle import load_bundle
 
+    out_path = Path(args.out)
+    if out_path.suffix.lower() not in (".wav", ".wave"):
+        raise ControlError(f"--out {args.out}: give a .wav file name")
+    if out_path.is_dir():
+        raise ControlError(f"--out {args.out} is a folder; give a .wav file name")
     bundle = load_bundle(args.bundle)
     cfg = render_config(bundle.config, args.config, args.overrides)
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
