@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -623,6 +624,8 @@ def train(
     bundle = out_dir / "model.wms"
     if trainer.is_global_zero:
         bundle, m = finish(module, data, corpus, cfg, out_dir)
+        # Large corpora's memory-mapped training arrays: --resume rebuilds them from the cache.
+        shutil.rmtree(out_dir / "arrays", ignore_errors=True)
         if m:
             print(
                 f"held-out ({m['n_frames']} frames): LSD {m['lsd_db']:.2f} dB "
