@@ -21,15 +21,10 @@ import numpy as np
 import torch
 
 from ..errors import ControlError
+from ..features import log_pitch
 from ..model import WMSNet
 from . import kernels
 from .tables import n_harmonics
-
-
-def log_pitch(f0: np.ndarray | float, fmin: float) -> np.ndarray:
-    """Model pitch input ``log(max(f0, fmin) - fmin + 1e-4)`` (same as wms.features.log_pitch)."""
-    f0 = np.asarray(f0, dtype=np.float64)
-    return np.log(np.maximum(f0, fmin) - fmin + 1e-4)
 
 
 @dataclass
