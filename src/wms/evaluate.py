@@ -422,6 +422,7 @@ def resynthesise(
         "render_sample_rate", "seconds", "segments"}``.
     """
     from .audio import resample
+    from .pitch import cents_error
     from .synth.controls import audio_trajectory
     from .synth.network import SynthModel
     from .synth.render import render
@@ -470,7 +471,7 @@ def resynthesise(
         f0_out = rendered_f0(out_r, rr, n_frames, hop_seconds=hop / sr, cfg=cfg)
         f0_in, v_in = s.f0[:n_frames], s.voicedness[:n_frames]
         voiced = v_in >= cfg.pitch.voicing_threshold
-        errs.append(1200.0 * np.log2(f0_out[:n_frames][voiced] / f0_in[voiced]))
+        errs.append(cents_error(f0_out[:n_frames][voiced], f0_in[voiced]))
         starts.append(sum(len(o) for o in originals) / sr)
         originals += [y, gap]
         resyn += [z, gap]

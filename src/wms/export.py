@@ -480,17 +480,11 @@ def prepare_out_dir(out: str | Path) -> Path:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Write atomically (temp file + rename) so a failed export leaves no half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ExportError(f"{path}: cannot write ({e.strerror or e})") from None
-    return path
+    return _write_bytes(path, text.encode())
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
+    """Write atomically (temp file + rename) so a failed export leaves no half file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_bytes(data)

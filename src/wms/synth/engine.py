@@ -156,23 +156,7 @@ class SynthEngine:
             self._sr,
             self._x,
         )
-        K.finish_step(
-            self._idx,
-            0,
-            self._y,
-            1,
-            self._vi,
-            self._vf,
-            self._amps_prev,
-            self._amps_next,
-            self._sr,
-            BAND_EDGE,
-            TABLE_RMS,
-            self._basis,
-            self._tables,
-            self._gains,
-            self._moments,
-        )
+        self._finish_step(0, 1)
         K.render_voices(
             self._out,
             0,
@@ -422,11 +406,15 @@ class SynthEngine:
             spec = self._spectra[v]
             self._y[q] = spec[min(self._spec_pos[v], spec.shape[0] - 1)]
             self._spec_pos[v] += 1
+        self._finish_step(nv, m.cycles)
+
+    def _finish_step(self, nv: int, cycles: int) -> None:
+        """Model outputs ``self._y[:nv]`` -> next tables of the voices ``self._idx[:nv]``."""
         K.finish_step(
             self._idx,
             nv,
             self._y,
-            m.cycles,
+            cycles,
             self._vi,
             self._vf,
             self._amps_prev,
