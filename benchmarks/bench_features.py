@@ -20,9 +20,9 @@ import tracemalloc
 
 import numpy as np
 
-from wms.basic_waves import basic_waves_with_labels
+from wms.analysis.basic_waves import basic_waves_with_labels
+from wms.analysis.features import analyse, default_threads, ncycle_segments, periodic_hann
 from wms.config import Config
-from wms.features import analyse, default_threads, ncycle_segments, periodic_hann
 
 TARGET_X_REALTIME = 500.0
 TARGET_LEAK_DB = -60.0

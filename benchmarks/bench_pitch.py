@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wms.audio import read_audio
-from wms.pitch import TIMBRES, cents_error, estimate_pitch, harmonic_tone
+from wms.analysis.audio import read_audio
+from wms.analysis.pitch import TIMBRES, cents_error, estimate_pitch, harmonic_tone
 
 SR, HOP, FMIN, FMAX = 16000, 256, 46.0, 1600.0
 F0S = np.geomspace(46.0, 1600.0, 8)

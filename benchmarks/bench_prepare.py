@@ -83,12 +83,12 @@ def _bench(args: argparse.Namespace, tmp: Path) -> None:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from wms import features, pitch
-    from wms.audio import read_audio, write_audio
-    from wms.basic_waves import basic_waves
-    from wms.cache import FeatureCache
+    from wms.analysis import features, pitch
+    from wms.analysis.audio import read_audio, write_audio
+    from wms.analysis.basic_waves import basic_waves
+    from wms.analysis.cache import FeatureCache
+    from wms.analysis.prepare import prepare
     from wms.config import Config
-    from wms.prepare import prepare
 
     cfg = Config()
     sr = cfg.audio.sample_rate
@@ -155,7 +155,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> None:
     for method in methods:
         code = (
             "import time\n" + _PEAK_MB + "\n"
-            "from wms.config import Config\nfrom wms.prepare import prepare\n"
+            "from wms.config import Config\nfrom wms.analysis.prepare import prepare\n"
             "t0 = time.perf_counter()\n"
             f"prepare({str(long)!r}, Config().replace(pitch={{'method': {method!r}}}), "
             f"cache_dir={str(tmp / f'cache-long-{method}')!r}, jobs=1, progress=False)\n"
@@ -174,7 +174,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> None:
     cache_long = tmp / "cache-long-fast"
     code = (
         "import time\nt0 = time.perf_counter()\n"
-        "from wms.config import Config\nfrom wms.prepare import prepare\n"
+        "from wms.config import Config\nfrom wms.analysis.prepare import prepare\n"
         "t1 = time.perf_counter()\n"
         f"c = prepare({str(long)!r}, Config(), cache_dir={str(cache_long)!r}, progress=False)\n"
         "t2 = time.perf_counter()\n"
@@ -191,7 +191,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> None:
         f"{best_call:.3f} s",
         f"< {TARGET_RERUN_S:.0f} s",
         best_call + best_import < TARGET_RERUN_S,
-        f"(+ {best_import:.3f} s importing wms.prepare; content-hash memo hit)",
+        f"(+ {best_import:.3f} s importing wms.analysis.prepare; content-hash memo hit)",
     )
     # Without the hash memo: the whole file is hashed again (e.g. after a copy).
     (cache_long / "hashes.json").unlink()
@@ -211,11 +211,11 @@ def _bench(args: argparse.Namespace, tmp: Path) -> None:
         t0 = time.perf_counter()
         subprocess.run(cli, check=True, capture_output=True)
         walls.append(time.perf_counter() - t0)
-    _, t_import = _py("import wms.prepare")
+    _, t_import = _py("import wms.analysis.prepare")
     _, t_bare = _py("pass")
     print(
         f"    CLI `wms prepare` warm re-run wall {min(walls):.2f} s; "
-        f"`python -c 'import wms.prepare'` {t_import:.2f} s; `python -c pass` {t_bare:.2f} s"
+        f"`python -c 'import wms.analysis.prepare'` {t_import:.2f} s; `python -c pass` {t_bare:.2f} s"
     )
 
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from wms.audio import resample
+from wms.analysis.audio import resample
+from wms.analysis.pitch import estimate_pitch
 from wms.bundle import load_bundle
 from wms.config import SynthConfig
-from wms.pitch import estimate_pitch
 from wms.synth import measure as M
 from wms.synth.controls import Curves, Trajectory, audio_trajectory, curves_trajectory
 from wms.synth.engine import SynthEngine

@@ -26,16 +26,16 @@ import lightning as L
 import numpy as np
 import torch
 
-from wms.audio import write_audio
-from wms.basic_waves import basic_waves
+from wms.analysis.audio import write_audio
+from wms.analysis.basic_waves import basic_waves
+from wms.analysis.prepare import prepare
 from wms.config import Config
-from wms.data import sequence_loader
-from wms.losses import WMSLoss
-from wms.metrics import log_spectral_distance
-from wms.model import WMSNet, count_parameters
-from wms.plots import curves_vs_time, save_figure
-from wms.prepare import prepare
-from wms.train import build_training_data, fit, heldout_metrics, predict_ranges
+from wms.evaluation.metrics import log_spectral_distance
+from wms.evaluation.plots import curves_vs_time, save_figure
+from wms.training.data import sequence_loader
+from wms.training.losses import WMSLoss
+from wms.training.model import WMSNet, count_parameters
+from wms.training.train import build_training_data, fit, heldout_metrics, predict_ranges
 
 REFERENCE_FRAMES_PER_S = 28_000
 ROOT = Path(__file__).resolve().parents[1]

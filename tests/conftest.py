@@ -37,8 +37,8 @@ class TinyRun:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
-    from wms.audio import write_audio
-    from wms.basic_waves import basic_waves
+    from wms.analysis.audio import write_audio
+    from wms.analysis.basic_waves import basic_waves
     from wms.cli import main
 
     root = tmp_path_factory.mktemp("tiny_run")

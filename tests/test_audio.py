@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wms.audio import find_audio_files, read_audio, resample, write_audio
+from wms.analysis.audio import find_audio_files, read_audio, resample, write_audio
 from wms.errors import AudioError
 
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import get_window
 
-from wms.basic_waves import (
+from wms.analysis.basic_waves import (
     AMPLITUDE,
     CROSSFADE_SECONDS,
     SHAPES,

@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from wms.basic_waves import basic_waves
+from wms.analysis.basic_waves import basic_waves
+from wms.analysis.features import fit_input_map, input_names
 from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, save_bundle
 from wms.config import Config
 from wms.errors import BundleError, DataError
-from wms.features import fit_input_map, input_names
-from wms.model import WMSNet
+from wms.training.model import WMSNet
 
 CFG = Config().replace(model={"hidden_size": 16, "encoder_size": 16}, data={"seq_len": 8})
 

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from wms import cache as cache_mod
-from wms.cache import FeatureCache, default_cache_dir, file_sha256, settings_hash
+from wms.analysis import cache as cache_mod
+from wms.analysis.cache import FeatureCache, default_cache_dir, file_sha256, settings_hash
+from wms.analysis.features import Analysis
 from wms.config import Config
-from wms.features import Analysis
 
 N_MFCC, N_BINS = 8, 80
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from wms.data import (
+from wms.errors import DataError
+from wms.training.data import (
     SequenceSampler,
     build_arrays,
     range_mask,
@@ -14,7 +15,6 @@ from wms.data import (
     sequence_starts,
     split_frames,
 )
-from wms.errors import DataError
 
 
 def _random_case(rng):

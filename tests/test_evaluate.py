@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from wms.audio import write_audio
-from wms.basic_waves import basic_waves
+from wms.analysis.audio import write_audio
+from wms.analysis.basic_waves import basic_waves
 from wms.bundle import load_bundle, save_bundle
 from wms.cli import main
 from wms.errors import AudioError, BundleError, DataError, WMSError
-from wms.evaluate import (
+from wms.evaluation.evaluate import (
     evaluate,
     heldout_data,
     multi_resolution_stft_distance,

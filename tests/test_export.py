@@ -22,12 +22,12 @@ import soundfile as sf
 import torch
 
 import wms.export as ex
+from wms.analysis.features import fit_input_map, log_pitch
 from wms.cli import main
 from wms.config import Config
 from wms.errors import ExportError
-from wms.features import fit_input_map, log_pitch
-from wms.model import WMSNet
 from wms.synth.tables import harmonic_amplitudes
+from wms.training.model import WMSNet
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wms.config import Config
-from wms.errors import BundleError, ConfigError, DataError
-from wms.features import (
+from wms.analysis.features import (
     Analysis,
     InputMap,
     analyse,
@@ -26,6 +24,8 @@ from wms.features import (
     spectral_features,
     timbre_controls,
 )
+from wms.config import Config
+from wms.errors import BundleError, ConfigError, DataError
 
 SR, HOP, W, N = 16000, 256, 1024, 2
 SEG = dict(sample_rate=SR, hop_size=HOP, window_size=W, cycles=N)

@@ -9,7 +9,7 @@ import torch
 
 from wms.config import _CHOICES
 from wms.errors import ConfigError
-from wms.losses import (
+from wms.training.losses import (
     LOSSES,
     WMSLoss,
     log_magnitude_l1,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wms.crepe import CREPE_FRAME, bins_to_hz, crepe_weights_path, hz_to_bins, load_crepe
-from wms.errors import PitchError
-from wms.pitch import (
+from wms.analysis.crepe import CREPE_FRAME, bins_to_hz, crepe_weights_path, hz_to_bins, load_crepe
+from wms.analysis.pitch import (
     PITCH_METHODS,
     TIMBRES,
     cents_error,
@@ -15,6 +14,7 @@ from wms.pitch import (
     harmonic_tone,
     yin_fast,
 )
+from wms.errors import PitchError
 
 SR = 16000
 HOP = 256
@@ -260,7 +260,7 @@ def test_harmonic_tone_is_band_limited_and_exact():
 def test_banded_viterbi_equals_librosa():
     import librosa
 
-    from wms.crepe import MAX_JUMP, transition_matrix, viterbi_banded
+    from wms.analysis.crepe import MAX_JUMP, transition_matrix, viterbi_banded
 
     rng = np.random.default_rng(0)
     for n_states, n in ((360, 200), (40, 9), (25, 1)):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import wms.pitch
+import wms.analysis.pitch
+from wms.analysis.prepare import analyse_file, prepare
 from wms.cli import main
 from wms.config import Config
 from wms.errors import AudioError, ConfigError, DataError
-from wms.prepare import analyse_file, prepare
 
 SR = 16000
 CFG = Config()
@@ -20,7 +20,7 @@ CFG = Config()
 
 def _tone(f0: float, seconds: float, sr: int = SR) -> np.ndarray:
     saw = 1.0 / np.arange(1, 11)
-    return wms.pitch.harmonic_tone(f0, saw, sample_rate=sr, n_samples=round(seconds * sr))
+    return wms.analysis.pitch.harmonic_tone(f0, saw, sample_rate=sr, n_samples=round(seconds * sr))
 
 
 def _write(path, y, sr=SR):
@@ -47,13 +47,13 @@ def mixed(tmp_path):
 def count_tracking(monkeypatch):
     """Counts pitch-tracker calls (= analyses) in this process (jobs=1)."""
     calls = []
-    real = wms.pitch.estimate_pitch
+    real = wms.analysis.pitch.estimate_pitch
 
     def counted(y, **kw):
         calls.append(len(y))
         return real(y, **kw)
 
-    monkeypatch.setattr(wms.pitch, "estimate_pitch", counted)
+    monkeypatch.setattr(wms.analysis.pitch, "estimate_pitch", counted)
     return calls
 
 
@@ -254,12 +254,12 @@ def test_cli_prepare_reads_reference_params(mixed, tmp_path, capsys):
 
 
 def test_unexpected_failure_stops_the_run_naming_the_file(mixed, tmp_path, monkeypatch):
-    import wms.features
+    import wms.analysis.features
 
     def broken(*args, **kwargs):
         raise RuntimeError("bug in analyse")
 
-    monkeypatch.setattr(wms.features, "analyse", broken)
+    monkeypatch.setattr(wms.analysis.features, "analyse", broken)
     with pytest.raises(RuntimeError, match="bug in analyse") as e:
         _run(mixed / "good.wav", tmp_path / "cache")
     assert any("good.wav" in n for n in getattr(e.value, "__notes__", []))

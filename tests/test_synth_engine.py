@@ -9,7 +9,6 @@ from scipy.signal import hilbert
 
 from wms.config import SynthConfig
 from wms.errors import ControlError
-from wms.model import WMSNet
 from wms.synth import kernels as K
 from wms.synth import measure as M
 from wms.synth.controls import Curves, Trajectory, curves_trajectory
@@ -18,6 +17,7 @@ from wms.synth.network import GRUStepper
 from wms.synth.render import render
 from wms.synth.tables import TABLE_RMS
 from wms.synth.testing import known_model, saw_amplitudes, spectrum_from_harmonics
+from wms.training.model import WMSNet
 
 SR = 48000
 SAW = spectrum_from_harmonics(saw_amplitudes())

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from wms.audio import write_audio
-from wms.basic_waves import basic_waves
+from wms.analysis.audio import write_audio
+from wms.analysis.basic_waves import basic_waves
+from wms.analysis.features import Analysis
 from wms.bundle import load_bundle
 from wms.cli import main
 from wms.config import Config
-from wms.data import SequenceSampler, range_mask
-from wms.features import Analysis
-from wms.train import build_training_data, fit
+from wms.training.data import SequenceSampler, range_mask
+from wms.training.train import build_training_data, fit
 
 TINY = [
     "model.hidden_size=16",
@@ -221,8 +221,8 @@ def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
     import torch
 
     from wms.config import load_config
-    from wms.losses import lowfreq_weights
-    from wms.train import WMSModule
+    from wms.training.losses import lowfreq_weights
+    from wms.training.train import WMSModule
 
     cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"])
     assert cfg.features.bins_per_harmonic == 4

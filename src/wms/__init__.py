@@ -5,7 +5,7 @@ wavetables from timbre controls; play them offline, from MIDI, from another
 recording or live; export the model to RTNeural, ONNX and TorchScript.
 """
 
-from .errors import WMSError
+from wms.errors import WMSError
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,6 @@ __all__ = ["WMSError", "__version__", "load_bundle"]
 
 def load_bundle(path):
     """Load a model bundle (``model.wms``); see :func:`wms.bundle.load_bundle`."""
-    from .bundle import load_bundle as _load
+    from wms.bundle import load_bundle as _load
 
     return _load(path)

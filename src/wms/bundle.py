@@ -18,7 +18,7 @@ pickled code. Layout (version 1)::
     data            {"files": [{"path", "key", "n_frames", "train", "val"}]}: where the
                      held-out frames are (frame ranges per source file and its content key)
     history         [{"epoch", "step", "train_loss", "val_loss", "lr", "seconds"}]
-    metrics         held-out figures at the end of training (see wms.metrics.heldout_report)
+    metrics         held-out figures at the end of training (see wms.evaluation.metrics.heldout_report)
     parameter_count int
 
 The file is written to a temporary name beside the target and renamed, so a
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .config import Config, from_dict
-from .errors import BundleError, ConfigError, DataError
-from .model import WMSNet, count_parameters
+from wms import __version__
+from wms.config import Config, from_dict
+from wms.errors import BundleError, ConfigError, DataError
+from wms.training.model import WMSNet, count_parameters
 
 BUNDLE_FORMAT = "wms-bundle"
 BUNDLE_VERSION = 1
@@ -184,9 +184,9 @@ class Bundle:
         Returns:
             ``(inputs[T, D], f0[T] in Hz, voicedness[T] in 0..1)``.
         """
-        from .audio import resample
-        from .features import analyse, model_inputs
-        from .pitch import estimate_pitch
+        from wms.analysis.audio import resample
+        from wms.analysis.features import analyse, model_inputs
+        from wms.analysis.pitch import estimate_pitch
 
         cfg = self.config
         y = resample(np.asarray(y, dtype=np.float32), int(sample_rate), cfg.audio.sample_rate)
@@ -253,7 +253,7 @@ def load_bundle(path: str | Path) -> Bundle:
         BundleError: naming the file, when it is missing, truncated, not a bundle,
             of another format version, or its contents do not fit together.
     """
-    from .features import InputMap
+    from wms.analysis.features import InputMap
 
     path = Path(path)
     obj = _read(path)

@@ -1,7 +1,7 @@
 """The ``wms`` command: one entry point with subcommands.
 
-Each subcommand's work lives in its stage module (``wms.prepare.run_prepare``,
-``wms.train.run_train`` ...); this file only declares the arguments and turns
+Each subcommand's work lives in its stage module (``wms.analysis.prepare.run_prepare``,
+``wms.training.train.run_train`` ...); this file only declares the arguments and turns
 :class:`~wms.errors.WMSError` into a one-line message and exit status 2.
 Heavy modules are imported lazily so ``wms --help`` is instant.
 """
@@ -12,8 +12,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import WMSError
+from wms import __version__
+from wms.errors import WMSError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-rate", type=int, default=16000)
-    p.set_defaults(handler="wms.basic_waves:run_basic_waves")
+    p.set_defaults(handler="wms.analysis.basic_waves:run_basic_waves")
 
     p = sub.add_parser("prepare", help="analyse audio into cached training pairs")
     p.add_argument(
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(p)
     _data_args(p)
-    p.set_defaults(handler="wms.prepare:run_prepare")
+    p.set_defaults(handler="wms.analysis.prepare:run_prepare")
 
     p = sub.add_parser("train", help="prepare (or reuse the cache) and train a model bundle")
     p.add_argument("audio", metavar="AUDIO")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
     p.add_argument("--devices", default=None, help="devices per node (Lightning syntax)")
     p.add_argument("--num-nodes", type=int, default=None)
-    p.set_defaults(handler="wms.train:run_train")
+    p.set_defaults(handler="wms.training.train:run_train")
 
     p = sub.add_parser("render", help="play a bundle to a WAV file")
     p.add_argument("bundle", metavar="BUNDLE")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="DIR")
     _data_args(p)
-    p.set_defaults(handler="wms.evaluate:run_evaluate")
+    p.set_defaults(handler="wms.evaluation.evaluate:run_evaluate")
 
     p = sub.add_parser("export", help="export a bundle for realtime engines and synths")
     p.add_argument("bundle", metavar="BUNDLE")

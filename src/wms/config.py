@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from wms.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     #: ``"log_spectral"`` (spectral convergence + L1 on log(magnitude + 0.01)),
     #: ``"spectral"`` (the reference's: spectral convergence + L1 on log1p),
-    #: ``"mse"`` or ``"weighted_mse"`` (low-frequency weighted); see wms.losses.
+    #: ``"mse"`` or ``"weighted_mse"`` (low-frequency weighted); see wms.training.losses.
     loss: str = "log_spectral"
     #: Weight of the smoothness-along-frequency penalty (0 disables it).
     smoothness_weight: float = 0.0

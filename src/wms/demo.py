@@ -11,11 +11,11 @@ import shlex
 import time
 from pathlib import Path
 
-from .errors import WMSError
+from wms.errors import WMSError
 
 
 def _run(argv: list[str]) -> None:
-    from .cli import main
+    from wms.cli import main
 
     print(f"\n$ wms {shlex.join(argv)}", flush=True)
     rc = main(argv)

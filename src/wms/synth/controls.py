@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SynthConfig
-from ..errors import ControlError
-from .engine import midi_to_hz
-from .network import SynthModel
-from .tables import TABLE_RMS
+from wms.config import SynthConfig
+from wms.errors import ControlError
+from wms.synth.engine import midi_to_hz
+from wms.synth.network import SynthModel
+from wms.synth.tables import TABLE_RMS
 
 #: Non-timbre control names understood in control files.
 SPECIAL_CONTROLS = ("f0", "voicedness", "level")

@@ -24,11 +24,11 @@ import math
 
 import numpy as np
 
-from ..config import SynthConfig
-from ..errors import ControlError
-from . import kernels as K
-from .network import GRUStepper, SynthModel
-from .tables import BAND_EDGE, TABLE_RMS, cosine_basis
+from wms.config import SynthConfig
+from wms.errors import ControlError
+from wms.synth import kernels as K
+from wms.synth.network import GRUStepper, SynthModel
+from wms.synth.tables import BAND_EDGE, TABLE_RMS, cosine_basis
 
 #: Output rates the engine accepts, in Hz (inclusive).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal.windows import blackmanharris
 
-from ..pitch import cents_error as cents  # noqa: F401  (re-exported for the synth tests)
+from wms.analysis.pitch import cents_error as cents  # noqa: F401  (re-exported for the synth tests)
 
 #: Half-width, in FFT bins of the unpadded window, of the 4-term Blackman-Harris main lobe.
 _LOBE = 4.0

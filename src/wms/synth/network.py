@@ -3,9 +3,9 @@
 :class:`SynthModel` bundles what synthesis needs from a trained model (the network, the
 control names/ranges/defaults, the pitch mapping, N and K). It is built from a
 :class:`wms.bundle.Bundle` with :meth:`SynthModel.from_bundle`, or from a bare
-:class:`~wms.model.WMSNet` for tests.
+:class:`~wms.training.model.WMSNet` for tests.
 
-:class:`GRUStepper` runs one recurrent step of :class:`~wms.model.WMSNet` for a batch of
+:class:`GRUStepper` runs one recurrent step of :class:`~wms.training.model.WMSNet` for a batch of
 voices in NumPy with preallocated buffers (``np.dot(..., out=)`` and in-place ufuncs): a
 streaming block allocates nothing, and a hidden-256 step costs about half of a PyTorch
 ``WMSNet.step`` call; element-wise work is fused in numba kernels. :meth:`GRUStepper.sequence`
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ControlError
-from ..features import log_pitch
-from ..model import WMSNet
-from . import kernels
-from .tables import n_harmonics
+from wms.analysis.features import log_pitch
+from wms.errors import ControlError
+from wms.synth import kernels
+from wms.synth.tables import n_harmonics
+from wms.training.model import WMSNet
 
 
 @dataclass

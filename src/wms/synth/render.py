@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..config import Config, SynthConfig, parse_overrides, read_config_file
-from ..errors import ConfigError, ControlError
-from . import controls as C
-from .engine import SynthEngine, check_sample_rate
-from .network import SynthModel
+from wms.config import Config, SynthConfig, parse_overrides, read_config_file
+from wms.errors import ConfigError, ControlError
+from wms.synth import controls as C
+from wms.synth.engine import SynthEngine, check_sample_rate
+from wms.synth.network import SynthModel
 
 #: Seconds rendered after the controls end, on top of ``synth.release``.
 TAIL_SECONDS = 0.05
@@ -170,8 +170,8 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
     if args.audio:
         import soundfile as sf
 
-        from ..audio import read_audio
-        from ..errors import AudioError
+        from wms.analysis.audio import read_audio
+        from wms.errors import AudioError
 
         if not Path(args.audio).is_file():
             raise AudioError(args.audio, "no such file")
@@ -209,8 +209,8 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
 
 def run_render(args) -> int:
     """``wms render BUNDLE --out OUT.wav [...]`` (see ``wms render --help``)."""
-    from ..audio import write_audio
-    from ..bundle import load_bundle
+    from wms.analysis.audio import write_audio
+    from wms.bundle import load_bundle
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in (".wav", ".wave"):

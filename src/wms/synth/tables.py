@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ControlError
+from wms.errors import ControlError
 
 #: RMS of every normalised table before band-limiting (-12 dBFS; a pure sine then peaks
 #: at 0.354, a zero-phase sawtooth of 39 harmonics at about 1.2).

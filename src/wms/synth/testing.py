@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
-from ..model import WMSNet
-from .network import SynthModel
+from wms.config import Config
+from wms.synth.network import SynthModel
+from wms.training.model import WMSNet
 
 
 def spectrum_from_harmonics(amps: np.ndarray, n_bins: int = 80, cycles: int = 2) -> np.ndarray:
@@ -66,8 +66,8 @@ def random_bundle(
     path: str | Path, *, hidden_size: int = 32, seed: int = 0, config: Config | None = None
 ) -> Path:
     """Write a loadable bundle with a seeded random network and a synthetic input map."""
-    from ..bundle import save_bundle
-    from ..features import fit_input_map
+    from wms.analysis.features import fit_input_map
+    from wms.bundle import save_bundle
 
     cfg = config or Config().replace(
         model={"hidden_size": hidden_size, "encoder_size": hidden_size}
@@ -78,7 +78,7 @@ def random_bundle(
     f0 = np.exp(rng.uniform(np.log(80), np.log(800), m))
     voiced = np.ones(m)
     imap = fit_input_map(mfcc, cfg, f0=f0, voicedness=voiced)
-    from ..features import model_inputs, timbre_controls
+    from wms.analysis.features import model_inputs, timbre_controls
 
     torch.manual_seed(seed)
     net = WMSNet.from_config(imap.n_inputs, cfg.features.n_bins, cfg.model).eval()

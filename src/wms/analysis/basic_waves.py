@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from wms.errors import ConfigError
 
 #: Shape names; ``BasicWaves.shape`` holds indices into this tuple.
 SHAPES = ("sine", "triangle", "square", "saw")
@@ -229,7 +229,7 @@ def basic_waves(seconds: float, *, sample_rate: int = 16000, seed: int = 0) -> n
 
 def run_basic_waves(args) -> int:
     """``wms basic-waves OUT.wav --seconds S --seed K --sample-rate SR``: write the set."""
-    from .audio import write_audio
+    from wms.analysis.audio import write_audio
 
     t0 = time.perf_counter()
     bw = basic_waves_with_labels(args.seconds, sample_rate=args.sample_rate, seed=args.seed)

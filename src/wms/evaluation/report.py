@@ -1,7 +1,7 @@
 """Evaluation figures and the report of ``wms evaluate`` (Markdown + HTML).
 
 Figure functions are pure: arrays in, a matplotlib ``Figure`` out (object API on
-the Agg canvas, no pyplot), written with :func:`wms.plots.save_figure`.
+the Agg canvas, no pyplot), written with :func:`wms.evaluation.plots.save_figure`.
 :func:`write_figures_and_report` makes every figure for one evaluation and writes
 ``report.md`` and ``index.html`` that show the same images.
 """
@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .errors import WMSError
-from .plots import loss_curves, save_figure
+from wms.errors import WMSError
+from wms.evaluation.plots import loss_curves, save_figure
 
 TARGET_COLOR, MODEL_COLOR, NEAREST_COLOR = "black", "tab:red", "tab:blue"
 
@@ -81,7 +81,7 @@ def waveforms_figure(examples: Sequence[dict], *, cycles: int, table_size: int =
     The table is built as the synth builds it (``synth.tables``: harmonics at bins
     ``N*h``, zero phase, normalised RMS), so shapes compare, not loudness.
     """
-    from .synth.tables import harmonic_amplitudes, make_tables, normalise_amplitudes
+    from wms.synth.tables import harmonic_amplitudes, make_tables, normalise_amplitudes
 
     rows, cols = _grid(len(examples))
     fig = _figure(5.2 * cols, 3.0 * rows)
@@ -114,7 +114,7 @@ def waveforms_figure(examples: Sequence[dict], *, cycles: int, table_size: int =
 
 def brightness(targets: np.ndarray, cycles: int) -> np.ndarray:
     """Spectral centroid in harmonics, ``sum h a_h / sum a_h``, of log1p spectra ``[n, K]``."""
-    from .synth.tables import harmonic_amplitudes
+    from wms.synth.tables import harmonic_amplitudes
 
     a = harmonic_amplitudes(np.asarray(targets, dtype=np.float32), cycles).astype(np.float64)
     h = np.arange(1, a.shape[1] + 1)
@@ -179,7 +179,7 @@ def control_map_figure(
 
 
 def _spec_db(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    from .evaluate import _stft_mag
+    from wms.evaluation.evaluate import _stft_mag
 
     return 20 * np.log10(np.maximum(_stft_mag(y, n_fft, hop), 1e-6)).T
 
@@ -303,7 +303,7 @@ def write_report(
     """Write ``out/report.md`` and ``out/index.html``.
 
     Args:
-        metrics: the evaluation metrics (``wms.evaluate``).
+        metrics: the evaluation metrics (``wms.evaluation.evaluate``).
         figures: ``(file name, title, caption)`` of PNGs in ``out``.
         audio: ``(file name, description)`` of WAVs in ``out``.
 
@@ -466,7 +466,7 @@ def write_figures_and_report(
         sample_rate=cfg.audio.sample_rate,
         boundaries=resyn.boundaries,
     )
-    from .synth.tables import n_harmonics
+    from wms.synth.tables import n_harmonics
 
     n_harm = n_harmonics(cfg.features.n_bins, n)
     save(

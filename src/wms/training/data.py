@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from wms.errors import DataError
 
 #: Arrays above this many bytes are built as memory-mapped ``.npy`` files in the run dir.
 MEMMAP_BYTES = 1 << 30

@@ -37,17 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DataError
+from wms.errors import DataError
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .features import Analysis
+    from wms.analysis.features import Analysis
+    from wms.config import Config
 
 #: Bump when pitch tracking or feature code changes its output: every entry
 #: written by an older version then misses and is re-analysed.
 CODE_VERSION = 1
 
-#: Per-frame arrays of an entry, in :class:`~wms.features.Analysis` field order.
+#: Per-frame arrays of an entry, in :class:`~wms.analysis.features.Analysis` field order.
 ARRAY_NAMES = ("f0", "voicedness", "mfcc", "target")
 
 #: Feature settings applied at training time, not by ``features.analyse``:
@@ -206,7 +206,7 @@ class FeatureCache:
             return None
 
     def _read_entry(self, d: Path, key: str, *, n_mfcc: int, n_bins: int) -> CacheEntry:
-        from .features import Analysis  # lazy: keeps `wms prepare` on a warm cache fast
+        from wms.analysis.features import Analysis  # lazy: keeps `wms prepare` on a warm cache fast
 
         try:
             meta = json.loads((d / "meta.json").read_text())

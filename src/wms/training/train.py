@@ -2,8 +2,8 @@
 
 Read top to bottom:
 
-1. :func:`build_training_data` — the held-out split (``wms.data.split_frames``),
-   the :class:`~wms.features.InputMap` fitted on *training* frames only, and the
+1. :func:`build_training_data` — the held-out split (``wms.training.data.split_frames``),
+   the :class:`~wms.analysis.features.InputMap` fitted on *training* frames only, and the
    contiguous input/target arrays with their sequence starts.
 2. :class:`WMSModule` — the LightningModule: WMSNet + the configured loss,
    optimizer and LR schedule, and a per-epoch history kept in every checkpoint.
@@ -33,8 +33,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from .config import Config, _merge, from_dict, parse_overrides, read_config_file
-from .data import (
+from wms.config import Config, _merge, from_dict, parse_overrides, read_config_file
+from wms.errors import ConfigError, DataError
+from wms.training.data import (
     FileSplit,
     SequenceData,
     block_frames_for,
@@ -44,9 +45,8 @@ from .data import (
     sequence_loader,
     split_frames,
 )
-from .errors import ConfigError, DataError
-from .losses import WMSLoss
-from .model import WMSNet, count_parameters
+from wms.training.losses import WMSLoss
+from wms.training.model import WMSNet, count_parameters
 
 #: Training frames kept in the bundle's training map.
 TRAINING_MAP_FRAMES = 5000
@@ -79,7 +79,7 @@ def build_training_data(
     """Split the corpus, fit the InputMap on training frames, build the arrays.
 
     Args:
-        corpus: a :class:`wms.prepare.Corpus` (anything with ``.files`` of
+        corpus: a :class:`wms.analysis.prepare.Corpus` (anything with ``.files`` of
             ``PreparedFile(path, key, analysis)``).
         cfg: the run's config (``data``, ``features``, ``pitch`` sections).
         input_map_state: a saved InputMap state to use instead of fitting (resume).
@@ -88,7 +88,7 @@ def build_training_data(
     Raises:
         DataError: no training sequence or nothing held out (see ``split_frames``).
     """
-    from .features import InputMap, fit_input_map, model_inputs
+    from wms.analysis.features import InputMap, fit_input_map, model_inputs
 
     d = cfg.data
     analyses = [f.analysis for f in corpus.files]
@@ -475,7 +475,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, float]:
     Each block is predicted as one sequence from a zero state; the baselines look at
     every training frame. Empty when nothing is held out.
     """
-    from .metrics import heldout_report
+    from wms.evaluation.metrics import heldout_report
 
     a = data.arrays
     val = [
@@ -521,8 +521,8 @@ def finish(
     module: WMSModule, data: TrainingData, corpus, cfg: Config, out_dir: Path
 ) -> tuple[Path, dict]:
     """Rank 0: best weights -> held-out metrics -> bundle + loss-curve PNG. Returns (bundle, metrics)."""
-    from .bundle import save_bundle
-    from .plots import loss_curves, save_figure
+    from wms.bundle import save_bundle
+    from wms.evaluation.plots import loss_curves, save_figure
 
     model = module.model.cpu()
     if module.best is not None:
@@ -588,7 +588,7 @@ def train(
     """
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from .prepare import format_summary, prepare
+    from wms.analysis.prepare import format_summary, prepare
 
     out_dir = Path(out_dir)
     try:
@@ -646,8 +646,8 @@ def train(
 def run_train(args) -> int:
     """``wms train AUDIO --out RUN_DIR [--config F] [--set k=v] [--max-minutes M] [--resume CKPT]
     [--devices D] [--num-nodes N] [--cache-dir D] [--jobs N]``."""
-    from .config import load_config
-    from .prepare import _reference_audio_path
+    from wms.analysis.prepare import _reference_audio_path
+    from wms.config import load_config
 
     if args.resume:
         cfg = resume_config(args.resume, args.config, args.overrides)

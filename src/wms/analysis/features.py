@@ -1,7 +1,7 @@
 """Feature stage: N-cycle normalisation, target spectra, MFCC and the input map.
 
 Per analysis frame ``i`` (centred at sample ``i * hop_size``) and its f0 (from
-:mod:`wms.pitch`), DESIGN.md §1:
+:mod:`wms.analysis.pitch`), DESIGN.md §1:
 
 1. :func:`ncycle_segments` resamples the span of ``L_i = N * sr / f0_i`` samples
    around the frame centre so that exactly N cycles fill the W-sample window; after
@@ -57,8 +57,8 @@ import scipy.fft
 import scipy.sparse
 import soxr
 
-from .config import Config
-from .errors import BundleError, ConfigError, DataError
+from wms.config import Config
+from wms.errors import BundleError, ConfigError, DataError
 
 #: Oversampling factor of the signal read by the Lagrange interpolator.
 OVERSAMPLE = 4

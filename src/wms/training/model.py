@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from wms.config import ModelConfig
 
 _ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "none": nn.Identity}
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import resample
-from .errors import PitchError
+from wms.analysis.audio import resample
+from wms.errors import PitchError
 
 #: CREPE's fixed analysis rate (Hz), frame length (samples) and pitch grid.
 CREPE_SAMPLE_RATE = 16000

@@ -19,7 +19,7 @@ One entry point, :func:`estimate_pitch`, with four methods:
     its best-guess f0. Slow (probabilistic YIN + HMM).
 ``"crepe"``
     The CREPE network (``"tiny"`` or ``"full"``) with Viterbi decoding; see
-    :mod:`wms.crepe`.
+    :mod:`wms.analysis.crepe`.
 
 All methods return frames centred at ``i * hop_size`` with
 ``n_frames = 1 + len(y) // hop_size`` and f0 clipped into ``[fmin, fmax]``.
@@ -33,7 +33,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from .errors import PitchError
+from wms.errors import PitchError
 
 PITCH_METHODS = ("fast", "yin", "pyin", "crepe")
 
@@ -94,7 +94,7 @@ def estimate_pitch(
             y, sample_rate=sample_rate, hop_size=hop_size, fmin=fmin, fmax=fmax
         )
     else:
-        from .crepe import crepe_pitch  # torch is only needed for this method
+        from wms.analysis.crepe import crepe_pitch  # torch is only needed for this method
 
         f0, voiced = crepe_pitch(
             y,

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from wms.errors import AudioError
 
 #: Suffixes searched by default when a folder is given.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")

@@ -8,14 +8,14 @@ Read top to bottom:
    usable file under ``AUDIO``, analysed with the bundle's config and mapped with
    the bundle's (not refitted) input map.
 2. :func:`spectral_metrics` — spectral convergence and log-spectral distance of
-   the model and both baselines (``wms.metrics``) on those frames. The model
+   the model and both baselines (``wms.evaluation.metrics``) on those frames. The model
    runs over each held-out block from a zero GRU state, as in training.
 3. :func:`resynthesise` — each held-out segment's audio played through the synth's
    timbre-transfer path (``synth.controls.audio_trajectory`` + ``synth.render``),
    compared with the original by :func:`multi_resolution_stft_distance` and by the
    f0 error (cents) of the rendered output.
 4. :func:`evaluate` — all of the above plus figures and audio examples
-   (``wms.report``), ``DIR/metrics.json``, ``DIR/report.md`` and ``DIR/index.html``.
+   (``wms.evaluation.report``), ``DIR/metrics.json``, ``DIR/report.md`` and ``DIR/index.html``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .errors import DataError, WMSError
+from wms import __version__
+from wms.errors import DataError, WMSError
 
 #: FFT sizes of the multi-resolution STFT distance (hop = size / 4, Hann window).
 STFT_FFT_SIZES = (2048, 1024, 512, 256)
@@ -163,9 +163,9 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
     With ``stored`` (the bundle's record of a training file), the file must still
     exist and hold the same bytes and frame count as at training time.
     """
-    from .audio import read_audio
-    from .cache import FeatureCache
-    from .prepare import prepare
+    from wms.analysis.audio import read_audio
+    from wms.analysis.cache import FeatureCache
+    from wms.analysis.prepare import prepare
 
     if stored is not None:
         key = str(stored.get("key", ""))
@@ -189,7 +189,7 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
 
 
 def _segment(pf, y: np.ndarray, start: int, stop: int, imap, hop: int) -> Segment:
-    from .features import model_inputs
+    from wms.analysis.features import model_inputs
 
     a = pf.analysis
     sl = slice(start, stop)
@@ -235,7 +235,7 @@ def heldout_data(
         bundle: a loaded :class:`wms.bundle.Bundle`.
         audio: ``None`` for the bundle's validation blocks, else an audio file or
             folder whose every frame is held out.
-        cache_dir, jobs: feature cache and analysis processes (``wms.prepare.prepare``).
+        cache_dir, jobs: feature cache and analysis processes (``wms.analysis.prepare.prepare``).
 
     Returns:
         :class:`HeldOut`. Baselines use the bundle's training map when it stores
@@ -247,7 +247,7 @@ def heldout_data(
         DataError: a training file is gone or changed (validation mode), or nothing
             is held out.
     """
-    from .prepare import read_checked
+    from wms.analysis.prepare import read_checked
 
     cfg, imap = bundle.config, bundle.input_map
     hop = cfg.features.hop_size
@@ -263,7 +263,7 @@ def heldout_data(
         return cache[p]
 
     if audio is not None:
-        from .audio import find_audio_files
+        from wms.analysis.audio import find_audio_files
 
         paths = find_audio_files(audio, cfg.audio.extensions)
         if not paths:
@@ -349,7 +349,7 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
         each ``{"sc", "lsd_db"}``, plus ``"frames"``; arrays ``{"target", "model",
         "mean", "nearest"}`` ``[n, K]`` log1p and ``"frame_lsd_db"`` ``[n]`` (per frame, model).
     """
-    from .metrics import (
+    from wms.evaluation.metrics import (
         log_spectral_distance,
         mean_spectrum_baseline,
         nearest_neighbour_baseline,
@@ -421,11 +421,11 @@ def resynthesise(
         {"median_abs", "p90_abs", "gross_fraction", "frames"}, "level_match_db",
         "render_sample_rate", "seconds", "segments"}``.
     """
-    from .audio import resample
-    from .pitch import cents_error
-    from .synth.controls import audio_trajectory
-    from .synth.network import SynthModel
-    from .synth.render import render
+    from wms.analysis.audio import resample
+    from wms.analysis.pitch import cents_error
+    from wms.synth.controls import audio_trajectory
+    from wms.synth.network import SynthModel
+    from wms.synth.render import render
 
     cfg = bundle.config
     sr, hop = cfg.audio.sample_rate, cfg.features.hop_size
@@ -527,7 +527,7 @@ def rendered_f0(
     fractional number of samples, and YIN then locks onto 2 or 3 periods (a whole
     number of samples): an error of the measurement, not of the synth.
     """
-    from .pitch import estimate_pitch
+    from wms.analysis.pitch import estimate_pitch
 
     hop_r = max(1, round(hop_seconds * sample_rate))
     f, _ = estimate_pitch(
@@ -577,7 +577,7 @@ def play_harmonics(
     above Nyquist removed, as the synth does), normalised to the synth's table RMS,
     with ``EXAMPLE_FADE`` s fades. Returns ``[round(seconds * sample_rate)]`` float32.
     """
-    from .synth.tables import band_limit, normalise_amplitudes
+    from wms.synth.tables import band_limit, normalise_amplitudes
 
     a = band_limit(normalise_amplitudes(amps), f0, sample_rate=sample_rate)
     t = np.arange(round(seconds * sample_rate)) / sample_rate
@@ -616,7 +616,7 @@ def check_out_dir(out: str | Path) -> Path:
 
 def bundle_info(bundle) -> dict[str, Any]:
     """Path, versions, config hash and the settings that matter for reading the metrics."""
-    from .cache import settings_hash
+    from wms.analysis.cache import settings_hash
 
     c = bundle.config
     blob = json.dumps(c.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
@@ -696,9 +696,9 @@ def evaluate(
         DataError: the validation frames' source files are gone or changed.
         WMSError: ``out_dir`` cannot be written.
     """
-    from .audio import write_audio
-    from .bundle import load_bundle
-    from .report import write_figures_and_report
+    from wms.analysis.audio import write_audio
+    from wms.bundle import load_bundle
+    from wms.evaluation.report import write_figures_and_report
 
     out = check_out_dir(out_dir)
     bundle = load_bundle(bundle_path)
@@ -719,7 +719,7 @@ def evaluate(
     }
 
     # Audio examples: a few frames' target and predicted tables, and the resynthesis.
-    from .synth.tables import harmonic_amplitudes
+    from wms.synth.tables import harmonic_amplitudes
 
     f0 = np.concatenate([s.f0 for s in held.segments])
     voiced = np.concatenate([s.voicedness for s in held.segments]) >= cfg.pitch.voicing_threshold

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from wms.errors import ConfigError
 
 _REDUCTIONS = ("mean", "sum", "none")
 #: The names ``train.loss`` accepts.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from wms.errors import DataError
 
 #: Magnitudes below this many dB under the targets' peak are floored before
 #: log-spectral distance: the empty bins of a harmonic spectrum are otherwise

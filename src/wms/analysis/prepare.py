@@ -2,7 +2,7 @@
 
 For each audio file (a file, or every audio file under a folder):
 read (mono, resampled) -> checks -> pitch tracking -> N-cycle features, stored
-in the :class:`~wms.cache.FeatureCache`. Files already in the cache (same bytes,
+in the :class:`~wms.analysis.cache.FeatureCache`. Files already in the cache (same bytes,
 same analysis settings) are not analysed again. Files that cannot be used
 (unreadable, silent, too short, no voiced frame) are reported by name with the
 reason and skipped; only a run with nothing usable fails (:class:`DataError`).
@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import find_audio_files, read_audio
-from .cache import FeatureCache, analysis_settings, settings_hash
-from .errors import AudioError, ConfigError, DataError
+from wms.analysis.audio import find_audio_files, read_audio
+from wms.analysis.cache import FeatureCache, analysis_settings, settings_hash
+from wms.errors import AudioError, ConfigError, DataError
 
 if TYPE_CHECKING:
     import argparse
 
-    from .config import Config
-    from .features import Analysis
+    from wms.analysis.features import Analysis
+    from wms.config import Config
 
 #: Thread-count variables of the numeric libraries, pinned to 1 in workers so
 #: ``jobs`` processes use ``jobs`` cores, not ``jobs * cores``.
@@ -133,10 +133,10 @@ def analyse_signal(path: str | Path, y: np.ndarray, cfg: Config) -> Analysis:
     """Pitch-track and analyse a signal already read by :func:`read_checked`.
 
     ``y``: mono float32 at ``cfg.audio.sample_rate``. Returns an
-    :class:`~wms.features.Analysis` with ``1 + len(y) // hop_size`` frames.
+    :class:`~wms.analysis.features.Analysis` with ``1 + len(y) // hop_size`` frames.
     Raises :class:`AudioError` naming ``path`` when no frame is voiced.
     """
-    from . import features, pitch  # lazy: heavy, and only needed on a cache miss
+    from wms.analysis import features, pitch  # lazy: heavy, and only needed on a cache miss
 
     p = cfg.pitch
     f0, voicedness = pitch.estimate_pitch(
@@ -162,7 +162,7 @@ def analyse_signal(path: str | Path, y: np.ndarray, cfg: Config) -> Analysis:
 def analyse_file(path: str | Path, cfg: Config) -> Analysis:
     """Read, check, pitch-track and analyse one file (no cache).
 
-    Returns an :class:`~wms.features.Analysis` (``[n_frames]`` f0 in Hz and
+    Returns an :class:`~wms.analysis.features.Analysis` (``[n_frames]`` f0 in Hz and
     voicedness, ``[n_frames, n_mfcc]`` MFCC, ``[n_frames, n_bins]`` log1p target).
     Raises :class:`AudioError` naming the file when it is unreadable, silent,
     too short or has no voiced frame.
@@ -541,7 +541,7 @@ def _reference_audio_path(config_path: str | None) -> str | None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """``wms prepare AUDIO [--config F] [--set k=v ...] [--cache-dir D] [--jobs N]``."""
-    from .config import load_config
+    from wms.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     audio = getattr(args, "audio", None) or _reference_audio_path(args.config)

@@ -5,7 +5,7 @@ against the PyTorch model before the export is reported as done:
 
 ``rtneural``
     ``wms_model.json`` (the state_dict as nested lists, keys as in
-    :class:`~wms.model.WMSNet`, read by RTNeural's ``torch_helpers``),
+    :class:`~wms.training.model.WMSNet`, read by RTNeural's ``torch_helpers``),
     ``wms_model.h`` (the matching ``RTNeural::ModelT`` type, a loader, the
     input-mapping constants and the output activation), ``wms_constants.json``
     (everything a host needs to map f0 / controls to model inputs) and
@@ -56,12 +56,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .config import Config
-from .errors import ExportError
-from .features import log_pitch
-from .model import WMSNet
-from .synth.tables import GUARD_BEFORE, harmonic_amplitudes, make_tables
+from wms import __version__
+from wms.analysis.features import log_pitch
+from wms.config import Config
+from wms.errors import ExportError
+from wms.synth.tables import GUARD_BEFORE, harmonic_amplitudes, make_tables
+from wms.training.model import WMSNet
 
 #: The export formats ``wms export --format`` accepts.
 FORMATS = ("rtneural", "onnx", "torchscript", "wavetable")
@@ -1306,7 +1306,7 @@ def run_export(args: Any) -> int:
 
     Optional ``args`` fields (wavetable only): ``frames``, ``control``, ``wav_format``.
     """
-    from .bundle import load_bundle
+    from wms.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     src = ExportSource.from_bundle(bundle, str(args.bundle))
