@@ -31,7 +31,7 @@ from wms.analysis.basic_waves import basic_waves
 from wms.analysis.prepare import prepare
 from wms.config import Config
 from wms.evaluation.metrics import log_spectral_distance
-from wms.evaluation.plots import curves_vs_time, save_figure
+from wms.evaluation.figures import curves_vs_time, save_figure
 from wms.training.data import sequence_loader
 from wms.training.losses import WMSLoss
 from wms.training.model import WMSNet, count_parameters

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from wms.analysis.audio import find_audio_files, read_audio, resample, write_audio
-from wms.errors import AudioError
+from wms.errors import AudioError, OutputError
 
 
 def _sine(freq: float, seconds: float, sr: int, amp: float = 0.5) -> np.ndarray:
@@ -97,5 +97,5 @@ def test_write_audio_round_trip(tmp_path, subtype, tol):
 def test_write_audio_reports_unwritable_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(AudioError, match=r"cannot write audio"):
+    with pytest.raises(OutputError, match=r"x.wav: cannot write"):
         write_audio(blocker / "x.wav", np.zeros(10), 16000)

@@ -11,10 +11,11 @@ import soundfile as sf
 import torch
 
 from wms.analysis.basic_waves import basic_waves
-from wms.analysis.features import fit_input_map, input_names
+from wms.analysis.inputmap import fit_input_map
 from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, save_bundle
 from wms.config import Config
-from wms.errors import BundleError, DataError
+from wms.errors import BundleError
+from wms.interface import ModelInterface, OutputLayout
 from wms.training.model import WMSNet
 
 CFG = Config().replace(model={"hidden_size": 16, "encoder_size": 16}, data={"seq_len": 8})
@@ -28,8 +29,20 @@ def bundle_path(tmp_path_factory):
     mfcc = rng.normal(size=(n, 8)) * [5, 4, 3, 2, 1, 1, 1, 1]
     f0 = rng.uniform(100, 400, n)
     voiced = rng.uniform(0, 1, n)
-    imap = fit_input_map(mfcc, CFG, f0=f0, voicedness=voiced)
-    model = WMSNet.from_config(imap.n_inputs, 80, CFG.model)
+    imap = fit_input_map(mfcc, CFG)
+    controls = imap.controls(mfcc, dtype=np.float64)
+    interface = ModelInterface.fit(
+        controls,
+        f0,
+        voiced >= 0.5,
+        control_names=imap.control_names,
+        fmin=46.0,
+        include_voicedness=True,
+        outputs=OutputLayout.spectrum_bins(80, 2),
+        sample_rate=16000,
+        hop_size=256,
+    )
+    model = WMSNet.from_config(interface.n_inputs, 80, CFG.model)
     history = [
         {"epoch": 0, "step": 5, "train_loss": 1.5, "val_loss": 1.4, "lr": 1e-3, "seconds": 2.0},
         {"epoch": 1, "step": 10, "train_loss": 1.2, "val_loss": 1.1, "lr": 1e-3, "seconds": 4.0},
@@ -39,11 +52,10 @@ def bundle_path(tmp_path_factory):
         path,
         model=model,
         config=CFG,
-        input_map_state=imap.to_state(),
-        control_names=list(imap.control_names),
-        control_ranges=imap.control_ranges,
+        interface=interface,
+        input_map=imap,
         training_map={
-            "controls": mfcc[:50, :8].astype(np.float32),
+            "controls": controls[:50].astype(np.float32),
             "f0": f0[:50],
             "voicedness": voiced[:50],
         },
@@ -78,7 +90,7 @@ def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
         "import sys, numpy as np, wms\n"
         f"b = wms.load_bundle({str(bundle_path)!r})\n"
         f"np.save({str(tmp_path / 'y.npy')!r}, b.predict(np.load({str(tmp_path / 'x.npy')!r})))\n"
-        "print(b.model.training, b.config.model.hidden_size, b.control_names[0], len(b.history))\n"
+        "print(b.model.training, b.config.model.hidden_size, b.interface.control_names[0], len(b.history))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "16", "mfcc0", "2"]
@@ -97,11 +109,13 @@ def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
 def test_bundle_restores_everything(bundle_path):
     b = load_bundle(bundle_path)
     assert b.config == CFG
-    assert b.control_names == [f"mfcc{i}" for i in range(8)]
-    assert input_names(b.input_map)[-2:] == ["log_pitch", "voicedness"]
+    i = b.interface
+    assert i.control_names == tuple(f"mfcc{k}" for k in range(8))
+    assert i.input_names[-2:] == ["log_pitch", "voicedness"]
     assert (
-        b.control_ranges.shape == (8, 2) and (b.control_ranges[:, 0] < b.control_ranges[:, 1]).all()
+        i.control_ranges.shape == (8, 2) and (i.control_ranges[:, 0] < i.control_ranges[:, 1]).all()
     )
+    assert b.version == BUNDLE_VERSION == 2
     assert b.training_map["f0"].shape == (50,)
     assert b.data["files"][0]["val"] == [[270, 300]]
     assert b.history[-1]["val_loss"] == 1.1 and b.metrics["lsd_db"] == 5.0
@@ -124,7 +138,7 @@ def test_inputs_from_audio_uses_the_saved_pipeline(bundle_path):
 
 
 def test_predict_rejects_wrong_width(bundle_path):
-    with pytest.raises(DataError, match=r"inputs of shape \[T, 10\], got \(5, 3\)"):
+    with pytest.raises(ValueError, match=r"inputs of shape \[T, 10\], got \(5, 3\)"):
         load_bundle(bundle_path).predict(np.zeros((5, 3)))
 
 
@@ -136,9 +150,10 @@ def _resave(src, dst, **changes):
 
 
 def test_unknown_version_is_refused(bundle_path, tmp_path):
-    p = _resave(bundle_path, tmp_path / "v2.wms", version=BUNDLE_VERSION + 1)
+    p = _resave(bundle_path, tmp_path / "v3.wms", version=BUNDLE_VERSION + 1)
     with pytest.raises(
-        BundleError, match=r"v2.wms: bundle format version 2 is not supported.*reads version 1"
+        BundleError,
+        match=r"v3.wms: bundle format version 3 is not supported.*reads versions 1, 2 .* newer wms",
     ):
         load_bundle(p)
 

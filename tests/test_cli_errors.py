@@ -32,12 +32,14 @@ def test_train_out_under_a_file(tmp_path, capsys):
     f = tmp_path / "file.txt"
     f.write_text("x")
     _fails(
-        capsys, ["train", str(tmp_path), "--out", str(f / "run")], "cannot create the run folder"
+        capsys,
+        ["train", str(tmp_path), "--out", str(f / "run")],
+        "run: cannot write there (Not a directory); choose another --out run folder",
     )
 
 
 @pytest.mark.parametrize(
-    "out, message", [("out", "give a .wav file name"), ("render.mp4", "give a .wav file name")]
+    "out, message", [("out", "must name a .wav file"), ("render.mp4", "must name a .wav file")]
 )
 def test_render_out_is_checked_before_rendering(tmp_path, capsys, out, message):
     _fails(capsys, ["render", str(tmp_path / "missing.wms"), "--out", str(tmp_path / out)], message)

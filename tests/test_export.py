@@ -22,19 +22,21 @@ import soundfile as sf
 import torch
 
 import wms.export as ex
-from wms.analysis.features import fit_input_map, log_pitch
+from wms.analysis.inputmap import fit_input_map
+from wms.bundle import Bundle, load_bundle, save_bundle
 from wms.cli import main
 from wms.config import Config
-from wms.errors import ExportError
-from wms.synth.tables import harmonic_amplitudes
+from wms.errors import ExportError, OutputError
+from wms.export import common, rtneural, wavetable
+from wms.interface import ModelInterface, OutputLayout, log_pitch
 from wms.training.model import WMSNet
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
 
 
-def _source(num_layers: int = 1, activation: str = "softplus", seed: int = 0) -> ex.ExportSource:
-    """A hand-built source: tiny WMSNet, a real fitted InputMap (PCA to 2 controls)."""
+def _source(root: Path, num_layers: int = 1, activation: str = "softplus", seed: int = 0) -> Bundle:
+    """A saved and reloaded tiny bundle: hidden 16, a real fitted input map (PCA to 2 controls)."""
     cfg = Config().replace(
         features={"reduction": "pca", "reduction_dims": 2},
         model={
@@ -48,25 +50,39 @@ def _source(num_layers: int = 1, activation: str = "softplus", seed: int = 0) ->
     mfcc = rng.normal(size=(300, 8)) * np.linspace(3, 0.5, 8)
     f0 = rng.uniform(80.0, 600.0, 300)
     voiced = rng.uniform(0.0, 1.0, 300)
-    imap = fit_input_map(mfcc, cfg, f0=f0, voicedness=voiced)
-    controls = (mfcc - imap.mfcc_mean) / imap.mfcc_std
-    controls = (controls - imap.pca_mean) @ imap.components.T
+    imap = fit_input_map(mfcc, cfg)
+    controls = imap.controls(mfcc, dtype=np.float64)
+    interface = ModelInterface.fit(
+        controls,
+        f0,
+        voiced >= 0.5,
+        control_names=imap.control_names,
+        fmin=cfg.pitch.fmin,
+        include_voicedness=True,
+        outputs=OutputLayout.spectrum_bins(80, 2),
+        sample_rate=16000,
+        hop_size=256,
+    )
     torch.manual_seed(seed)
     model = WMSNet.from_config(4, cfg.features.n_bins, cfg.model).eval()
-    return ex.ExportSource(
+    path = root / f"model-{num_layers}-{activation}-{seed}.wms"
+    save_bundle(
+        path,
         model=model,
         config=cfg,
-        input_map=imap.to_state(),
-        control_names=imap.control_names,
-        control_ranges=imap.control_ranges,
+        interface=interface,
+        input_map=imap,
         training_map={"controls": controls, "f0": f0, "voicedness": voiced},
-        name="test-model",
+        data_map={"files": []},
+        history=[],
+        metrics={},
     )
+    return load_bundle(path)
 
 
 @pytest.fixture(scope="module")
-def src() -> ex.ExportSource:
-    return _source()
+def src(tmp_path_factory) -> Bundle:
+    return _source(tmp_path_factory.mktemp("src"))
 
 
 def _summary(out: Path) -> dict:
@@ -87,7 +103,7 @@ def test_rtneural_json_reproduces_torch(src, tmp_path):
     x = np.asarray(tv["inputs"], np.float32)
     assert x.shape == (ex.CHECK_STEPS, 4)
     # An independent numpy pass over the JSON, against PyTorch stepped one frame at a time.
-    got = ex.numpy_forward(weights, x, num_layers=1, output_activation="softplus")
+    got = common.numpy_forward(weights, x, num_layers=1, output_activation="softplus")
     h, ys = None, []
     with torch.no_grad():
         for row in torch.from_numpy(x):
@@ -98,7 +114,7 @@ def test_rtneural_json_reproduces_torch(src, tmp_path):
     assert np.max(np.abs(np.asarray(tv["outputs"]) - np.stack(ys))) <= TOL
     # Softplus is applied outside the ModelT: outputs = softplus(pre-activation).
     np.testing.assert_allclose(
-        ex.softplus(np.asarray(tv["pre_activation"])), tv["outputs"], atol=1e-6
+        common.softplus(np.asarray(tv["pre_activation"])), tv["outputs"], atol=1e-6
     )
 
 
@@ -139,7 +155,7 @@ def test_rtneural_header_and_constants(src, tmp_path):
 
 
 def test_rtneural_two_layers_alias_keys(tmp_path):
-    s = _source(num_layers=2)
+    s = _source(tmp_path, num_layers=2)
     res = ex.export(s, "rtneural", tmp_path)
     assert res.max_abs_diff <= TOL
     weights = json.loads((tmp_path / "wms_model.json").read_text())
@@ -154,7 +170,7 @@ def test_rtneural_two_layers_alias_keys(tmp_path):
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 @pytest.mark.parametrize("num_layers,activation", [(1, "softplus"), (2, "relu")])
 def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
-    s = _source(num_layers=num_layers, activation=activation)
+    s = _source(tmp_path, num_layers=num_layers, activation=activation)
     out = tmp_path / "export"
     ex.export(s, "rtneural", out)
     exe = tmp_path / "wms_check"
@@ -198,7 +214,7 @@ def _loop(step, x: np.ndarray, layers: int) -> np.ndarray:
 
 @pytest.mark.parametrize("num_layers,activation", [(1, "softplus"), (2, "none")])
 def test_onnx_step_matches_torch(tmp_path, num_layers, activation):
-    s = _source(num_layers=num_layers, activation=activation)
+    s = _source(tmp_path, num_layers=num_layers, activation=activation)
     res = ex.export(s, "onnx", tmp_path)
     assert res.max_abs_diff <= TOL
     sess = ort.InferenceSession(str(tmp_path / "wms_step.onnx"), providers=["CPUExecutionProvider"])
@@ -215,15 +231,15 @@ def test_onnx_step_matches_torch(tmp_path, num_layers, activation):
     assert meta["cycles_per_table"] == "2" and meta["n_bins"] == "80"
     assert meta["sample_rate"] == "16000" and meta["wms_version"]
     assert json.loads(meta["input_mapping"])["log_pitch"]["fmin"] == 46.0
-    x = ex.check_inputs(s, 1000, seed=3)
+    x = common.check_inputs(s, 1000, seed=3)
     got = _loop(lambda a, h: sess.run(["y", "h_out"], {"x": a, "h": h}), x, num_layers)
-    want = ex.torch_reference(s.model, x)["y"]
+    want = common.torch_reference(s.model, x)["y"]
     assert np.max(np.abs(got - want)) <= TOL
 
 
 def test_onnx_softplus_threshold(tmp_path):
     """Large pre-activations pass through (PyTorch's threshold 20), no overflow."""
-    s = _source()
+    s = _source(tmp_path)
     with torch.no_grad():
         s.model.dense_layers[2].bias.add_(60.0)
     res = ex.export(s, "onnx", tmp_path)
@@ -241,7 +257,7 @@ def test_torchscript_step_matches_torch(src, tmp_path):
         loaded = torch.jit.load(str(tmp_path / "wms_step.pt"), _extra_files=extra)
     meta = json.loads(extra["wms_metadata.json"])
     assert meta["inputs"]["control_names"] == ["pc0", "pc1"] and meta["wms_version"]
-    x = ex.check_inputs(src, 1000, seed=4)
+    x = common.check_inputs(src, 1000, seed=4)
 
     def step(a, h):
         with torch.no_grad():
@@ -249,7 +265,7 @@ def test_torchscript_step_matches_torch(src, tmp_path):
         return y.numpy(), h2.numpy()
 
     got = _loop(step, x, 1)
-    assert np.max(np.abs(got - ex.torch_reference(src.model, x)["y"])) <= TOL
+    assert np.max(np.abs(got - common.torch_reference(src.model, x)["y"])) <= TOL
 
 
 # --------------------------------------------------------------------------- wavetable
@@ -283,7 +299,7 @@ def test_wavetable_frames_match_predicted_harmonics(src, tmp_path, fmt, subtype)
     )
     with torch.no_grad():
         spec, _ = src.model(torch.tensor(x, dtype=torch.float32)[:, None].expand(-1, 32, -1))
-    amps = harmonic_amplitudes(spec[:, -1].numpy(), 2).astype(np.float64)
+    amps = OutputLayout.spectrum_bins(80, 2).harmonics(spec[:, -1].numpy()).astype(np.float64)
     spectrum = np.zeros((n, 1025))
     spectrum[:, 1 : amps.shape[1] + 1] = amps * 1024
     cycles = np.fft.irfft(spectrum, n=2048, axis=1)  # zero phase
@@ -292,8 +308,8 @@ def test_wavetable_frames_match_predicted_harmonics(src, tmp_path, fmt, subtype)
     q = 1e-6 + {"float": 0.0, "24": 2.0**-23, "16": 2.0**-15}[fmt]
     assert np.max(np.abs(y.reshape(n, 2048) - cycles / peak)) <= q
     mag = np.abs(np.fft.rfft(y.reshape(n, 2048), axis=1)) / 1024
-    assert np.max(np.abs(mag[:, 1 : amps.shape[1] + 1] - amps / peak)) <= ex.WAV_FORMATS[fmt]
-    assert res.max_abs_diff <= ex.WAV_FORMATS[fmt]
+    assert np.max(np.abs(mag[:, 1 : amps.shape[1] + 1] - amps / peak)) <= wavetable.WAV_FORMATS[fmt]
+    assert res.max_abs_diff <= wavetable.WAV_FORMATS[fmt]
     assert side["f0_hz"] == pytest.approx(
         np.median(src.training_map["f0"][src.training_map["voicedness"] >= 0.5])
     )
@@ -303,15 +319,15 @@ def test_wavetable_control_sweep(src, tmp_path):
     ex.export(src, "wavetable", tmp_path, n_frames=16, control="pc1", normalize="bank")
     side = json.loads((tmp_path / "wms_wavetable.json").read_text())
     ctrl = np.asarray(side["controls"])
-    np.testing.assert_allclose(ctrl[:, 1], np.linspace(*src.control_ranges[1], 16))
+    np.testing.assert_allclose(ctrl[:, 1], np.linspace(*src.interface.control_ranges[1], 16))
     assert np.ptp(ctrl[:, 0]) == 0.0
     y, _ = sf.read(str(tmp_path / "wms_wavetable.wav"))
     assert np.max(np.abs(y)) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_wavetable_path_follows_first_principal_direction(src):
-    path = ex.wavetable_path(src, 50)
-    lo, hi = src.control_ranges[:, 0], src.control_ranges[:, 1]
+    path = wavetable.wavetable_path(src, 50)
+    lo, hi = src.interface.control_ranges[:, 0], src.interface.control_ranges[:, 1]
     assert np.all((path >= lo - 1e-12) & (path <= hi + 1e-12))
     c = src.training_map["controls"]
     top = np.linalg.eigh(np.cov(c.T))[1][:, -1]
@@ -332,27 +348,10 @@ def test_unknown_format(src, tmp_path):
 def test_out_dir_under_a_file(src, tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x")
-    with pytest.raises(ExportError, match="cannot write the export there"):
+    with pytest.raises(OutputError, match="cannot write there"):
         ex.export(src, "onnx", f / "sub")
-    with pytest.raises(ExportError, match="exists and is not a folder"):
+    with pytest.raises(OutputError, match="exists and is not a folder"):
         ex.export(src, "onnx", f)
-
-
-def test_inconsistent_source_rejected(src):
-    with pytest.raises(ExportError, match="takes 4 inputs but 3 controls"):
-        ex.ExportSource(
-            src.model, src.config, {}, ("a", "b", "c"), np.zeros((3, 2)), src.training_map
-        )
-    with pytest.raises(ExportError, match="training map has no 'f0'"):
-        ex.ExportSource(
-            src.model, src.config, {}, src.control_names, src.control_ranges,
-            {"controls": src.training_map["controls"], "voicedness": np.ones(3)},
-        )  # fmt: skip
-    with pytest.raises(ExportError, match="input map fmin = 50.0 disagrees"):
-        ex.ExportSource(
-            src.model, src.config, {"fmin": 50.0}, src.control_names, src.control_ranges,
-            src.training_map,
-        )  # fmt: skip
 
 
 def test_bad_wavetable_options(src, tmp_path):
@@ -367,14 +366,14 @@ def test_bad_wavetable_options(src, tmp_path):
 
 
 def test_failed_check_raises_and_records(src, tmp_path, monkeypatch):
-    real = ex.numpy_forward
+    real = rtneural.numpy_forward
 
     def off_by_a_bit(*a, **k):
         got = real(*a, **k)
         got["y"] = got["y"] + 1e-3
         return got
 
-    monkeypatch.setattr(ex, "numpy_forward", off_by_a_bit)
+    monkeypatch.setattr(rtneural, "numpy_forward", off_by_a_bit)
     with pytest.raises(ExportError, match=r"does not match the PyTorch model .*outputs = 0\.001"):
         ex.export(src, "rtneural", tmp_path)
     assert _summary(tmp_path)["passed"] is False
@@ -385,28 +384,11 @@ def test_failed_check_raises_and_records(src, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def bundle_path(tmp_path_factory) -> Path:
-    from wms.bundle import save_bundle
-
-    s = _source(seed=1)
-    path = tmp_path_factory.mktemp("bundle") / "model.wms"
-    return save_bundle(
-        path,
-        model=s.model,
-        config=s.config,
-        input_map_state=dict(s.input_map),
-        control_names=list(s.control_names),
-        control_ranges=s.control_ranges,
-        training_map={k: np.asarray(v, np.float32) for k, v in s.training_map.items()},
-        data_map={"files": []},
-        history=[],
-        metrics={},
-    )
+    return _source(tmp_path_factory.mktemp("bundle"), seed=1).path
 
 
 @pytest.mark.parametrize("fmt", ex.FORMATS)
 def test_cli_export_from_bundle(bundle_path, tmp_path, capsys, fmt):
-    from wms.bundle import load_bundle
-
     out = tmp_path / fmt
     extra = ["--frames", "32", "--wav-format", "24"] if fmt == "wavetable" else []
     assert main(["export", str(bundle_path), "--format", fmt, "--out", str(out), *extra]) == 0
@@ -419,12 +401,7 @@ def test_cli_export_from_bundle(bundle_path, tmp_path, capsys, fmt):
     b = load_bundle(bundle_path)
     if fmt == "onnx":  # the exported step agrees with the bundle's own predict()
         sess = ort.InferenceSession(str(out / "wms_step.onnx"), providers=["CPUExecutionProvider"])
-        x = np.asarray(
-            b.training_map["inputs"]
-            if "inputs" in b.training_map
-            else ex.check_inputs(ex.ExportSource.from_bundle(b, "b"), 200),
-            np.float32,
-        )[:200]
+        x = common.check_inputs(b, 200)
         got = _loop(lambda a, h: sess.run(None, {"x": a, "h": h}), x, 1)
         assert np.max(np.abs(got - b.predict(x))) <= TOL
     if fmt == "wavetable":

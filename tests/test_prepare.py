@@ -12,7 +12,7 @@ import wms.analysis.pitch
 from wms.analysis.prepare import analyse_file, prepare
 from wms.cli import main
 from wms.config import Config
-from wms.errors import AudioError, ConfigError, DataError
+from wms.errors import AudioError, ConfigError, DataError, OutputError
 
 SR = 16000
 CFG = Config()
@@ -271,5 +271,5 @@ def test_unexpected_failure_stops_the_run_naming_the_file(mixed, tmp_path, monke
 def test_unwritable_cache_dir_is_a_clear_error(mixed, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(DataError, match=r"cannot write the feature cache at .*--cache-dir"):
+    with pytest.raises(OutputError, match=r"cache: cannot write the feature cache .*--cache-dir"):
         _run(mixed / "good.wav", blocker / "cache")

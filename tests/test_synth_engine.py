@@ -8,7 +8,7 @@ import torch
 from scipy.signal import hilbert
 
 from wms.config import SynthConfig
-from wms.errors import ControlError
+from wms.errors import ConfigError, ControlError
 from wms.synth import kernels as K
 from wms.synth import measure as M
 from wms.synth.controls import Curves, Trajectory, curves_trajectory
@@ -272,7 +272,7 @@ def test_pitch_bend_and_glide(model):
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("sr", [0, 7000, 1_000_000, 44100.5, -48000])
 def test_unsupported_rates_raise(model, sr):
-    with pytest.raises(ControlError, match="is not supported"):
+    with pytest.raises(ConfigError, match="is not supported"):
         SynthEngine(model, sample_rate=sr)
 
 
@@ -286,7 +286,7 @@ def test_bad_notes_and_controls_raise(model):
         e.set_control("brightness", 1.0)
     with pytest.raises(ControlError, match="velocity"):
         e.note_on(220.0, 1.5)
-    with pytest.raises(ControlError, match="max_block"):
+    with pytest.raises(ValueError, match="max_block"):
         e.process(10**6)
 
 

@@ -3,16 +3,14 @@
 import numpy as np
 import pytest
 
-from wms.errors import ControlError
+from wms.interface import OutputLayout
 from wms.synth import kernels as K
 from wms.synth.tables import (
     BAND_EDGE,
     TABLE_RMS,
     band_limit,
     band_limit_gains,
-    harmonic_amplitudes,
     make_tables,
-    n_harmonics,
     normalise_amplitudes,
 )
 from wms.synth.testing import spectrum_from_harmonics
@@ -21,18 +19,11 @@ from wms.synth.testing import spectrum_from_harmonics
 def test_harmonic_amplitudes_take_bins_n_times_h_with_expm1():
     rng = np.random.default_rng(0)
     spec = rng.uniform(0, 3, (4, 80)).astype(np.float32)
-    amps = harmonic_amplitudes(spec, cycles=2)
+    amps = OutputLayout.spectrum_bins(80, 2).harmonics(spec)
     assert amps.shape == (4, 39)  # bins 2, 4, .., 78
-    np.testing.assert_allclose(amps, np.expm1(spec[:, 2:79:2]), rtol=1e-6)
+    np.testing.assert_array_equal(amps, np.expm1(spec[:, 2:79:2]))
     # N = 3: bins 3, 6, .., 78
-    assert harmonic_amplitudes(spec, cycles=3).shape == (4, 26)
-    # negative log1p values (output_activation "none") are silent, not negative amplitudes
-    assert harmonic_amplitudes(-np.ones(80), cycles=2).max() == 0.0
-
-
-def test_n_harmonics_rejects_spectra_without_harmonics():
-    with pytest.raises(ControlError, match="holds no harmonic"):
-        n_harmonics(2, 2)
+    assert OutputLayout.spectrum_bins(80, 3).harmonics(spec).shape == (4, 26)
 
 
 def test_table_is_the_zero_phase_inverse_rfft_of_one_cycle():
@@ -73,5 +64,5 @@ def test_band_limit_removes_harmonics_at_or_above_nyquist(sr):
 def test_spectrum_helper_round_trips():
     amps = np.linspace(1, 0.1, 39)
     np.testing.assert_allclose(
-        harmonic_amplitudes(spectrum_from_harmonics(amps), 2), amps, rtol=1e-6
+        OutputLayout.spectrum_bins(80, 2).harmonics(spectrum_from_harmonics(amps)), amps, rtol=1e-6
     )

@@ -226,6 +226,6 @@ def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
 
     cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"])
     assert cfg.features.bins_per_harmonic == 4
-    module = WMSModule(10, 80, cfg.to_dict(), {}, [])
+    module = WMSModule(10, 80, cfg.to_dict(), {}, {}, [])
     torch.testing.assert_close(module.loss_fn.weights, lowfreq_weights(80, cycles=4))
     assert not torch.equal(module.loss_fn.weights, lowfreq_weights(80, cycles=2))

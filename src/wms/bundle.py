@@ -1,36 +1,39 @@
-"""The model bundle ``model.wms``: one self-contained file per trained model (DESIGN.md §4).
+"""The model bundle ``model.wms``: one self-contained file per trained model (docs/DESIGN.md §4).
 
-A bundle is a ``torch.save`` of plain data only (dicts, lists, str, numbers,
-tensors), read back with ``torch.load(weights_only=True)`` so loading never runs
-pickled code. Layout (version 1)::
+A bundle is a ``torch.save`` of plain data only (dicts, lists, str, numbers, tensors), read
+back with ``torch.load(weights_only=True)`` so loading never runs pickled code. Layout
+(version 2)::
 
     format          "wms-bundle"
-    version         1
+    version         2
     wms_version     str, the package version that wrote it
     config          Config.to_dict(): the resolved config of the run
+    interface       ModelInterface.to_state(): controls (names, ranges, defaults), pitch
+                    mapping, voicedness, output layout, analysis rate (wms.interface)
+    input_map       InputMap.to_state(): the fitted MFCC -> control mapping
     model           {"n_inputs", "n_outputs", "state_dict": {name: tensor}}
-    input_map       InputMap.to_state(): MFCC statistics, reducer, pitch mapping, controls
-    control_names   [n_timbre] str
-    control_ranges  tensor [n_timbre, 2]: (low, high) over the training frames
     training_map    {"controls" [M, n_timbre], "f0" [M], "voicedness" [M],
                      "inputs" [M, D], "targets" [M, K] (float16), "frames" [M, 2] (file, frame)}:
                      a seeded subsample (M <= 5000) of the training frames
     data            {"files": [{"path", "key", "n_frames", "train", "val"}]}: where the
-                     held-out frames are (frame ranges per source file and its content key)
+                    held-out frames are (frame ranges per source file and its content key)
     history         [{"epoch", "step", "train_loss", "val_loss", "lr", "seconds"}]
-    metrics         held-out figures at the end of training (see wms.evaluation.metrics.heldout_report)
+    metrics         held-out figures at the end of training (wms.evaluation.metrics)
     parameter_count int
 
-The file is written to a temporary name beside the target and renamed, so a
-reader never sees a half-written bundle.
+Version 1 (wms 0.1.0) had no ``interface``: the control names and ranges sat at the top
+level and, with the pitch mapping, inside its version-1 input map. :func:`load_bundle`
+migrates such a file in memory (:func:`migrate_v1`) so it renders exactly as before.
+
+The file is written to a temporary name beside the target and renamed, so a reader never
+sees a half-written bundle.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +42,36 @@ import torch
 
 from wms import __version__
 from wms.config import Config, from_dict
-from wms.errors import BundleError, ConfigError, DataError
+from wms.errors import BundleError, ConfigError
+from wms.interface import ModelInterface, OutputLayout
+from wms.io import atomic_target
 from wms.training.model import WMSNet, count_parameters
 
 BUNDLE_FORMAT = "wms-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+#: Versions this wms reads (older ones are migrated in memory).
+READABLE_VERSIONS = (1, 2)
 
-_REQUIRED = (
-    "config",
-    "model",
-    "input_map",
-    "control_names",
-    "control_ranges",
-    "training_map",
-    "data",
-    "history",
-    "metrics",
-)
+_REQUIRED = {
+    1: (
+        "config",
+        "model",
+        "input_map",
+        "control_names",
+        "control_ranges",
+        "training_map",
+        "data",
+        "history",
+        "metrics",
+    ),
+    2: ("config", "interface", "input_map", "model", "training_map", "data", "history", "metrics"),
+}
+#: f0 a version-1 bundle played by default when its training map held no voiced frame.
+V1_F0_DEFAULT = 220.0
 
 
 def _to_plain(x: Any) -> Any:
-    """numpy arrays -> tensors, numpy scalars -> Python numbers, recursively."""
+    """numpy arrays -> tensors, numpy scalars -> Python numbers, recursively (torch.save-able)."""
     if isinstance(x, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(x))
     if isinstance(x, np.generic):
@@ -86,59 +98,62 @@ def save_bundle(
     *,
     model: WMSNet,
     config: Config,
-    input_map_state: dict,
-    control_names: list[str],
-    control_ranges: np.ndarray,
+    interface: ModelInterface,
+    input_map: Any,
     training_map: dict[str, np.ndarray],
     data_map: dict,
     history: list[dict],
     metrics: dict,
 ) -> Path:
-    """Write a version-1 bundle atomically (temp file + ``os.replace``); returns ``path``.
+    """Write a version-2 bundle atomically (temp file + rename); returns ``path``.
 
-    Raises :class:`BundleError` when the file cannot be written.
+    ``input_map`` is a :class:`wms.analysis.inputmap.InputMap`.
+
+    Raises:
+        ValueError: the model's input/output width does not match the interface.
+        OutputError: the file cannot be written.
     """
+    if model.n_inputs != interface.n_inputs or model.n_outputs != interface.n_outputs:
+        raise ValueError(
+            f"the model maps {model.n_inputs} -> {model.n_outputs}, the interface "
+            f"{interface.n_inputs} -> {interface.n_outputs}"
+        )
     path = Path(path)
     obj = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
         "wms_version": __version__,
         "config": config.to_dict(),
+        "interface": interface.to_state(),
+        "input_map": _to_plain(input_map.to_state()),
         "model": {
             "n_inputs": model.n_inputs,
             "n_outputs": model.n_outputs,
             "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         },
-        "input_map": _to_plain(input_map_state),
-        "control_names": list(control_names),
-        "control_ranges": _to_plain(np.asarray(control_ranges, dtype=np.float32)),
         "training_map": _to_plain(training_map),
         "data": _to_plain(data_map),
         "history": _to_plain(history),
         "metrics": _to_plain(metrics),
         "parameter_count": count_parameters(model),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch raises RuntimeError when the disk is full
-        tmp.unlink(missing_ok=True)
-        raise BundleError(f"{path}: cannot write the bundle ({e})") from None
     return path
 
 
 @dataclass
 class Bundle:
-    """A loaded model bundle; see the module docstring for what each field holds."""
+    """A loaded model bundle; see the module docstring for what each field holds.
+
+    ``version`` is the file's format version (1 for a migrated wms 0.1.0 bundle).
+    """
 
     path: Path
     model: WMSNet
     config: Config
+    interface: ModelInterface
     input_map: Any
-    control_names: list[str]
-    control_ranges: np.ndarray
     training_map: dict[str, np.ndarray]
     data: dict
     history: list[dict]
@@ -146,7 +161,6 @@ class Bundle:
     wms_version: str
     parameter_count: int
     version: int = BUNDLE_VERSION
-    extra: dict = field(default_factory=dict)
 
     @torch.no_grad()
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -156,14 +170,14 @@ class Bundle:
             inputs: ``[T, D]`` model inputs (see :meth:`inputs_from_audio`).
 
         Returns:
-            ``[T, K]`` float32 log1p magnitude spectra.
+            ``[T, K]`` float32 model outputs (log1p magnitudes).
 
         Raises:
-            DataError: when ``inputs`` is not ``[T, D]`` with this model's D.
+            ValueError: ``inputs`` is not ``[T, D]`` with this model's D.
         """
         x = np.asarray(inputs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.model.n_inputs:
-            raise DataError(
+            raise ValueError(
                 f"{self.path}: predict needs inputs of shape [T, {self.model.n_inputs}], got {x.shape}"
             )
         y, _ = self.model(torch.from_numpy(x)[None])
@@ -175,7 +189,7 @@ class Bundle:
         """The model inputs of new audio, through the run's own feature pipeline.
 
         Resamples to the analysis rate, tracks pitch with the saved pitch settings,
-        analyses, and maps with the saved InputMap.
+        analyses, and maps with the saved input map and interface.
 
         Args:
             y: mono signal ``[n]``.
@@ -185,7 +199,7 @@ class Bundle:
             ``(inputs[T, D], f0[T] in Hz, voicedness[T] in 0..1)``.
         """
         from wms.analysis.audio import resample
-        from wms.analysis.features import analyse, model_inputs
+        from wms.analysis.features import analyse
         from wms.analysis.pitch import estimate_pitch
 
         cfg = self.config
@@ -198,10 +212,11 @@ class Bundle:
             fmin=cfg.pitch.fmin,
             fmax=cfg.pitch.fmax,
             crepe_model=cfg.pitch.crepe_model,
+            batch_size=cfg.pitch.crepe_batch_size,
         )
         a = analyse(y, f0, voiced, cfg)
-        x = model_inputs(self.input_map, a.mfcc, a.f0, a.voicedness)
-        return np.asarray(x, dtype=np.float32), np.asarray(a.f0), np.asarray(a.voicedness)
+        x = self.interface.inputs(self.input_map.controls(a.mfcc), a.f0, a.voicedness)
+        return x, np.asarray(a.f0), np.asarray(a.voicedness)
 
 
 def _read(path: Path) -> dict:
@@ -235,15 +250,82 @@ def _read(path: Path) -> dict:
             f"a training checkpoint is resumed with `wms train --resume`, not loaded as a bundle"
         )
     version = obj.get("version")
-    if version != BUNDLE_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(
             f"{path}: bundle format version {version!r} is not supported; this wms "
-            f"({__version__}) reads version {BUNDLE_VERSION}"
+            f"({__version__}) reads versions {', '.join(map(str, READABLE_VERSIONS))} — a "
+            "newer bundle needs a newer wms (pip install -U wms)"
         )
-    missing = [k for k in _REQUIRED if k not in obj]
+    missing = [k for k in _REQUIRED[version] if k not in obj]
     if missing:
         raise BundleError(f"{path}: incomplete bundle, missing {', '.join(missing)}")
     return obj
+
+
+def migrate_v1(obj: dict, config: Config) -> dict:
+    """A version-1 bundle's contents in the version-2 layout (in memory; the file is kept).
+
+    The interface is rebuilt exactly as wms 0.1.0's synthesiser derived it, so a migrated
+    bundle renders sample-identically:
+
+    - control names and ranges: the bundle's top-level ``control_names`` / ``control_ranges``
+      (float32, as 0.1.0 read them);
+    - control defaults: the median of the training map's controls;
+    - f0 default: the median f0 of the training map's voiced frames (voicedness >=
+      ``pitch.voicing_threshold``), or 220 Hz when it held none (0.1.0's rule);
+    - f0 range: the version-1 input map's ``f0_range``, else the 1st/99th percentile of
+      those voiced frames, else ``(pitch.fmin, pitch.fmax)``;
+    - pitch mapping and voicedness: from the version-1 input map; output layout: the
+      spectrum bins of ``features.n_bins`` with harmonics every ``bins_per_harmonic``.
+
+    Raises:
+        BundleError: a field the migration needs is missing or malformed.
+    """
+    from wms.analysis.inputmap import migrate_v1_state
+
+    try:
+        imap = _to_numpy(obj["input_map"])
+        tm = _to_numpy(obj["training_map"])
+        names = [str(n) for n in obj["control_names"]]
+        ranges = np.asarray(_to_numpy(obj["control_ranges"]), dtype=np.float64)
+        controls = np.asarray(tm["controls"], dtype=np.float64).reshape(-1, len(names))
+        f0 = np.asarray(tm["f0"], dtype=np.float64).reshape(-1)
+        v = np.asarray(tm["voicedness"], dtype=np.float64).reshape(-1)
+        voiced = f0[(v >= config.pitch.voicing_threshold) & np.isfinite(f0)]
+        f0_range = imap.get("f0_range")
+        if f0_range is None:
+            f0_range = (
+                np.percentile(voiced, [1.0, 99.0])
+                if voiced.size
+                else (config.pitch.fmin, config.pitch.fmax)
+            )
+        interface = ModelInterface(
+            control_names=tuple(names),
+            control_ranges=ranges,
+            control_defaults=np.median(controls, axis=0),
+            fmin=float(imap["fmin"]),
+            f0_range=(float(f0_range[0]), float(f0_range[1])),
+            f0_default=float(np.median(voiced)) if voiced.size else V1_F0_DEFAULT,
+            include_voicedness=bool(imap["include_voicedness"]),
+            outputs=OutputLayout.spectrum_bins(
+                config.features.n_bins, config.features.bins_per_harmonic
+            ),
+            sample_rate=config.audio.sample_rate,
+            hop_size=config.features.hop_size,
+        )
+        input_map = migrate_v1_state(imap)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise BundleError(
+            f"version-1 bundle cannot be migrated: missing or malformed {e} "
+            "(re-run `wms train` to write a current bundle)"
+        ) from None
+    rest = {k: v for k, v in obj.items() if k not in ("control_names", "control_ranges")}
+    return {
+        **rest,
+        "version": BUNDLE_VERSION,
+        "interface": interface.to_state(),
+        "input_map": input_map,
+    }
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -253,14 +335,30 @@ def load_bundle(path: str | Path) -> Bundle:
         BundleError: naming the file, when it is missing, truncated, not a bundle,
             of another format version, or its contents do not fit together.
     """
-    from wms.analysis.features import InputMap
+    from wms.analysis.inputmap import InputMap
 
     path = Path(path)
     obj = _read(path)
+    version = int(obj["version"])
     try:
         config = from_dict(obj["config"], source=f"{path} [config]")
     except ConfigError as e:
         raise BundleError(f"{path}: the stored config is invalid: {e}") from None
+    if version == 1:
+        try:
+            obj = migrate_v1(obj, config)
+        except BundleError as e:
+            raise BundleError(f"{path}: {e}") from None
+    try:
+        interface = ModelInterface.from_state(obj["interface"], where=f"{path} [interface]")
+        input_map = InputMap.from_state(_to_numpy(obj["input_map"]))
+    except (BundleError, ValueError) as e:
+        raise BundleError(f"{path}: {e}") from None
+    if input_map.n_controls != interface.n_timbre:
+        raise BundleError(
+            f"{path}: the input map gives {input_map.n_controls} controls, the interface "
+            f"names {interface.n_timbre}"
+        )
     m = obj["model"]
     try:
         model = WMSNet.from_config(int(m["n_inputs"]), int(m["n_outputs"]), config.model)
@@ -269,27 +367,32 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(
             f"{path}: the stored weights do not fit the stored model config ({e})"
         ) from None
+    if model.n_inputs != interface.n_inputs or model.n_outputs != interface.n_outputs:
+        raise BundleError(
+            f"{path}: the network maps {model.n_inputs} -> {model.n_outputs} values, the "
+            f"interface {interface.n_inputs} -> {interface.n_outputs}"
+        )
     model.eval()
     return Bundle(
         path=path,
         model=model,
         config=config,
-        input_map=InputMap.from_state(obj["input_map"]),
-        control_names=list(obj["control_names"]),
-        control_ranges=obj["control_ranges"].numpy(),
+        interface=interface,
+        input_map=input_map,
         training_map=_to_numpy(obj["training_map"]),
         data=_to_numpy(obj["data"]),
         history=list(obj["history"]),
         metrics=dict(obj["metrics"]),
-        wms_version=str(obj.get("wms_version", "?")),
-        parameter_count=int(obj.get("parameter_count", count_parameters(model))),
-        version=int(obj["version"]),
+        wms_version=str(obj["wms_version"]),
+        parameter_count=count_parameters(model),
+        version=version,
     )
 
 
 def describe(b: Bundle) -> str:
     """A human-readable summary of a bundle (what ``wms info`` prints)."""
-    c = b.config
+    c, i = b.config, b.interface
+    lo, hi = i.f0_range
     lines = [
         f"{b.path}: {BUNDLE_FORMAT} version {b.version}, written by wms {b.wms_version}",
         f"model: {b.model.n_inputs} inputs -> encoder {c.model.encoder_size} -> GRU "
@@ -298,9 +401,11 @@ def describe(b: Bundle) -> str:
         f"analysis: {c.audio.sample_rate} Hz, hop {c.features.hop_size}, window "
         f"{c.features.window_size}, {c.features.cycles_per_window} cycles, pitch "
         f"{c.pitch.method} {c.pitch.fmin:g}-{c.pitch.fmax:g} Hz, reduction {c.features.reduction}",
+        f"pitch: trained on {lo:.0f}-{hi:.0f} Hz (default {i.f0_default:.0f} Hz); "
+        f"{i.n_harmonics} harmonics",
         "controls:",
     ]
-    for name, (lo, hi) in zip(b.control_names, b.control_ranges, strict=True):
+    for name, (lo, hi) in zip(i.control_names, i.control_ranges, strict=True):
         lines.append(f"  {name:<12} {lo:9.3f} .. {hi:9.3f}")
     files = b.data.get("files", [])
     n_val = sum(int(np.asarray(r)[1] - np.asarray(r)[0]) for f in files for r in f["val"])

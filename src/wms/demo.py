@@ -11,7 +11,7 @@ import shlex
 import time
 from pathlib import Path
 
-from wms.errors import WMSError
+from wms.errors import ConfigError, WMSError
 
 
 def _run(argv: list[str]) -> None:
@@ -26,7 +26,7 @@ def _run(argv: list[str]) -> None:
 def run_demo(args) -> int:
     out = Path(args.out)
     if args.seconds <= 0 or args.max_minutes <= 0:
-        raise WMSError("--seconds and --max-minutes must be positive")
+        raise ConfigError("--seconds and --max-minutes must be positive")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     wav, run, cache = out / "basic_waves.wav", out / "run", out / "cache"

@@ -1,41 +1,60 @@
 """One exception hierarchy for everything WMS reports to a user.
 
-Every error raised for bad user input (files, configs, CLI arguments, bundles,
-control data) is a :class:`WMSError`; the CLI prints its message and exits with
-status 2 instead of a traceback. Messages name the offending input and say how
-to fix it.
+Classes follow the *kind* of failure, not the command it happens in:
+
+- bad user input, one class per domain: :class:`ConfigError` (config keys and values,
+  command-line arguments), :class:`AudioError` (an input audio file), :class:`DataError`
+  (analysed data that cannot be used: too little for a split, a stale cache entry),
+  :class:`ControlError` (control files, MIDI files, control values), :class:`BundleError`
+  (a model bundle or checkpoint that is missing, corrupt or of another version);
+- :class:`PitchError`: a pitch tracker that cannot run here (missing weights);
+- :class:`ExportError`: an export that does not reproduce the PyTorch model;
+- :class:`OutputError`: an output that cannot be written, or would replace an input.
+
+The CLI prints a :class:`WMSError`'s message and exits with status 2; messages name the
+input and say how to fix it. Programming errors (a function called with arrays of the
+wrong shape, an unknown option name from code) raise ``ValueError`` / ``TypeError``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class WMSError(Exception):
     """Base class of all user-facing WMS errors."""
 
 
-class ConfigError(WMSError):
-    """An unknown key, a value of the wrong type, or a value out of range."""
+class _PathError(WMSError):
+    """An error about one file or folder: the message starts with its path."""
 
-
-class AudioError(WMSError):
-    """An audio file that is missing, unreadable, silent, too short or unusable."""
-
-    def __init__(self, path, reason: str):
+    def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.reason))
+
+
+class ConfigError(WMSError):
+    """An unknown key, a value of the wrong type or out of range, a bad CLI argument."""
+
+
+class AudioError(_PathError):
+    """An input audio file that is missing, unreadable, silent, too short or unusable."""
+
 
 class PitchError(WMSError):
-    """A pitch tracker that cannot run (unknown method, missing weights)."""
+    """A pitch tracker that cannot run (missing weights)."""
 
 
 class DataError(WMSError):
-    """Prepared data that cannot be used (nothing usable, too little for a split)."""
+    """Analysed data that cannot be used (nothing usable, too little for a split)."""
 
 
 class BundleError(WMSError):
-    """A model bundle that is missing, truncated, of another version or not a bundle."""
+    """A model bundle that is missing, corrupt, of another version or not a bundle."""
 
 
 class ControlError(WMSError):
@@ -43,4 +62,8 @@ class ControlError(WMSError):
 
 
 class ExportError(WMSError):
-    """An export that cannot be written or does not match the PyTorch model."""
+    """An export that does not match the PyTorch model, or an export option that cannot work."""
+
+
+class OutputError(_PathError):
+    """An output that cannot be written (or that would replace one of the command's inputs)."""

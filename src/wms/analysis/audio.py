@@ -13,7 +13,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from wms.errors import AudioError
+from wms.errors import AudioError, OutputError
+from wms.io import atomic_target
 
 #: Suffixes searched by default when a folder is given.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")
@@ -65,14 +66,22 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def write_audio(path: str | Path, y: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write a mono (or [n, channels]) signal; ``subtype`` PCM_16, PCM_24 or FLOAT.
+    """Write a mono (or [n, channels]) signal atomically; ``subtype`` PCM_16, PCM_24 or FLOAT.
 
-    The parent folder is created. Raises :class:`AudioError` if it cannot be written.
+    The container follows the suffix (``.wav``, ``.flac``, ``.ogg``, ``.aiff``; WAV for any
+    other). The parent folder is created. Raises :class:`OutputError` if it cannot be written.
     """
     path = Path(path)
+    container = {".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".aif": "AIFF", ".aiff": "AIFF"}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), np.asarray(y, dtype=np.float32), int(sample_rate), subtype=subtype)
-    except (OSError, sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise AudioError(path, f"cannot write audio ({e})") from None
+        with atomic_target(path) as tmp:
+            sf.write(
+                str(tmp),
+                np.asarray(y, dtype=np.float32),
+                int(sample_rate),
+                subtype=subtype,
+                format=container.get(path.suffix.lower(), "WAV"),
+            )
+    except (sf.LibsndfileError, ValueError, TypeError) as e:
+        raise OutputError(path, f"cannot write audio ({e})") from None
     return path

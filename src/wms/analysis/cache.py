@@ -24,7 +24,6 @@ expensive step, and its answer depends only on the key.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wms.errors import DataError
+from wms.io import json_data, write_text
 
 if TYPE_CHECKING:
     from wms.analysis.features import Analysis
@@ -176,11 +176,8 @@ class FeatureCache:
         """Write the content-hash memo (atomically) if it changed."""
         if not self._index_dirty or self._index is None:
             return
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp_dir / f"hashes.{os.getpid()}.{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps(self._index))
         # Concurrent runs may race here; the last writer wins, and a lost memo only costs a re-hash.
-        os.replace(tmp, self._index_path)
+        write_text(self._index_path, json.dumps(self._index))
         self._index_dirty = False
 
     # -- read ---------------------------------------------------------------------------
@@ -265,7 +262,7 @@ class FeatureCache:
 
     def _commit(self, tmp: Path, key: str, meta: dict[str, Any]) -> Path:
         # meta.json last: a temp folder without it was interrupted mid-write.
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+        (tmp / "meta.json").write_text(json.dumps(json_data(meta), indent=1))
         self.entries_dir.mkdir(parents=True, exist_ok=True)
         final = self.entry_dir(key)
         try:
@@ -319,13 +316,3 @@ class _CorruptEntry(Exception):
     def __init__(self, problem: str, source: str):
         super().__init__(problem)
         self.source = source
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    raise TypeError(f"cannot write {type(o).__name__} to meta.json")

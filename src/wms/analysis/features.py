@@ -1,7 +1,7 @@
-"""Feature stage: N-cycle normalisation, target spectra, MFCC and the input map.
+"""Feature stage: N-cycle normalisation, target spectra and MFCC.
 
 Per analysis frame ``i`` (centred at sample ``i * hop_size``) and its f0 (from
-:mod:`wms.analysis.pitch`), DESIGN.md §1:
+:mod:`wms.analysis.pitch`), docs/DESIGN.md §1:
 
 1. :func:`ncycle_segments` resamples the span of ``L_i = N * sr / f0_i`` samples
    around the frame centre so that exactly N cycles fill the W-sample window; after
@@ -17,8 +17,8 @@ Per analysis frame ``i`` (centred at sample ``i * hop_size``) and its f0 (from
      ``mel_fmax``), ``10 * log10(max(mel, 1e-10))`` (librosa's ``power_to_db`` with
      ``ref=1`` and **no** ``top_db`` clipping, so a frame's MFCC does not depend on
      the rest of the file), DCT-II (ortho), first ``n_mfcc``.
-3. :func:`fit_input_map` fits, on training frames only, everything synthesis needs
-   again to map MFCC + f0 + voicedness into model inputs (:class:`InputMap`).
+
+The fitted MFCC -> control mapping is :mod:`wms.analysis.inputmap`.
 
 The mel frequencies are *nominal*: the filterbank is built for ``sample_rate`` as if the
 normalised window were ordinary audio (as the reference does). Because the window
@@ -48,7 +48,7 @@ import functools
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -58,7 +58,6 @@ import scipy.sparse
 import soxr
 
 from wms.config import Config
-from wms.errors import BundleError, ConfigError, DataError
 
 #: Oversampling factor of the signal read by the Lagrange interpolator.
 OVERSAMPLE = 4
@@ -74,15 +73,6 @@ _CHUNK_FRAMES = 512
 _CHUNK_BYTES = 16 * 2**20
 #: Floor of the mel power before the log (librosa's ``amin``).
 _MEL_AMIN = 1e-10
-#: Coefficients whose training std is below this are only centred, not scaled.
-_STD_FLOOR = 1e-6
-#: PaCMAP is fitted on at most this many training frames (a seeded subsample).
-PACMAP_MAX_POINTS = 10000
-#: Neighbours used to map new points into a PaCMAP embedding.
-PACMAP_NEIGHBOURS = 8
-
-INPUT_MAP_FORMAT = "wms-input-map"
-INPUT_MAP_VERSION = 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -96,20 +86,20 @@ def n_frames_for(n_samples: int, hop_size: int) -> int:
 def _check_signal(y: Any, where: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
-        raise DataError(f"{where}: y must be a mono signal of shape [n], got shape {y.shape}")
+        raise ValueError(f"{where}: y must be a mono signal of shape [n], got shape {y.shape}")
     if y.size == 0:
-        raise DataError(f"{where}: y is empty")
+        raise ValueError(f"{where}: y is empty")
     y = np.ascontiguousarray(y, dtype=np.float32)
     if not np.all(np.isfinite(y)):
         bad = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise DataError(f"{where}: y holds NaN or infinite samples (first at sample {bad})")
+        raise ValueError(f"{where}: y holds NaN or infinite samples (first at sample {bad})")
     return y
 
 
 def _check_frames(a: Any, name: str, n_frames: int, where: str, hint: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 1 or a.shape[0] != n_frames:
-        raise DataError(
+        raise ValueError(
             f"{where}: {name} has shape {a.shape} but {hint} has {n_frames} frames "
             f"(expected shape ({n_frames},))"
         )
@@ -118,7 +108,7 @@ def _check_frames(a: Any, name: str, n_frames: int, where: str, hint: str) -> np
 
 def _positive_int(v: Any, name: str, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ConfigError(f"{where}: {name} = {v!r} must be a positive integer")
+        raise ValueError(f"{where}: {name} = {v!r} must be a positive integer")
     return int(v)
 
 
@@ -307,7 +297,7 @@ def _check_f0_for_segments(f0, n_frames, where):
     bad = ~np.isnan(f0) & ~(np.isfinite(f0) & (f0 > 0))
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(
+        raise ValueError(
             f"{where}: f0[{i}] = {float(f0[i])!r} Hz; f0 must be positive and finite "
             "(NaN = plain window)"
         )
@@ -325,7 +315,7 @@ def ncycle_segments(
     chunk_frames: int | None = None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """N-cycle normalised windows of a signal (DESIGN.md §1.2).
+    """N-cycle normalised windows of a signal (docs/DESIGN.md §1.2).
 
     Frame ``i`` is centred at sample ``c_i = i * hop_size``; its window holds the
     signal read at positions ``c_i + (j - W/2) * L_i / W``, ``j = 0..W-1``, with
@@ -347,9 +337,9 @@ def ncycle_segments(
         ``[n_frames, W]`` float32.
 
     Raises:
-        DataError: ``y`` not 1-D, empty or not finite; ``f0`` of the wrong length,
+        ValueError: ``y`` not 1-D, empty or not finite; ``f0`` of the wrong length,
             or holding values that are neither positive finite nor NaN.
-        ConfigError: non-positive sizes.
+        ValueError: non-positive sizes.
     """
     where = "ncycle_segments"
     for name, v in (
@@ -391,7 +381,7 @@ def cutting_f0(
     kept); ``"raw"`` -> NaN (plain window, no pitch normalisation).
 
     Raises:
-        ConfigError: unknown policy.
+        ValueError: unknown policy.
     """
     f0 = np.asarray(f0, dtype=np.float64)
     voiced = np.asarray(voicedness) >= voicing_threshold
@@ -405,7 +395,7 @@ def cutting_f0(
             last[last < 0] = int(np.flatnonzero(voiced)[0])
             out = f0[last]
     else:
-        raise ConfigError(f"features.unvoiced = {policy!r} is not one of hold, raw")
+        raise ValueError(f"features.unvoiced = {policy!r} is not one of hold, raw")
     return out
 
 
@@ -519,7 +509,7 @@ def analyse(
         :class:`Analysis` of float32 arrays with ``n_frames`` rows.
 
     Raises:
-        DataError: ``y`` not 1-D/empty/not finite; ``f0`` or ``voicedness`` of the
+        ValueError: ``y`` not 1-D/empty/not finite; ``f0`` or ``voicedness`` of the
             wrong length; ``f0`` not positive finite; ``voicedness`` not finite.
     """
     where = "analyse"
@@ -533,12 +523,12 @@ def analyse(
     bad = ~(np.isfinite(f0) & (f0 > 0))
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(
+        raise ValueError(
             f"{where}: f0[{i}] = {float(f0[i])!r} Hz; the tracker's f0 must be positive and finite"
         )
     if not np.all(np.isfinite(voicedness)):
         i = int(np.flatnonzero(~np.isfinite(voicedness))[0])
-        raise DataError(f"{where}: voicedness[{i}] = {float(voicedness[i])!r} is not finite")
+        raise ValueError(f"{where}: voicedness[{i}] = {float(voicedness[i])!r} is not finite")
     f0_cut = cutting_f0(
         f0, voicedness, policy=fc.unvoiced, voicing_threshold=cfg.pitch.voicing_threshold
     )
@@ -570,353 +560,3 @@ def analyse(
         mfcc=mfcc,
         target=target,
     )
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def log_pitch(f0: np.ndarray, fmin: float) -> np.ndarray:
-    """Model pitch input ``log(max(f0, fmin) - fmin + 1e-4)`` (reference and plugin), float32.
-
-    ``f0`` in Hz, any shape; ``fmin`` in Hz (``pitch.fmin``).
-    """
-    f0 = np.asarray(f0, dtype=np.float64)
-    return np.log(np.maximum(f0, fmin) - fmin + 1e-4).astype(np.float32)
-
-
-@dataclass(frozen=True, eq=False)
-class InputMap:
-    """Everything fitted on training frames that maps features to model inputs.
-
-    Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by ``reduction``:
-    ``"none"`` -> ``z``; ``"pca"`` -> ``(z - pca_mean) @ components.T``; ``"pacmap"`` ->
-    inverse-distance-weighted mean of the PaCMAP embeddings of the ``knn_k`` nearest
-    training points (``knn_points``, standardised MFCC) — PaCMAP has no robust
-    out-of-sample transform, so *every* frame, training frames included, is mapped
-    this same way, and training and synthesis agree.
-
-    Arrays are float64 so :meth:`to_state` / :meth:`from_state` round-trip exactly.
-
-    Attributes:
-        mfcc_mean, mfcc_std: ``[n_mfcc]`` (std of constant coefficients is 1).
-        reduction: ``"none"``, ``"pca"`` or ``"pacmap"``.
-        components: pca ``[dims, n_mfcc]``; pca_mean ``[n_mfcc]``;
-            explained_variance_ratio ``[dims]``.
-        knn_points ``[m, n_mfcc]``, knn_embedding ``[m, dims]``, knn_k: pacmap.
-        fmin: Hz, for :func:`log_pitch`. include_voicedness: last input column.
-        control_names: timbre control names (``mfcc0..``, ``pc0..``, ``pacmap0..``).
-        control_ranges: ``[n_timbre, 2]`` 1st and 99th percentile on training frames.
-        control_limits: ``[n_timbre, 2]`` min and max on training frames.
-        f0_range: ``[2]`` Hz, 1st/99th percentile of voiced training f0, or None.
-    """
-
-    mfcc_mean: np.ndarray
-    mfcc_std: np.ndarray
-    reduction: str
-    fmin: float
-    include_voicedness: bool
-    control_names: tuple[str, ...]
-    control_ranges: np.ndarray
-    control_limits: np.ndarray
-    components: np.ndarray | None = None
-    pca_mean: np.ndarray | None = None
-    explained_variance_ratio: np.ndarray | None = None
-    knn_points: np.ndarray | None = None
-    knn_embedding: np.ndarray | None = None
-    knn_k: int = PACMAP_NEIGHBOURS
-    f0_range: np.ndarray | None = None
-    _tree: list = field(default_factory=list, init=False, repr=False, compare=False)
-
-    @property
-    def n_mfcc(self) -> int:
-        return int(self.mfcc_mean.shape[0])
-
-    @property
-    def n_timbre(self) -> int:
-        return len(self.control_names)
-
-    @property
-    def n_inputs(self) -> int:
-        return self.n_timbre + 1 + int(self.include_voicedness)
-
-    _ARRAYS = (
-        "mfcc_mean",
-        "mfcc_std",
-        "control_ranges",
-        "control_limits",
-        "components",
-        "pca_mean",
-        "explained_variance_ratio",
-        "knn_points",
-        "knn_embedding",
-        "f0_range",
-    )
-
-    def to_state(self) -> dict[str, Any]:
-        """Plain python data (lists, floats, str, int, bool, None): bundle-safe."""
-        d: dict[str, Any] = {
-            "format": INPUT_MAP_FORMAT,
-            "version": INPUT_MAP_VERSION,
-            "reduction": self.reduction,
-            "fmin": float(self.fmin),
-            "include_voicedness": bool(self.include_voicedness),
-            "control_names": list(self.control_names),
-            "knn_k": int(self.knn_k),
-        }
-        for name in self._ARRAYS:
-            v = getattr(self, name)
-            d[name] = None if v is None else np.asarray(v, dtype=np.float64).tolist()
-        return d
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> InputMap:
-        """Rebuild from :meth:`to_state` output.
-
-        Raises:
-            BundleError: not an input-map state, another version, missing keys or
-                arrays of inconsistent shapes.
-        """
-        if not isinstance(d, dict) or d.get("format") != INPUT_MAP_FORMAT:
-            raise BundleError(f"input map state: not a {INPUT_MAP_FORMAT!r} dict")
-        if d.get("version") != INPUT_MAP_VERSION:
-            raise BundleError(
-                f"input map state: version {d.get('version')!r} is not supported "
-                f"(this WMS reads version {INPUT_MAP_VERSION})"
-            )
-        keys = ("reduction", "fmin", "include_voicedness", "control_names", "knn_k", *cls._ARRAYS)
-        missing = [k for k in keys if k not in d]
-        if missing:
-            raise BundleError(f"input map state: missing keys {', '.join(missing)}")
-        arrays = {
-            k: None if d[k] is None else np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS
-        }
-        imap = cls(
-            reduction=str(d["reduction"]),
-            fmin=float(d["fmin"]),
-            include_voicedness=bool(d["include_voicedness"]),
-            control_names=tuple(str(n) for n in d["control_names"]),
-            knn_k=int(d["knn_k"]),
-            **arrays,
-        )
-        _validate_input_map(imap)
-        return imap
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, InputMap):
-            return NotImplemented
-        return self.to_state() == other.to_state()
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _validate_input_map(imap: InputMap) -> None:
-    n = imap.mfcc_mean.shape
-    problems = []
-    if imap.mfcc_std.shape != n or len(n) != 1:
-        problems.append("mfcc_mean/mfcc_std shapes differ")
-    if imap.reduction not in ("none", "pca", "pacmap"):
-        problems.append(f"unknown reduction {imap.reduction!r}")
-    nt = imap.n_timbre
-    for name in ("control_ranges", "control_limits"):
-        if getattr(imap, name).shape != (nt, 2):
-            problems.append(f"{name} is not [{nt}, 2]")
-    if imap.reduction == "pca" and (
-        imap.components is None or imap.pca_mean is None or imap.components.shape != (nt, n[0])
-    ):
-        problems.append("pca components missing or not [n_timbre, n_mfcc]")
-    if imap.reduction == "pacmap" and (
-        imap.knn_points is None
-        or imap.knn_embedding is None
-        or imap.knn_points.shape[1:] != n
-        or imap.knn_embedding.shape != (imap.knn_points.shape[0], nt)
-    ):
-        problems.append("pacmap neighbours missing or of inconsistent shapes")
-    if problems:
-        raise BundleError(f"input map state: {'; '.join(problems)}")
-
-
-def _standardise(imap: InputMap, mfcc: np.ndarray, where: str) -> np.ndarray:
-    mfcc = np.asarray(mfcc, dtype=np.float64)
-    if mfcc.ndim != 2 or mfcc.shape[1] != imap.n_mfcc:
-        raise DataError(f"{where}: mfcc has shape {mfcc.shape}, expected [n, {imap.n_mfcc}]")
-    if not np.all(np.isfinite(mfcc)):
-        raise DataError(f"{where}: mfcc holds NaN or infinite values")
-    return (mfcc - imap.mfcc_mean) / imap.mfcc_std
-
-
-def _knn_map(imap: InputMap, z: np.ndarray) -> np.ndarray:
-    from sklearn.neighbors import NearestNeighbors
-
-    if not imap._tree:  # built once per InputMap; synthesis maps frames repeatedly
-        k = min(imap.knn_k, imap.knn_points.shape[0])
-        imap._tree.append(NearestNeighbors(n_neighbors=k).fit(imap.knn_points))
-    dist, idx = imap._tree[0].kneighbors(z)
-    # Inverse-distance weights; an exact training point gets (almost) its own embedding.
-    w = 1.0 / np.maximum(dist, 1e-9)
-    w /= w.sum(axis=1, keepdims=True)
-    return np.einsum("nk,nkd->nd", w, imap.knn_embedding[idx])
-
-
-def _reduce(imap: InputMap, z: np.ndarray) -> np.ndarray:
-    if imap.reduction == "none":
-        return z
-    if imap.reduction == "pca":
-        return (z - imap.pca_mean) @ imap.components.T
-    return _knn_map(imap, z)
-
-
-def timbre_controls(imap: InputMap, mfcc: np.ndarray) -> np.ndarray:
-    """Timbre controls of MFCC frames: ``[n, n_mfcc] -> [n, n_timbre]`` float32.
-
-    Raises:
-        DataError: wrong width or non-finite MFCC.
-    """
-    z = _standardise(imap, mfcc, "timbre_controls")
-    return _reduce(imap, z).astype(np.float32)
-
-
-def input_names(imap: InputMap) -> list[str]:
-    """Names of the model input columns: controls, ``log_pitch`` [, ``voicedness``]."""
-    return [*imap.control_names, "log_pitch"] + (["voicedness"] if imap.include_voicedness else [])
-
-
-def model_inputs(
-    imap: InputMap, mfcc: np.ndarray, f0: np.ndarray, voicedness: np.ndarray | None
-) -> np.ndarray:
-    """Model inputs ``[n, D]`` float32: ``[timbre controls..., log_pitch, (voicedness)]``.
-
-    Args:
-        mfcc: ``[n, n_mfcc]``; f0: ``[n]`` Hz; voicedness: ``[n]`` 0..1 (may be None
-            when the map does not include voicedness).
-
-    Raises:
-        DataError: mismatched lengths, missing voicedness, non-finite values.
-    """
-    where = "model_inputs"
-    timbre = timbre_controls(imap, mfcc)
-    n = timbre.shape[0]
-    f0 = _check_frames(f0, "f0", n, where, "mfcc")
-    if not np.all(np.isfinite(f0)):
-        raise DataError(f"{where}: f0 holds NaN or infinite values")
-    cols = [timbre, log_pitch(f0, imap.fmin)[:, None]]
-    if imap.include_voicedness:
-        if voicedness is None:
-            raise DataError(f"{where}: this input map includes voicedness but none was given")
-        v = _check_frames(voicedness, "voicedness", n, where, "mfcc")
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"{where}: voicedness holds NaN or infinite values")
-        cols.append(v.astype(np.float32)[:, None])
-    return np.concatenate(cols, axis=1).astype(np.float32, copy=False)
-
-
-def _fit_pacmap(z: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        import pacmap
-    except ImportError:
-        raise ConfigError(
-            "features.reduction = 'pacmap' needs the pacmap package: "
-            "pip install pacmap (or pip install 'wms[pacmap]'), or use reduction = 'pca'"
-        ) from None
-    rng = np.random.default_rng(seed)
-    if z.shape[0] > PACMAP_MAX_POINTS:
-        keep = np.sort(rng.choice(z.shape[0], size=PACMAP_MAX_POINTS, replace=False))
-        z = z[keep]
-    reducer = pacmap.PaCMAP(n_components=dims, random_state=seed)
-    emb = np.asarray(reducer.fit_transform(z.astype(np.float32)), dtype=np.float64)
-    return z, emb
-
-
-def fit_input_map(
-    mfcc_train: np.ndarray,
-    cfg: Config,
-    *,
-    f0: np.ndarray | None = None,
-    voicedness: np.ndarray | None = None,
-) -> InputMap:
-    """Fit the input map on training frames only (the caller excludes validation).
-
-    Args:
-        mfcc_train: ``[n, n_mfcc]`` MFCC of the training frames (n >= 2).
-        cfg: uses ``features.{n_mfcc, reduction, reduction_dims, include_voicedness}``,
-            ``pitch.{fmin, voicing_threshold}`` and ``data.seed`` (PaCMAP).
-        f0, voicedness: optional ``[n]`` of the same frames; when given, ``f0_range``
-            (1st/99th percentile of the voiced frames' f0, Hz) is stored for synthesis.
-
-    Returns:
-        :class:`InputMap`.
-
-    Raises:
-        DataError: wrong shape, fewer than 2 frames, non-finite values.
-        ConfigError: ``reduction = "pacmap"`` without the pacmap package.
-    """
-    where = "fit_input_map"
-    fc = cfg.features
-    x = np.asarray(mfcc_train, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != fc.n_mfcc:
-        raise DataError(f"{where}: mfcc_train has shape {x.shape}, expected [n, {fc.n_mfcc}]")
-    if x.shape[0] < 2:
-        raise DataError(f"{where}: need at least 2 training frames, got {x.shape[0]}")
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{where}: mfcc_train holds NaN or infinite values")
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    std = np.where(std > _STD_FLOOR, std, 1.0)
-    z = (x - mean) / std
-    dims = fc.reduction_dims
-    extra: dict[str, Any] = {}
-    if fc.reduction == "none":
-        controls = z
-        names = tuple(f"mfcc{i}" for i in range(fc.n_mfcc))
-    elif fc.reduction == "pca":
-        pca_mean = z.mean(axis=0)
-        _, s, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
-        comps = vt[:dims]
-        # Deterministic signs: the largest-magnitude loading of each component is positive.
-        signs = np.sign(comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)])
-        comps = comps * signs[:, None]
-        var = s**2
-        extra = dict(
-            components=comps,
-            pca_mean=pca_mean,
-            explained_variance_ratio=var[:dims] / max(var.sum(), 1e-300),
-        )
-        controls = (z - pca_mean) @ comps.T
-        names = tuple(f"pc{i}" for i in range(dims))
-    elif fc.reduction == "pacmap":
-        points, emb = _fit_pacmap(z, dims, cfg.data.seed)
-        extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
-        names = tuple(f"pacmap{i}" for i in range(dims))
-        controls = None
-    else:
-        raise ConfigError(f"features.reduction = {fc.reduction!r} is not one of none, pca, pacmap")
-    f0_range = None
-    if f0 is not None:
-        f0a = _check_frames(f0, "f0", x.shape[0], where, "mfcc_train")
-        voiced = np.ones(f0a.shape, bool)
-        if voicedness is not None:
-            v = _check_frames(voicedness, "voicedness", x.shape[0], where, "mfcc_train")
-            voiced = v >= cfg.pitch.voicing_threshold
-        good = voiced & np.isfinite(f0a)
-        if good.any():
-            f0_range = np.percentile(f0a[good], [1.0, 99.0])
-    imap = InputMap(
-        mfcc_mean=mean,
-        mfcc_std=std,
-        reduction=fc.reduction,
-        fmin=float(cfg.pitch.fmin),
-        include_voicedness=bool(fc.include_voicedness),
-        control_names=names,
-        control_ranges=np.zeros((len(names), 2)),
-        control_limits=np.zeros((len(names), 2)),
-        f0_range=f0_range,
-        **extra,
-    )
-    if controls is None:  # pacmap: ranges of the mapping synthesis will use
-        controls = _reduce(imap, z)
-    object.__setattr__(
-        imap, "control_ranges", np.percentile(controls, [1.0, 99.0], axis=0).T.copy()
-    )
-    object.__setattr__(
-        imap, "control_limits", np.stack([controls.min(axis=0), controls.max(axis=0)], axis=1)
-    )
-    return imap

@@ -35,7 +35,7 @@ import numpy as np
 
 from wms.analysis.audio import find_audio_files, read_audio
 from wms.analysis.cache import FeatureCache, analysis_settings, settings_hash
-from wms.errors import AudioError, ConfigError, DataError
+from wms.errors import AudioError, ConfigError, DataError, OutputError
 
 if TYPE_CHECKING:
     import argparse
@@ -208,8 +208,8 @@ def _analyse_into_cache(path: str, key: str, cache_root: str, cfg: Config) -> di
         meta.update(voiced_frames=voiced, analysis_seconds=time.perf_counter() - t0)
         cache.store(key, analysis, meta)
     except OSError as e:
-        raise DataError(
-            f"cannot write the feature cache at {cache_root}: {e} (choose another with --cache-dir)"
+        raise OutputError(
+            cache_root, f"cannot write the feature cache ({e}); choose another with --cache-dir"
         ) from None
     return {**status, "status": "ok", "seconds": meta["duration"]}
 
@@ -321,9 +321,9 @@ def prepare(
     n_hits = len(entries)
     try:
         cache.save_index()
-    except OSError as e:
-        raise DataError(
-            f"cannot write the feature cache at {cache.root}: {e} (choose another with --cache-dir)"
+    except OutputError as e:
+        raise OutputError(
+            cache.root, f"cannot write the feature cache ({e}); choose another with --cache-dir"
         ) from None
 
     t_analysis = time.perf_counter()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,9 @@ import numpy as np
 
 from wms import __version__
 from wms.errors import DataError, WMSError
+from wms.evaluation.metrics import STFT_FFT_SIZES, multi_resolution_stft_distance
+from wms.io import writable_dir, write_json
 
-#: FFT sizes of the multi-resolution STFT distance (hop = size / 4, Hann window).
-STFT_FFT_SIZES = (2048, 1024, 512, 256)
-#: Magnitudes are clamped to at least this before their log (as auraloss does).
-STFT_EPS = 1e-7
 #: At most this many seconds of held-out audio are resynthesised (the first segments).
 RESYNTH_MAX_SECONDS = 120.0
 #: Frames shown in the spectrum / waveform figures and played as audio examples.
@@ -47,74 +44,6 @@ EXAMPLE_SECONDS, EXAMPLE_FADE = 1.0, 0.01
 SEGMENT_GAP = 0.25
 #: An f0 error above this many cents counts as a gross error.
 GROSS_CENTS = 50.0
-
-
-# --------------------------------------------------------------------------- STFT distance
-
-
-def _stft_mag(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """``|STFT|`` ``[n_frames, n_fft/2+1]``: periodic Hann, centred frames, zero padding."""
-    y = np.pad(np.asarray(y, dtype=np.float64), (n_fft // 2, n_fft // 2))
-    if y.size < n_fft:
-        y = np.pad(y, (0, n_fft - y.size))
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
-    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    return np.abs(np.fft.rfft(frames * w, axis=1))
-
-
-def multi_resolution_stft_distance(
-    pred: np.ndarray,
-    target: np.ndarray,
-    *,
-    fft_sizes: tuple[int, ...] = STFT_FFT_SIZES,
-    eps: float = STFT_EPS,
-) -> dict[str, Any]:
-    """Multi-resolution STFT distance of ``pred`` to ``target`` (auraloss-style, numpy).
-
-    At each FFT size ``n`` (Hann window of ``n`` samples, hop ``n / 4``, centred
-    frames): spectral convergence ``||T| - |P||_F / ||T||_F`` and log-magnitude L1
-    ``mean |log max(|T|, eps) - log max(|P|, eps)|`` (natural log). Both signals
-    must share one sample rate; the distance has no unit.
-
-    Args:
-        pred: ``[n]`` the signal judged (e.g. the resynthesis).
-        target: ``[n]`` the reference, same length.
-        fft_sizes: FFT sizes in samples.
-        eps: magnitude floor before the log.
-
-    Returns:
-        ``{"sc", "log_mag_l1", "total", "fft_sizes", "per_size": {n: {"sc",
-        "log_mag_l1"}}}``: ``sc`` and ``log_mag_l1`` are means over the sizes and
-        ``total = sc + log_mag_l1``. Identical signals give 0; ``pred = g * target``
-        gives ``sc = |g - 1|`` and ``log_mag_l1 = |ln g|`` (bins above ``eps``).
-
-    Raises:
-        DataError: signals of different lengths, empty, not 1-D or not finite.
-    """
-    p = np.asarray(pred, dtype=np.float64)
-    t = np.asarray(target, dtype=np.float64)
-    if p.ndim != 1 or p.shape != t.shape or p.size == 0:
-        raise DataError(
-            f"multi_resolution_stft_distance needs two 1-D signals of one length, got "
-            f"{p.shape} and {t.shape}"
-        )
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(t))):
-        raise DataError("multi_resolution_stft_distance: a signal holds NaN or infinite values")
-    per = {}
-    for n in fft_sizes:
-        mp, mt = _stft_mag(p, n, n // 4), _stft_mag(t, n, n // 4)
-        sc = float(np.linalg.norm(mt - mp) / max(np.linalg.norm(mt), 1e-12))
-        lm = float(np.mean(np.abs(np.log(np.maximum(mt, eps)) - np.log(np.maximum(mp, eps)))))
-        per[int(n)] = {"sc": sc, "log_mag_l1": lm}
-    sc = float(np.mean([v["sc"] for v in per.values()]))
-    lm = float(np.mean([v["log_mag_l1"] for v in per.values()]))
-    return {
-        "sc": sc,
-        "log_mag_l1": lm,
-        "total": sc + lm,
-        "fft_sizes": [int(n) for n in fft_sizes],
-        "per_size": per,
-    }
 
 
 # --------------------------------------------------------------------------- held-out data
@@ -188,9 +117,7 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
     return pf, read_audio(path, cfg.audio.sample_rate)
 
 
-def _segment(pf, y: np.ndarray, start: int, stop: int, imap, hop: int) -> Segment:
-    from wms.analysis.features import model_inputs
-
+def _segment(pf, y: np.ndarray, start: int, stop: int, bundle, hop: int) -> Segment:
     a = pf.analysis
     sl = slice(start, stop)
     f0 = np.asarray(a.f0[sl], dtype=np.float32)
@@ -201,7 +128,7 @@ def _segment(pf, y: np.ndarray, start: int, stop: int, imap, hop: int) -> Segmen
         stop=int(stop),
         f0=f0,
         voicedness=v,
-        inputs=model_inputs(imap, np.asarray(a.mfcc[sl]), f0, v),
+        inputs=bundle.interface.inputs(bundle.input_map.controls(a.mfcc[sl]), f0, v),
         target=np.asarray(a.target[sl], dtype=np.float32),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
     )
@@ -249,7 +176,7 @@ def heldout_data(
     """
     from wms.analysis.prepare import read_checked
 
-    cfg, imap = bundle.config, bundle.input_map
+    cfg = bundle.config
     hop = cfg.features.hop_size
     out = HeldOut("audio" if audio is not None else "validation", [], None, None, "")
     tm = bundle.training_map or {}
@@ -279,7 +206,7 @@ def heldout_data(
                     raise
                 out.skipped.append((str(p), str(e)))
                 continue
-            out.segments.append(_segment(pf, y, 0, pf.analysis.n_frames, imap, hop))
+            out.segments.append(_segment(pf, y, 0, pf.analysis.n_frames, bundle, hop))
         if not out.segments:
             lines = "\n".join(f"  {why}" for _, why in out.skipped)
             raise DataError(f"{audio}: no usable audio to evaluate on:\n{lines}")
@@ -303,7 +230,7 @@ def heldout_data(
         for f in held:
             pf, y = load(f)
             for a, b in _ranges(f["val"]):
-                out.segments.append(_segment(pf, y, a, b, imap, hop))
+                out.segments.append(_segment(pf, y, a, b, bundle, hop))
 
     if has_map:
         out.train_inputs = np.asarray(tm["inputs"], dtype=np.float32)
@@ -318,7 +245,7 @@ def heldout_data(
         for f in _stored_files(bundle):
             pf, y = load(f)
             for a, b in _ranges(f.get("train", [])):
-                s = _segment(pf, y, a, b, imap, hop)
+                s = _segment(pf, y, a, b, bundle, hop)
                 xs.append(s.inputs)
                 ts.append(s.target)
         if not xs:
@@ -593,27 +520,6 @@ def play_harmonics(
 # --------------------------------------------------------------------------- run
 
 
-def check_out_dir(out: str | Path) -> Path:
-    """Create ``out`` and check a file can be written in it.
-
-    Raises:
-        WMSError: ``out`` is a file, or cannot be created or written.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise WMSError(f"--out {out}: exists and is not a folder; choose a folder for the report")
-    probe = out / f".wms-write-test.{os.getpid()}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise WMSError(
-            f"--out {out}: cannot write the report there ({e.strerror or e}); choose a writable folder"
-        ) from None
-    return out
-
-
 def bundle_info(bundle) -> dict[str, Any]:
     """Path, versions, config hash and the settings that matter for reading the metrics."""
     from wms.analysis.cache import settings_hash
@@ -637,7 +543,7 @@ def bundle_info(bundle) -> dict[str, Any]:
             "n_bins": c.features.n_bins,
             "pitch_method": c.pitch.method,
             "reduction": c.features.reduction,
-            "controls": list(bundle.control_names),
+            "controls": list(bundle.interface.control_names),
             "hidden_size": c.model.hidden_size,
             "loss": c.train.loss,
         },
@@ -694,13 +600,13 @@ def evaluate(
     Raises:
         BundleError: missing or corrupt bundle. AudioError: unreadable ``audio``.
         DataError: the validation frames' source files are gone or changed.
-        WMSError: ``out_dir`` cannot be written.
+        OutputError: ``out_dir`` cannot be written.
     """
     from wms.analysis.audio import write_audio
     from wms.bundle import load_bundle
     from wms.evaluation.report import write_figures_and_report
 
-    out = check_out_dir(out_dir)
+    out = writable_dir(out_dir, what="--out report folder")
     bundle = load_bundle(bundle_path)
     cfg = bundle.config
     held = heldout_data(bundle, audio, cache_dir=cache_dir, jobs=jobs)
@@ -719,8 +625,6 @@ def evaluate(
     }
 
     # Audio examples: a few frames' target and predicted tables, and the resynthesis.
-    from wms.synth.tables import harmonic_amplitudes
-
     f0 = np.concatenate([s.f0 for s in held.segments])
     voiced = np.concatenate([s.voicedness for s in held.segments]) >= cfg.pitch.voicing_threshold
     rows = pick_example_frames(arrays["frame_lsd_db"], voiced)
@@ -743,7 +647,7 @@ def evaluate(
         }
         for kind in ("target", "model"):
             name = f"example{j + 1}_{'target' if kind == 'target' else 'predicted'}.wav"
-            amps = harmonic_amplitudes(arrays[kind][r], cfg.features.bins_per_harmonic)
+            amps = bundle.interface.harmonics(arrays[kind][r])
             write_audio(out / name, play_harmonics(amps, float(f0[r]), sample_rate=rr), rr)
             ex[f"wav_{kind}"] = name
         examples.append(ex)
@@ -767,23 +671,8 @@ def evaluate(
     metrics["examples"] = [
         {k: v for k, v in e.items() if k not in ("target", "model", "nearest")} for e in examples
     ]
-    tmp = out / f".metrics.json.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, out / "metrics.json")
-    except OSError as e:
-        raise WMSError(f"--out {out}: cannot write metrics.json ({e})") from None
+    write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def format_metrics(m: dict[str, Any]) -> str:

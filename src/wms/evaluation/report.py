@@ -1,230 +1,30 @@
-"""Evaluation figures and the report of ``wms evaluate`` (Markdown + HTML).
+"""The report of ``wms evaluate`` (Markdown + HTML).
 
-Figure functions are pure: arrays in, a matplotlib ``Figure`` out (object API on
-the Agg canvas, no pyplot), written with :func:`wms.evaluation.plots.save_figure`.
-:func:`write_figures_and_report` makes every figure for one evaluation and writes
-``report.md`` and ``index.html`` that show the same images.
+:func:`write_figures_and_report` makes every figure for one evaluation
+(:mod:`wms.evaluation.figures`) and writes ``report.md`` and ``index.html`` that show the
+same images.
 """
 
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from wms.errors import WMSError
-from wms.evaluation.plots import loss_curves, save_figure
-
-TARGET_COLOR, MODEL_COLOR, NEAREST_COLOR = "black", "tab:red", "tab:blue"
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(2, n)
-    return (n + cols - 1) // cols, cols
-
-
-def spectra_figure(examples: Sequence[dict], *, cycles: int) -> Figure:
-    """Target vs predicted log1p magnitude per bin for a few frames, one panel each.
-
-    Args:
-        examples: dicts with ``target``, ``model`` (and optionally ``nearest``)
-            ``[K]`` log1p spectra, ``label``, ``frame``, ``f0`` (Hz), ``lsd_db``.
-        cycles: N, so the x axis reads in harmonics (bin / N; harmonic h at h).
-    """
-    rows, cols = _grid(len(examples))
-    fig = _figure(5.2 * cols, 3.2 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, e in zip(axes, examples, strict=False):
-        x = np.arange(len(e["target"])) / cycles
-        ax.plot(x, e["target"], color=TARGET_COLOR, lw=1.6, label="target")
-        ax.plot(x, e["model"], color=MODEL_COLOR, lw=1.2, label="model")
-        if e.get("nearest") is not None:
-            ax.plot(
-                x,
-                e["nearest"],
-                color=NEAREST_COLOR,
-                lw=0.9,
-                ls="--",
-                alpha=0.7,
-                label="nearest training frame",
-            )
-        ax.set_title(
-            f"frame {e['frame']} ({e['label']}), f0 {e['f0']:.0f} Hz, LSD {e['lsd_db']:.1f} dB",
-            fontsize=9,
-        )
-        ax.set_xlabel("harmonic (bin / N)")
-        ax.set_ylabel("log1p |magnitude|")
-        ax.grid(True, alpha=0.3)
-    for ax in axes[len(examples) :]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Held-out spectra: target vs model", fontsize=11)
-    return fig
-
-
-def waveforms_figure(examples: Sequence[dict], *, cycles: int, table_size: int = 512) -> Figure:
-    """Two cycles of the table each frame's target and predicted harmonics make.
-
-    The table is built as the synth builds it (``synth.tables``: harmonics at bins
-    ``N*h``, zero phase, normalised RMS), so shapes compare, not loudness.
-    """
-    from wms.synth.tables import harmonic_amplitudes, make_tables, normalise_amplitudes
-
-    rows, cols = _grid(len(examples))
-    fig = _figure(5.2 * cols, 3.0 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    phase = np.arange(2 * table_size) / table_size
-    for ax, e in zip(axes, examples, strict=False):
-        for key, color, label in (
-            ("target", TARGET_COLOR, "target"),
-            ("model", MODEL_COLOR, "model"),
-        ):
-            amps = normalise_amplitudes(harmonic_amplitudes(e[key], cycles))
-            table = make_tables(amps, table_size)[1 : table_size + 1]
-            ax.plot(
-                phase,
-                np.tile(table, 2),
-                color=color,
-                lw=1.4 if key == "target" else 1.1,
-                label=label,
-            )
-        ax.set_title(f"frame {e['frame']} ({e['label']}), f0 {e['f0']:.0f} Hz", fontsize=9)
-        ax.set_xlabel("phase (cycles)")
-        ax.set_ylabel("amplitude")
-        ax.grid(True, alpha=0.3)
-    for ax in axes[len(examples) :]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Wavetables from target vs predicted harmonics (2 cycles)", fontsize=11)
-    return fig
-
-
-def brightness(targets: np.ndarray, cycles: int) -> np.ndarray:
-    """Spectral centroid in harmonics, ``sum h a_h / sum a_h``, of log1p spectra ``[n, K]``."""
-    from wms.synth.tables import harmonic_amplitudes
-
-    a = harmonic_amplitudes(np.asarray(targets, dtype=np.float32), cycles).astype(np.float64)
-    h = np.arange(1, a.shape[1] + 1)
-    return (a @ h) / np.maximum(a.sum(axis=1), 1e-12)
-
-
-def control_map_figure(
-    controls: np.ndarray,
-    f0: np.ndarray,
-    colour: np.ndarray,
-    *,
-    names: Sequence[str],
-    colour_label: str,
-    heldout: np.ndarray | None = None,
-) -> Figure:
-    """The training data in control space, coloured by pitch and by a timbre feature.
-
-    Args:
-        controls: ``[M, n_timbre]`` training-map timbre controls (first two plotted;
-            with one control, it is plotted against f0).
-        f0: ``[M]`` Hz. colour: ``[M]`` the timbre feature (e.g. :func:`brightness`).
-        names: control names. colour_label: what ``colour`` is.
-        heldout: optional ``[n, >= 2]`` held-out model inputs, drawn as small crosses.
-    """
-    fig = _figure(11.0, 4.6)
-    axes = fig.subplots(1, 2)
-    c = np.asarray(controls, dtype=np.float64)
-    f0 = np.asarray(f0, dtype=np.float64)
-    one = c.shape[1] < 2
-    x = c[:, 0]
-    y = f0 if one else c[:, 1]
-    for ax, values, label, norm, cmap in (
-        (axes[0], f0, "f0 (Hz)", LogNorm(max(f0.min(), 1.0), max(f0.max(), 2.0)), "viridis"),
-        (axes[1], colour, colour_label, None, "magma"),
-    ):
-        sc = ax.scatter(
-            x, y, c=values, s=5, cmap=cmap, norm=norm, alpha=0.8, linewidths=0, rasterized=True
-        )
-        fig.colorbar(sc, ax=ax, label=label)
-        if heldout is not None and len(heldout):
-            h = np.asarray(heldout, dtype=np.float64)
-            if not one:
-                ax.scatter(
-                    h[:, 0],
-                    h[:, 1],
-                    marker="x",
-                    s=8,
-                    c="tab:cyan",
-                    linewidths=0.6,
-                    alpha=0.6,
-                    label="held-out frames",
-                )
-                ax.legend(fontsize=8, loc="best")
-        ax.set_xlabel(names[0])
-        ax.set_ylabel("f0 (Hz)" if one else names[1])
-        if one:
-            ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-    axes[0].set_title("training map, coloured by pitch", fontsize=10)
-    axes[1].set_title(f"training map, coloured by {colour_label}", fontsize=10)
-    return fig
-
-
-def _spec_db(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    from wms.evaluation.evaluate import _stft_mag
-
-    return 20 * np.log10(np.maximum(_stft_mag(y, n_fft, hop), 1e-6)).T
-
-
-def spectrogram_figure(
-    original: np.ndarray,
-    resynthesis: np.ndarray,
-    *,
-    sample_rate: int,
-    max_seconds: float = 10.0,
-    n_fft: int = 1024,
-    boundaries: Sequence[float] = (),
-) -> Figure:
-    """Spectrograms (dB, one shared 80 dB colour range) of the original and the resynthesis.
-
-    Both signals at ``sample_rate`` Hz; the first ``max_seconds`` are shown;
-    ``boundaries`` (seconds) are drawn as dashed lines (where held-out segments join).
-    """
-    n = int(min(len(original), len(resynthesis), max_seconds * sample_rate))
-    hop = n_fft // 4
-    a, b = _spec_db(original[:n], n_fft, hop), _spec_db(resynthesis[:n], n_fft, hop)
-    top = max(a.max(), b.max())
-    fig = _figure(10.0, 6.4)
-    axes = fig.subplots(2, 1, sharex=True)
-    extent = (0.0, a.shape[1] * hop / sample_rate, 0.0, sample_rate / 2 / 1000)
-    for ax, s, title in ((axes[0], a, "original (held-out audio)"), (axes[1], b, "resynthesis")):
-        im = ax.imshow(
-            s,
-            origin="lower",
-            aspect="auto",
-            extent=extent,
-            cmap="magma",
-            vmin=top - 80,
-            vmax=top,
-            interpolation="nearest",
-        )
-        for t in boundaries:
-            if t < extent[1]:
-                ax.axvline(t, color="tab:cyan", ls="--", lw=0.8)
-        ax.set_ylabel("frequency (kHz)")
-        ax.set_title(title, fontsize=10)
-    axes[1].set_xlabel("time (s)")
-    fig.colorbar(im, ax=axes, label="dB")
-    return fig
-
+from wms.evaluation.figures import (
+    brightness,
+    control_map_figure,
+    loss_curves,
+    save_figure,
+    spectra_figure,
+    spectrogram_figure,
+    waveforms_figure,
+)
+from wms.io import write_text
 
 # --------------------------------------------------------------------------- report
 
@@ -311,7 +111,7 @@ def write_report(
         ``(report.md, index.html)`` paths.
 
     Raises:
-        WMSError: a file cannot be written.
+        OutputError: a file cannot be written.
     """
     md = ["# WMS evaluation report", "", _data_line(metrics), "", "## Metrics", ""]
     md.append(metrics_markdown(metrics))
@@ -374,13 +174,8 @@ def write_report(
         + "</body></html>\n"
     )
     paths = (out / "report.md", out / "index.html")
-    try:
-        for p, text in zip(paths, ("\n".join(md), page), strict=True):
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, p)
-    except OSError as e:
-        raise WMSError(f"--out {out}: cannot write the report ({e})") from None
+    for p, text in zip(paths, ("\n".join(md), page), strict=True):
+        write_text(p, text)
     return paths
 
 
@@ -396,7 +191,7 @@ def write_figures_and_report(
 ) -> dict[str, str]:
     """Every evaluation figure, then ``report.md`` / ``index.html``; returns ``{name: file}``."""
     cfg = bundle.config
-    n = cfg.features.bins_per_harmonic
+    layout = bundle.interface.outputs
     figs: list[tuple[str, str, str]] = []
     files: dict[str, str] = {}
 
@@ -408,7 +203,7 @@ def write_figures_and_report(
 
     save(
         "spectra",
-        spectra_figure(examples, cycles=n),
+        spectra_figure(examples, layout=layout),
         "Predicted vs target spectra",
         "log1p magnitude per bin of held-out frames (x in harmonics: harmonic h is bin B·h, B = features.bins_per_harmonic, the "
         "bins between are window leakage). Frames are picked at the 10th/50th/75th/95th "
@@ -417,7 +212,7 @@ def write_figures_and_report(
     )
     save(
         "waveforms",
-        waveforms_figure(examples, cycles=n),
+        waveforms_figure(examples, layout=layout),
         "Wavetables of the same frames",
         "Two cycles of the one-cycle table the synth builds from the target and the predicted "
         "harmonics (zero phase, RMS-normalised), for the frames above.",
@@ -441,16 +236,16 @@ def write_figures_and_report(
     tm = bundle.training_map or {}
     if "controls" in tm and len(tm["controls"]):
         if "targets" in tm:
-            colour, label = brightness(tm["targets"], n), "brightness (centroid, harmonics)"
+            colour, label = brightness(tm["targets"], layout), "brightness (centroid, harmonics)"
         else:
             colour, label = np.asarray(tm["voicedness"]), "voicedness"
         fig = control_map_figure(
             tm["controls"],
             tm["f0"],
             colour,
-            names=list(bundle.control_names),
+            names=list(bundle.interface.control_names),
             colour_label=label,
-            heldout=heldout_inputs[:, : len(bundle.control_names)],
+            heldout=heldout_inputs[:, : bundle.interface.n_timbre],
         )
         save(
             "control_map",
@@ -466,9 +261,7 @@ def write_figures_and_report(
         sample_rate=cfg.audio.sample_rate,
         boundaries=resyn.boundaries,
     )
-    from wms.synth.tables import n_harmonics
-
-    n_harm = n_harmonics(cfg.features.n_bins, n)
+    n_harm = layout.n_harmonics
     save(
         "spectrogram",
         fig,

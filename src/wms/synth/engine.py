@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from wms.config import SynthConfig
-from wms.errors import ControlError
+from wms.errors import ConfigError, ControlError
 from wms.synth import kernels as K
 from wms.synth.network import GRUStepper, SynthModel
 from wms.synth.tables import BAND_EDGE, TABLE_RMS, cosine_basis
@@ -37,12 +37,12 @@ LIMIT_KNEE = 0.9
 
 
 def check_sample_rate(sample_rate) -> int:
-    """An integer output rate in ``[8000, 192000]`` Hz, else ControlError."""
+    """An integer output rate in ``[8000, 192000]`` Hz, else ConfigError."""
     ok = isinstance(sample_rate, (int, np.integer, float)) and not isinstance(sample_rate, bool)
     if ok:
         ok = math.isfinite(sample_rate) and float(sample_rate).is_integer()
     if not ok or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ControlError(
+        raise ConfigError(
             f"output sample rate {sample_rate!r} is not supported; use a whole number of Hz "
             f"from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} (e.g. 16000, 44100, 48000, 96000)"
         )
@@ -66,7 +66,7 @@ class SynthEngine:
         max_block: largest ``n`` accepted by :meth:`process`.
 
     Raises:
-        ControlError: unsupported sample rate or settings.
+        ConfigError: unsupported sample rate or settings.
     """
 
     def __init__(
@@ -80,15 +80,16 @@ class SynthEngine:
     ):
         cfg = config or SynthConfig()
         self.model, self.config, self.source = model, cfg, source
+        self._interface = model.interface
         self.sample_rate = sr = check_sample_rate(sample_rate)
         self.step_len = max(1, round(cfg.control_interval * sr))
         self.n_voices = v = int(cfg.voices)
         if v < 1:
-            raise ControlError(f"synth.voices = {v} must be at least 1")
+            raise ConfigError(f"synth.voices = {v} must be at least 1")
         for name in ("attack", "decay", "release", "glide", "pitch_bend_range", "gain"):
             val = getattr(cfg, name)
             if not (math.isfinite(val) and val >= 0):
-                raise ControlError(f"synth.{name} = {val!r} must be a finite number >= 0")
+                raise ConfigError(f"synth.{name} = {val!r} must be a finite number >= 0")
         self.table_size = s = int(cfg.table_size)
         self.max_block = int(max_block)
         self.n_harm = hm = model.n_harmonics
@@ -115,7 +116,7 @@ class SynthEngine:
         self._nv = 0
         self._x = np.zeros((v, model.n_inputs), f32)
         self._hb = np.zeros((nl, v, hid), f32)
-        self._y = np.zeros((v, model.n_bins), f32)
+        self._y = np.zeros((v, model.n_outputs), f32)
         self._gains = np.zeros((2, hm), f32)
         self._tables = np.zeros((v, 2, s + 3), f32)
         self._moments = np.zeros((v, 3), f64)
@@ -147,8 +148,9 @@ class SynthEngine:
             0,
             self._vf,
             self._timbre,
-            self.model.include_voicedness,
+            self._interface.include_voicedness,
             1.0,
+            1e-4,
             0.0,
             1.0,
             0.0,
@@ -156,7 +158,7 @@ class SynthEngine:
             self._sr,
             self._x,
         )
-        self._finish_step(0, 1)
+        self._finish_step(0)
         K.render_voices(
             self._out,
             0,
@@ -296,7 +298,7 @@ class SynthEngine:
 
     def _check_delay(self, delay: int) -> int:
         if not 0 <= delay < self.step_len:
-            raise ControlError(f"delay = {delay} samples: need 0 <= delay < {self.step_len}")
+            raise ValueError(f"delay = {delay} samples: need 0 <= delay < {self.step_len}")
         return int(delay)
 
     def all_notes_off(self, delay: int = 0) -> None:
@@ -382,7 +384,7 @@ class SynthEngine:
         self._nv = nv
         if nv == 0:
             return
-        m = self.model
+        m = self._interface
         K.begin_step(
             self._idx,
             nv,
@@ -390,6 +392,7 @@ class SynthEngine:
             self._timbre,
             m.include_voicedness,
             m.fmin,
+            m.log_pitch_eps,
             self._f0_lo,
             self._f0_hi,
             self._bend,
@@ -406,15 +409,17 @@ class SynthEngine:
             spec = self._spectra[v]
             self._y[q] = spec[min(self._spec_pos[v], spec.shape[0] - 1)]
             self._spec_pos[v] += 1
-        self._finish_step(nv, m.cycles)
+        self._finish_step(nv)
 
-    def _finish_step(self, nv: int, cycles: int) -> None:
+    def _finish_step(self, nv: int) -> None:
         """Model outputs ``self._y[:nv]`` -> next tables of the voices ``self._idx[:nv]``."""
+        layout = self._interface.outputs
         K.finish_step(
             self._idx,
             nv,
             self._y,
-            cycles,
+            layout.harmonic_offset,
+            layout.harmonic_stride,
             self._vi,
             self._vf,
             self._amps_prev,
@@ -435,7 +440,7 @@ class SynthEngine:
         keep it). State carries over between calls, so any block sizes give the same samples.
         """
         if not 0 <= n <= self.max_block:
-            raise ControlError(f"block of {n} samples: need 0 <= n <= max_block = {self.max_block}")
+            raise ValueError(f"block of {n} samples: need 0 <= n <= max_block = {self.max_block}")
         out = self._out
         out[:n] = 0.0
         done = 0

@@ -106,14 +106,16 @@ def collect_voices(vi, vf, h, idx):  # pragma: no cover - numba
 
 @njit(cache=True)
 def begin_step(
-    idx, nv, vf, timbre, include_v, fmin, f0_lo, f0_hi, bend, glide_coef, sample_rate, x
+    idx, nv, vf, timbre, include_v, fmin, log_eps, f0_lo, f0_hi, bend, glide_coef, sample_rate, x
 ):  # pragma: no cover - numba
     """Pitch and level ramps of this step and the model input rows ``x[q]``.
 
     ``LOGF`` (log2 Hz) moves towards ``LOGF_TARGET + bend / 12`` by one-pole glide
     (``glide_coef = exp(-L / (glide * sr))``, 0 for no glide); the phase increment ramps
     linearly from the old to the new f0 over the step. The model sees the f0 reached at the
-    end of the step (clamped to ``[f0_lo, f0_hi]``), when the new table is at full weight.
+    end of the step (clamped to ``[f0_lo, f0_hi]``), when the new table is at full weight:
+    ``x[q] = [timbre..., log(max(f, fmin) - fmin + log_eps), voicedness]``, the arithmetic of
+    ``ModelInterface.inputs`` (tested against it).
     """
     n_timbre = timbre.shape[0]
     for q in range(nv):
@@ -131,7 +133,7 @@ def begin_step(
         for c in range(n_timbre):
             x[q, c] = timbre[c]
         fm = min(max(f_end, f0_lo), f0_hi)
-        x[q, n_timbre] = np.float32(math.log(max(fm, fmin) - fmin + 1e-4))
+        x[q, n_timbre] = np.float32(math.log(max(fm, fmin) - fmin + log_eps))
         if include_v:
             x[q, n_timbre + 1] = min(max(vf[VOICED, v], 0.0), 1.0)
 
@@ -171,7 +173,8 @@ def finish_step(
     idx,
     nv,
     y,
-    cycles,
+    h_offset,
+    h_stride,
     vi,
     vf,
     amps_prev,
@@ -184,9 +187,10 @@ def finish_step(
     gains,
     moments,
 ):  # pragma: no cover - numba
-    """Model rows ``y[q]`` (log1p spectra) -> this step's previous and next tables.
+    """Model rows ``y[q]`` (log1p magnitudes) -> this step's previous and next tables.
 
-    ``amps_next[v]`` becomes ``amps_prev[v]``; the new one is expm1 of bins ``N*h``,
+    ``amps_next[v]`` becomes ``amps_prev[v]``; the new one is expm1 of the harmonic outputs
+    ``y[q, h_offset + h_stride * (h - 1)]`` (the interface's output layout),
     normalised to waveform RMS ``rms`` (full band). Each voice owns two guarded tables
     ``tables[v, 0 | 1]``; ``CUR`` flips every step so last step's new table becomes this
     step's previous one without being rebuilt, and only the new one is built. A ``fresh``
@@ -212,7 +216,7 @@ def finish_step(
         fresh = vi[FRESH, v] != 0
         ss = 0.0
         for h in range(n_harm):
-            a = math.expm1(y[q, cycles * (h + 1)])
+            a = math.expm1(y[q, h_offset + h_stride * h])
             if a < 0.0:
                 a = 0.0
             if not fresh:

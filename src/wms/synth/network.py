@@ -1,9 +1,10 @@
-"""The model as the synthesiser sees it: control mapping + an allocation-free GRU step.
+"""The model as the synthesiser sees it: the contract + an allocation-free GRU step.
 
-:class:`SynthModel` bundles what synthesis needs from a trained model (the network, the
-control names/ranges/defaults, the pitch mapping, N and K). It is built from a
+:class:`SynthModel` is what synthesis needs from a trained model: the network, its
+:class:`~wms.interface.ModelInterface` (controls, pitch mapping, output layout), the
+out-of-range rule and the training map (for tours). Build it from a
 :class:`wms.bundle.Bundle` with :meth:`SynthModel.from_bundle`, or from a bare
-:class:`~wms.training.model.WMSNet` for tests.
+:class:`~wms.training.model.WMSNet` and an interface for tests.
 
 :class:`GRUStepper` runs one recurrent step of :class:`~wms.training.model.WMSNet` for a batch of
 voices in NumPy with preallocated buffers (``np.dot(..., out=)`` and in-place ufuncs): a
@@ -20,126 +21,102 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from wms.analysis.features import log_pitch
 from wms.errors import ControlError
+from wms.interface import ModelInterface
 from wms.synth import kernels
-from wms.synth.tables import n_harmonics
 from wms.training.model import WMSNet
+
+OUT_OF_RANGE = ("clamp", "extrapolate")
 
 
 @dataclass
 class SynthModel:
-    """A trained network plus the control-space facts synthesis needs.
+    """A trained network and the contract it was trained under.
 
     Attributes:
-        net: eval-mode WMSNet, inputs ``[timbre..., log_pitch, (voicedness)]``.
-        control_names: timbre control names, e.g. ``("mfcc0", ..)`` or ``("pc0", ..)``.
-        control_ranges: ``[n_timbre, 2]`` training range (1st/99th percentile).
-        defaults: ``[n_timbre]`` default control values (training-map median).
-        fmin: Hz, the pitch mapping's floor (``pitch.fmin``).
-        include_voicedness: the last model input is voicedness.
-        cycles: N, cycles per analysis window; n_bins: K, model outputs.
-        f0_default: Hz, default pitch (median voiced training f0).
-        f0_range: ``(lo, hi)`` Hz of training pitches; under ``out_of_range = "clamp"``
-            the model's pitch *input* is clamped to it (the oscillator still plays the
-            requested f0).
-        out_of_range: ``"clamp"`` or ``"extrapolate"`` (``synth.out_of_range``).
-        training_map: dict with ``controls [M, n_timbre]``, ``f0 [M]``, ``voicedness [M]``
-            (or None).
+        net: eval-mode WMSNet.
+        interface: its :class:`~wms.interface.ModelInterface`.
+        out_of_range: ``"clamp"`` (timbre controls to their training ranges, the model's
+            pitch input to the training f0 range; the oscillator still plays the requested
+            f0) or ``"extrapolate"`` (``synth.out_of_range``).
+        training_map: ``{"controls" [M, n_timbre], "f0" [M], "voicedness" [M]}`` or None.
     """
 
     net: WMSNet
-    control_names: tuple[str, ...]
-    control_ranges: np.ndarray
-    defaults: np.ndarray
-    fmin: float
-    include_voicedness: bool
-    cycles: int
-    n_bins: int
-    f0_default: float = 220.0
-    f0_range: tuple[float, float] | None = None
+    interface: ModelInterface
     out_of_range: str = "clamp"
     training_map: dict | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.control_names = tuple(self.control_names)
-        self.control_ranges = np.asarray(self.control_ranges, dtype=np.float64).reshape(-1, 2)
-        self.defaults = np.asarray(self.defaults, dtype=np.float64).reshape(-1)
-        n = len(self.control_names)
-        if self.control_ranges.shape[0] != n or self.defaults.shape[0] != n:
-            raise ControlError(
-                f"control ranges {self.control_ranges.shape} / defaults {self.defaults.shape} "
-                f"do not match {n} control names"
-            )
-        if self.out_of_range not in ("clamp", "extrapolate"):
-            raise ControlError(
-                f"synth.out_of_range = {self.out_of_range!r} is not one of clamp, extrapolate"
-            )
-        d = n + 1 + int(self.include_voicedness)
-        if self.net.n_inputs != d or self.net.n_outputs != self.n_bins:
-            raise ControlError(
+        if self.out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"out_of_range = {self.out_of_range!r} is not one of {OUT_OF_RANGE}")
+        i = self.interface
+        if self.net.n_inputs != i.n_inputs or self.net.n_outputs != i.n_outputs:
+            raise ValueError(
                 f"network has {self.net.n_inputs} inputs / {self.net.n_outputs} outputs, the "
-                f"control map needs {d} inputs / {self.n_bins} outputs"
+                f"interface needs {i.n_inputs} / {i.n_outputs}"
             )
-        self.n_harmonics = n_harmonics(self.n_bins, self.cycles)
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        return self.interface.control_names
+
+    @property
+    def control_ranges(self) -> np.ndarray:
+        return self.interface.control_ranges
+
+    @property
+    def defaults(self) -> np.ndarray:
+        """``[n_timbre]`` default control values (training medians)."""
+        return self.interface.control_defaults
+
+    @property
+    def f0_default(self) -> float:
+        return self.interface.f0_default
 
     @property
     def n_timbre(self) -> int:
-        return len(self.control_names)
+        return self.interface.n_timbre
 
     @property
     def n_inputs(self) -> int:
-        return self.n_timbre + 1 + int(self.include_voicedness)
+        return self.interface.n_inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self.interface.n_outputs
+
+    @property
+    def n_harmonics(self) -> int:
+        return self.interface.n_harmonics
 
     @property
     def pitch_clamp(self) -> tuple[float, float]:
         """``(lo, hi)`` Hz applied to the model's pitch input (infinite when extrapolating)."""
-        if self.out_of_range == "clamp" and self.f0_range is not None:
-            return float(self.f0_range[0]), float(self.f0_range[1])
+        if self.out_of_range == "clamp":
+            return self.interface.f0_range
         return 0.0, float("inf")
 
     @classmethod
     def from_bundle(cls, bundle, *, out_of_range: str | None = None) -> SynthModel:
         """Build from a loaded :class:`wms.bundle.Bundle` (``out_of_range`` defaults to the
         bundle config's ``synth.out_of_range``)."""
-        imap, cfg = bundle.input_map, bundle.config
-        names = tuple(bundle.control_names)
-        ranges = np.asarray(bundle.control_ranges, dtype=np.float64)
-        tm = dict(bundle.training_map or {})
-        controls = _training_controls(tm, names)
-        defaults = np.median(controls, axis=0) if controls is not None else ranges.mean(axis=1)
-        f0 = np.asarray(tm.get("f0", []), dtype=np.float64).reshape(-1)
-        v = np.asarray(tm.get("voicedness", np.ones_like(f0)), dtype=np.float64).reshape(-1)
-        voiced = f0[(v >= cfg.pitch.voicing_threshold) & np.isfinite(f0)] if f0.size else f0
-        f0_default = float(np.median(voiced)) if voiced.size else 220.0
-        f0_range = getattr(imap, "f0_range", None)
-        if f0_range is None and voiced.size:
-            f0_range = np.percentile(voiced, [1.0, 99.0])
-        if f0_range is None:
-            f0_range = (cfg.pitch.fmin, cfg.pitch.fmax)
+        tm = bundle.training_map
         return cls(
             net=bundle.model,
-            control_names=names,
-            control_ranges=ranges,
-            defaults=defaults,
-            fmin=float(imap.fmin),
-            include_voicedness=bool(imap.include_voicedness),
-            cycles=int(cfg.features.bins_per_harmonic),
-            n_bins=int(cfg.features.n_bins),
-            f0_default=f0_default,
-            f0_range=(float(f0_range[0]), float(f0_range[1])),
-            out_of_range=out_of_range or cfg.synth.out_of_range,
-            training_map={"controls": controls, "f0": f0, "voicedness": v}
-            if controls is not None
-            else None,
+            interface=bundle.interface,
+            out_of_range=out_of_range or bundle.config.synth.out_of_range,
+            training_map={
+                k: np.asarray(tm[k], np.float64) for k in ("controls", "f0", "voicedness")
+            },
         )
 
     # ------------------------------------------------------------------ controls
     def control_index(self, name: str) -> int:
         """Column of timbre control ``name``; ControlError listing the valid names."""
         try:
-            return self.control_names.index(name)
-        except ValueError:
+            return self.interface.control_index(name)
+        except KeyError:
             raise ControlError(
                 f"unknown control {name!r}; valid controls are {', '.join(self.control_names)} "
                 "(plus f0 and voicedness)"
@@ -151,38 +128,22 @@ class SynthModel:
         t = np.asarray(timbre, dtype=np.float64)
         if not np.all(np.isfinite(t)):
             raise ControlError("timbre controls hold NaN or infinite values")
-        if self.out_of_range == "clamp":
-            t = np.clip(t, self.control_ranges[:, 0], self.control_ranges[:, 1])
-        return t
+        return self.interface.clamp_controls(t) if self.out_of_range == "clamp" else t
 
     def inputs(self, timbre: np.ndarray, f0: np.ndarray, voicedness: np.ndarray) -> np.ndarray:
         """Model inputs ``[T, D]`` float32 from ``timbre[T, n]`` (range rule applied),
-        ``f0[T]`` Hz (clamped to :attr:`pitch_clamp` for the model only), voicedness ``[T]``.
-        Same arithmetic as the engine's per-step path."""
-        t = self.apply_range(np.atleast_2d(timbre))
+        ``f0[T]`` Hz (clamped to :attr:`pitch_clamp` for the model only), voicedness ``[T]``
+        (clipped to 0..1). Same arithmetic as the engine's per-step path (tested)."""
         lo, hi = self.pitch_clamp
         f = np.clip(np.asarray(f0, dtype=np.float64), lo, hi)
-        cols = [t, log_pitch(f, self.fmin)[:, None]]
-        if self.include_voicedness:
-            cols.append(np.clip(np.asarray(voicedness, dtype=np.float64), 0.0, 1.0)[:, None])
-        return np.concatenate(cols, axis=1).astype(np.float32)
+        v = np.clip(np.asarray(voicedness, dtype=np.float64), 0.0, 1.0)
+        return self.interface.inputs(self.apply_range(np.atleast_2d(timbre)), f, v)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Offline, vectorised: ``inputs[T, D]`` -> log1p spectra ``[T, K]`` (zero initial state)."""
+        """Offline, vectorised: ``inputs[T, D]`` -> outputs ``[T, K]`` (zero initial state)."""
         with torch.inference_mode():
             y, _ = self.net(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[None])
         return y[0].numpy().astype(np.float32)
-
-
-def _training_controls(tm: dict, names: tuple[str, ...]) -> np.ndarray | None:
-    """``[M, n_timbre]`` training-map controls, stored either as one array or per name."""
-    for key in ("controls", "timbre"):
-        if key in tm:
-            c = np.asarray(tm[key], dtype=np.float64)
-            return c.reshape(c.shape[0], -1) if c.size else None
-    if names and all(n in tm for n in names):
-        return np.stack([np.asarray(tm[n], dtype=np.float64) for n in names], axis=1)
-    return None
 
 
 class GRUStepper:
@@ -229,7 +190,7 @@ class GRUStepper:
     def step(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
         b = x.shape[0]
         if b > self.max_batch:
-            raise ControlError(f"GRU step of {b} voices exceeds max_batch {self.max_batch}")
+            raise ValueError(f"GRU step of {b} voices exceeds max_batch {self.max_batch}")
         enc = self._enc[:b]
         np.dot(x, self.we, out=enc)
         kernels.bias_act(enc, self.be, 1)

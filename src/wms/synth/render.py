@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from wms.config import Config, SynthConfig, parse_overrides, read_config_file
-from wms.errors import ConfigError, ControlError
+from wms.errors import AudioError, ConfigError, ControlError, OutputError
 from wms.synth import controls as C
 from wms.synth.engine import SynthEngine, check_sample_rate
 from wms.synth.network import SynthModel
@@ -171,14 +171,13 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
         import soundfile as sf
 
         from wms.analysis.audio import read_audio
-        from wms.errors import AudioError
 
         if not Path(args.audio).is_file():
             raise AudioError(args.audio, "no such file")
         try:
             audio_rate = int(sf.info(str(args.audio)).samplerate)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            raise ControlError(f"{args.audio}: unreadable audio ({e})") from None
+            raise AudioError(args.audio, f"unreadable audio ({e})") from None
         y = read_audio(args.audio, audio_rate)
         if args.seconds:
             y = y[: int(args.seconds * audio_rate)]
@@ -214,9 +213,9 @@ def run_render(args) -> int:
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in (".wav", ".wave"):
-        raise ControlError(f"--out {args.out}: give a .wav file name")
+        raise OutputError(args.out, "--out must name a .wav file")
     if out_path.is_dir():
-        raise ControlError(f"--out {args.out} is a folder; give a .wav file name")
+        raise OutputError(args.out, "--out is a folder; give a .wav file name")
     bundle = load_bundle(args.bundle)
     cfg = render_config(bundle.config, args.config, args.overrides)
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)

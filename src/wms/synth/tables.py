@@ -1,10 +1,10 @@
-"""Wavetables from predicted spectra (DESIGN.md §3): pure functions, no state.
+"""Wavetables from harmonic amplitudes (docs/DESIGN.md §3): pure functions, no state.
 
 The model predicts ``K`` log1p magnitudes of a window holding ``N`` cycles, so bin
 ``N * h`` is harmonic ``h`` and the bins between are Hann leakage (about -6 dB of the
 neighbouring harmonics), not sub-harmonics of the sound. WMS therefore keeps only bins
-``N * h``, ``h = 1 .. H`` with ``H = (K - 1) // N``, as harmonic amplitudes, and builds a
-*one-cycle* table from them. Playing all ``K`` bins as an ``N``-cycle period (the
+``N * h``, ``h = 1 .. H`` with ``H = (K - 1) // N``, as harmonic amplitudes
+(:meth:`wms.interface.ModelInterface.harmonics`), and builds a *one-cycle* table from them. Playing all ``K`` bins as an ``N``-cycle period (the
 reference) would add a strong tone an octave (``N = 2``) below f0.
 
 Tables are sums of cosines (zero phase, as the reference's zero-phase inverse rfft),
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from wms.errors import ControlError
-
 #: RMS of every normalised table before band-limiting (-12 dBFS; a pure sine then peaks
 #: at 0.354, a zero-phase sawtooth of 39 harmonics at about 1.2).
 TABLE_RMS = 0.25
@@ -32,37 +30,6 @@ TABLE_RMS = 0.25
 BAND_EDGE = 0.9
 #: Guard samples stored before / after each cycle for 4-point interpolation.
 GUARD_BEFORE, GUARD_AFTER = 1, 2
-
-
-def n_harmonics(n_bins: int, cycles: int) -> int:
-    """Number of harmonics ``H = (K - 1) // N`` held by ``K`` bins of an ``N``-cycle window.
-
-    Raises:
-        ControlError: fewer than one harmonic (``K <= N``).
-    """
-    if cycles < 1 or n_bins <= cycles:
-        raise ControlError(
-            f"a spectrum of {n_bins} bins at {cycles} cycles per window holds no harmonic; "
-            "need features.n_bins > features.cycles_per_window"
-        )
-    return (n_bins - 1) // cycles
-
-
-def harmonic_amplitudes(log1p_spec: np.ndarray, cycles: int) -> np.ndarray:
-    """Linear harmonic amplitudes from log1p magnitude spectra.
-
-    Args:
-        log1p_spec: ``[..., K]`` model outputs (log1p magnitudes of the N-cycle window).
-        cycles: bins between harmonics, ``features.bins_per_harmonic`` (N when n_fft = W).
-
-    Returns:
-        ``[..., H]`` float32, ``expm1`` of bins ``N, 2N, .., H*N``, negative values
-        (possible with ``output_activation = "none"``) set to 0.
-    """
-    spec = np.asarray(log1p_spec, dtype=np.float32)
-    h = n_harmonics(spec.shape[-1], cycles)
-    amps = np.expm1(spec[..., cycles : cycles * h + 1 : cycles])
-    return np.maximum(amps, 0.0, out=amps)
 
 
 def normalise_amplitudes(amps: np.ndarray, *, rms: float = TABLE_RMS) -> np.ndarray:
@@ -125,7 +92,7 @@ def cosine_basis(n_harm: int, table_size: int) -> np.ndarray:
     (``np.dot(amps, basis, out=tables)``), which is what the streaming engine does.
     """
     if table_size < 4:
-        raise ControlError(f"synth.table_size = {table_size} must be at least 4")
+        raise ValueError(f"table_size = {table_size} must be at least 4")
     j = np.arange(-GUARD_BEFORE, table_size + GUARD_AFTER, dtype=np.float64)
     h = np.arange(1, n_harm + 1, dtype=np.float64)
     # Reduce h * j modulo S in integers so the phase is exact for large tables.

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from wms.config import Config
+from wms.interface import ModelInterface, OutputLayout
 from wms.synth.network import SynthModel
 from wms.training.model import WMSNet
 
@@ -41,22 +42,27 @@ def known_model(
 ) -> SynthModel:
     """A seeded random-weight SynthModel with controls ``c0..`` ranging over [-1, 1]."""
     torch.manual_seed(seed)
-    d = n_timbre + 1 + int(include_voicedness)
-    net = WMSNet(d, n_bins, encoder_size=hidden_size, hidden_size=hidden_size).eval()
+    interface = ModelInterface(
+        control_names=tuple(f"c{i}" for i in range(n_timbre)),
+        control_ranges=np.tile([-1.0, 1.0], (n_timbre, 1)),
+        control_defaults=np.zeros(n_timbre),
+        fmin=46.0,
+        f0_range=(60.0, 1000.0),
+        f0_default=220.0,
+        include_voicedness=include_voicedness,
+        outputs=OutputLayout.spectrum_bins(n_bins, cycles),
+        sample_rate=16000,
+        hop_size=256,
+    )
+    net = WMSNet(
+        interface.n_inputs, n_bins, encoder_size=hidden_size, hidden_size=hidden_size
+    ).eval()
     rng = np.random.default_rng(seed)
     controls = rng.uniform(-1, 1, (200, n_timbre))
     f0 = np.exp(rng.uniform(np.log(60), np.log(1000), 200))
     return SynthModel(
         net=net,
-        control_names=tuple(f"c{i}" for i in range(n_timbre)),
-        control_ranges=np.tile([-1.0, 1.0], (n_timbre, 1)),
-        defaults=np.zeros(n_timbre),
-        fmin=46.0,
-        include_voicedness=include_voicedness,
-        cycles=cycles,
-        n_bins=n_bins,
-        f0_default=220.0,
-        f0_range=(60.0, 1000.0),
+        interface=interface,
         out_of_range=out_of_range,
         training_map={"controls": controls, "f0": f0, "voicedness": np.ones(200)},
     )
@@ -66,7 +72,7 @@ def random_bundle(
     path: str | Path, *, hidden_size: int = 32, seed: int = 0, config: Config | None = None
 ) -> Path:
     """Write a loadable bundle with a seeded random network and a synthetic input map."""
-    from wms.analysis.features import fit_input_map
+    from wms.analysis.inputmap import fit_input_map
     from wms.bundle import save_bundle
 
     cfg = config or Config().replace(
@@ -77,26 +83,33 @@ def random_bundle(
     mfcc = rng.normal(0, 1, (m, cfg.features.n_mfcc)) * np.linspace(20, 1, cfg.features.n_mfcc)
     f0 = np.exp(rng.uniform(np.log(80), np.log(800), m))
     voiced = np.ones(m)
-    imap = fit_input_map(mfcc, cfg, f0=f0, voicedness=voiced)
-    from wms.analysis.features import model_inputs, timbre_controls
-
+    imap = fit_input_map(mfcc, cfg)
+    controls = imap.controls(mfcc, dtype=np.float64)
+    interface = ModelInterface.fit(
+        controls,
+        f0,
+        voiced > 0.5,
+        control_names=imap.control_names,
+        fmin=cfg.pitch.fmin,
+        include_voicedness=cfg.features.include_voicedness,
+        outputs=OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic),
+        sample_rate=cfg.audio.sample_rate,
+        hop_size=cfg.features.hop_size,
+    )
     torch.manual_seed(seed)
-    net = WMSNet.from_config(imap.n_inputs, cfg.features.n_bins, cfg.model).eval()
-    controls = timbre_controls(imap, mfcc)
-    inputs = model_inputs(imap, mfcc, f0, voiced)
+    net = WMSNet.from_config(interface.n_inputs, interface.n_outputs, cfg.model).eval()
     return save_bundle(
         path,
         model=net,
         config=cfg,
-        input_map_state=imap.to_state(),
-        control_names=list(imap.control_names),
-        control_ranges=imap.control_ranges,
+        interface=interface,
+        input_map=imap,
         training_map={
             "controls": controls.astype(np.float32),
             "f0": f0.astype(np.float32),
             "voicedness": voiced.astype(np.float32),
-            "inputs": inputs,
-            "targets": np.zeros((m, cfg.features.n_bins), np.float16),
+            "inputs": interface.inputs(controls, f0, voiced),
+            "targets": np.zeros((m, interface.n_outputs), np.float16),
             "frames": np.zeros((m, 2), np.int64),
         },
         data_map={"files": []},

@@ -34,7 +34,9 @@ import numpy as np
 import torch
 
 from wms.config import Config, _merge, from_dict, parse_overrides, read_config_file
-from wms.errors import ConfigError, DataError
+from wms.errors import BundleError, ConfigError, DataError
+from wms.interface import ModelInterface, OutputLayout
+from wms.io import writable_dir, write_text
 from wms.training.data import (
     FileSplit,
     SequenceData,
@@ -63,32 +65,34 @@ class TrainingData:
 
     ``files``: per file ``{"path", "key", "n_frames"}``; ``splits``: the held-out
     split; ``arrays``: concatenated inputs/targets and sequence starts;
-    ``input_map``: fitted on training frames.
+    ``input_map`` and ``interface``: fitted on training frames.
     """
 
     files: list[dict[str, Any]]
     splits: list[FileSplit]
     arrays: SequenceData
     input_map: Any
+    interface: ModelInterface
     summary: dict[str, Any]
 
 
 def build_training_data(
-    corpus, cfg: Config, *, input_map_state: dict | None = None, out_dir: str | Path | None = None
+    corpus, cfg: Config, *, saved: dict | None = None, out_dir: str | Path | None = None
 ) -> TrainingData:
-    """Split the corpus, fit the InputMap on training frames, build the arrays.
+    """Split the corpus, fit the input map and the interface on training frames, build arrays.
 
     Args:
         corpus: a :class:`wms.analysis.prepare.Corpus` (anything with ``.files`` of
             ``PreparedFile(path, key, analysis)``).
         cfg: the run's config (``data``, ``features``, ``pitch`` sections).
-        input_map_state: a saved InputMap state to use instead of fitting (resume).
+        saved: a checkpoint's ``{"input_map", "interface"}`` states, used instead of
+            fitting (resume).
         out_dir: where large arrays are memory-mapped.
 
     Raises:
         DataError: no training sequence or nothing held out (see ``split_frames``).
     """
-    from wms.analysis.features import InputMap, fit_input_map, model_inputs
+    from wms.analysis.inputmap import InputMap, fit_input_map
 
     d = cfg.data
     analyses = [f.analysis for f in corpus.files]
@@ -102,20 +106,31 @@ def build_training_data(
         gap_frames=d.gap_frames,
         seed=d.seed,
     )
-    if input_map_state is not None:
-        imap = InputMap.from_state(input_map_state)
-    else:
-        # Fitted on training-range frames only: validation statistics must not leak in.
-        masks = [range_mask(s.n_frames, s.train) for s in splits]
-        imap = fit_input_map(
-            np.concatenate([np.asarray(a.mfcc)[m] for a, m in zip(analyses, masks, strict=True)]),
-            cfg,
-            f0=np.concatenate([np.asarray(a.f0)[m] for a, m in zip(analyses, masks, strict=True)]),
-            voicedness=np.concatenate(
-                [np.asarray(a.voicedness)[m] for a, m in zip(analyses, masks, strict=True)]
-            ),
+    # Fitted on training-range frames only: held-out statistics must not leak in.
+    masks = [range_mask(s.n_frames, s.train) for s in splits]
+
+    def train_rows(name: str) -> np.ndarray:
+        return np.concatenate(
+            [np.asarray(getattr(a, name))[m] for a, m in zip(analyses, masks, strict=True)]
         )
-    inputs = [model_inputs(imap, a.mfcc, a.f0, a.voicedness) for a in analyses]
+
+    if saved is not None:
+        imap = InputMap.from_state(saved["input_map"])
+        interface = ModelInterface.from_state(saved["interface"], where="checkpoint")
+    else:
+        imap = fit_input_map(train_rows("mfcc"), cfg)
+        interface = ModelInterface.fit(
+            imap.controls(train_rows("mfcc"), dtype=np.float64),
+            train_rows("f0"),
+            train_rows("voicedness") >= cfg.pitch.voicing_threshold,
+            control_names=imap.control_names,
+            fmin=cfg.pitch.fmin,
+            include_voicedness=cfg.features.include_voicedness,
+            outputs=OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic),
+            sample_rate=cfg.audio.sample_rate,
+            hop_size=cfg.features.hop_size,
+        )
+    inputs = [interface.inputs(imap.controls(a.mfcc), a.f0, a.voicedness) for a in analyses]
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
     arrays = build_arrays(inputs, targets, splits, seq_len=d.seq_len, out_dir=out_dir)
     if d.val_fraction > 0 and len(arrays.val_starts) == 0:
@@ -140,7 +155,7 @@ def build_training_data(
         "inputs": int(arrays.inputs.shape[1]),
         "bins": int(arrays.targets.shape[1]),
     }
-    return TrainingData(files, splits, arrays, imap, summary)
+    return TrainingData(files, splits, arrays, imap, interface, summary)
 
 
 # --------------------------------------------------------------------------- module
@@ -156,7 +171,13 @@ class WMSModule(L.LightningModule):
     """
 
     def __init__(
-        self, n_inputs: int, n_outputs: int, config: dict, input_map: dict, file_keys: list
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        config: dict,
+        input_map: dict,
+        interface: dict,
+        file_keys: list,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -370,24 +391,31 @@ def make_trainer(
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The WMS part of a Lightning checkpoint: ``{"config", "input_map", "file_keys", ...}``.
+    """The WMS part of a Lightning checkpoint: ``{"config", "input_map", "interface",
+    "file_keys", ...}``.
 
     Raises:
-        DataError: missing file, not a checkpoint, or not written by ``wms train``.
+        BundleError: missing file, not a checkpoint, not written by ``wms train``, or
+            written by wms 0.1.0 (which this version cannot resume).
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint (use RUN_DIR/checkpoints/last.ckpt)")
+        raise BundleError(f"{path}: no such checkpoint (use RUN_DIR/checkpoints/last.ckpt)")
     with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
-            raise DataError(f"{path}: not a checkpoint (not a torch zip file)")
+            raise BundleError(f"{path}: not a checkpoint (not a torch zip file)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        raise BundleError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hp, dict) or "config" not in hp or "wms" not in ckpt:
-        raise DataError(f"{path}: not a `wms train` checkpoint (no WMS hyper-parameters)")
+        raise BundleError(f"{path}: not a `wms train` checkpoint (no WMS hyper-parameters)")
+    if "interface" not in hp:
+        raise BundleError(
+            f"{path}: a checkpoint of wms 0.1.0, which this version cannot resume; its "
+            "finished bundle (model.wms) still loads, or start a new run"
+        )
     return hp
 
 
@@ -432,6 +460,7 @@ def fit(
         a.targets.shape[1],
         cfg.to_dict(),
         data.input_map.to_state(),
+        data.interface.to_state(),
         [f["key"] for f in data.files],
     )
     n_batches = math.ceil(len(a.train_starts) / cfg.data.batch_size)
@@ -508,7 +537,7 @@ def training_map(
     f0 = np.concatenate([np.asarray(f.analysis.f0) for f in corpus.files])
     voiced = np.concatenate([np.asarray(f.analysis.voicedness) for f in corpus.files])
     return {
-        "controls": np.asarray(a.inputs[rows, : data.input_map.n_timbre], np.float32),
+        "controls": np.asarray(a.inputs[rows, : data.interface.n_timbre], np.float32),
         "f0": f0[rows].astype(np.float32),
         "voicedness": voiced[rows].astype(np.float32),
         "inputs": np.asarray(a.inputs[rows], np.float32),
@@ -522,7 +551,7 @@ def finish(
 ) -> tuple[Path, dict]:
     """Rank 0: best weights -> held-out metrics -> bundle + loss-curve PNG. Returns (bundle, metrics)."""
     from wms.bundle import save_bundle
-    from wms.evaluation.plots import loss_curves, save_figure
+    from wms.evaluation.figures import loss_curves, save_figure
 
     model = module.model.cpu()
     if module.best is not None:
@@ -537,14 +566,12 @@ def finish(
             for f, s in zip(data.files, data.splits, strict=True)
         ]
     }
-    imap = data.input_map
     bundle = save_bundle(
         out_dir / "model.wms",
         model=model,
         config=cfg,
-        input_map_state=imap.to_state(),
-        control_names=list(imap.control_names),
-        control_ranges=imap.control_ranges,
+        interface=data.interface,
+        input_map=data.input_map,
         training_map=training_map(data, corpus, seed=cfg.data.seed),
         data_map=data_map,
         history=module.history,
@@ -591,17 +618,14 @@ def train(
     from wms.analysis.prepare import format_summary, prepare
 
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out_dir}: cannot create the run folder ({e.strerror})") from None
+    writable_dir(out_dir, what="--out run folder")
     rank0 = rank_zero_only.rank == 0
     corpus = prepare(audio_path, cfg, cache_dir=cache_dir, jobs=jobs, progress=progress and rank0)
     saved = read_checkpoint(resume) if resume else None
     data = build_training_data(
         corpus,
         cfg,
-        input_map_state=saved["input_map"] if saved else None,
+        saved=saved,
         out_dir=out_dir / "arrays" / f"rank{rank_zero_only.rank}",  # no shared memmap
     )
     if saved and list(saved["file_keys"]) != [f["key"] for f in data.files]:
@@ -610,7 +634,7 @@ def train(
             f"changed); resume with the same AUDIO or start a new run"
         )
     if rank0:
-        (out_dir / "config.toml").write_text(cfg.to_toml())
+        write_text(out_dir / "config.toml", cfg.to_toml())
         print(format_summary(corpus.summary))
         s = data.summary
         print(

@@ -1,0 +1,276 @@
+"""The input map: MFCC -> timbre controls, fitted on training frames (docs/DESIGN.md §1.4).
+
+Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by ``features.reduction``:
+
+- ``"none"`` -> ``z`` (controls ``mfcc0..``);
+- ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, deterministic signs);
+- ``"pacmap"`` -> the inverse-distance-weighted mean of the PaCMAP embeddings of the
+  ``knn_k`` nearest stored training points (controls ``pacmap0..``). PaCMAP has no robust
+  out-of-sample transform, so *every* frame, training frames included, is mapped this
+  same way, and training and synthesis agree.
+
+Everything else the model needs (control ranges and defaults, the pitch mapping, the
+output layout) is in :class:`wms.interface.ModelInterface`; this module holds only the
+fitted mapping. Arrays are float64 so :meth:`InputMap.to_state` round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wms.config import Config
+from wms.errors import BundleError, ConfigError
+
+#: Coefficients whose training std is below this are only centred, not scaled.
+_STD_FLOOR = 1e-6
+#: PaCMAP is fitted on at most this many training frames (a seeded subsample).
+PACMAP_MAX_POINTS = 10000
+#: Neighbours used to map new points into a PaCMAP embedding.
+PACMAP_NEIGHBOURS = 8
+
+INPUT_MAP_FORMAT = "wms-input-map"
+INPUT_MAP_VERSION = 2
+REDUCTIONS = ("none", "pca", "pacmap")
+_PREFIX = {"none": "mfcc", "pca": "pc", "pacmap": "pacmap"}
+
+
+@dataclass(frozen=True, eq=False)
+class InputMap:
+    """The fitted MFCC -> timbre-control mapping.
+
+    Attributes:
+        mfcc_mean, mfcc_std: ``[n_mfcc]`` (std of constant coefficients is 1).
+        reduction: ``"none"``, ``"pca"`` or ``"pacmap"``.
+        components: pca ``[dims, n_mfcc]``; pca_mean ``[n_mfcc]``;
+            explained_variance_ratio ``[dims]``.
+        knn_points ``[m, n_mfcc]``, knn_embedding ``[m, dims]``, knn_k: pacmap.
+    """
+
+    mfcc_mean: np.ndarray
+    mfcc_std: np.ndarray
+    reduction: str
+    components: np.ndarray | None = None
+    pca_mean: np.ndarray | None = None
+    explained_variance_ratio: np.ndarray | None = None
+    knn_points: np.ndarray | None = None
+    knn_embedding: np.ndarray | None = None
+    knn_k: int = PACMAP_NEIGHBOURS
+    _tree: list = field(default_factory=list, init=False, repr=False, compare=False)
+
+    _ARRAYS = (
+        "mfcc_mean",
+        "mfcc_std",
+        "components",
+        "pca_mean",
+        "explained_variance_ratio",
+        "knn_points",
+        "knn_embedding",
+    )
+
+    @property
+    def n_mfcc(self) -> int:
+        return int(self.mfcc_mean.shape[0])
+
+    @property
+    def n_controls(self) -> int:
+        if self.reduction == "pca":
+            return int(self.components.shape[0])
+        if self.reduction == "pacmap":
+            return int(self.knn_embedding.shape[1])
+        return self.n_mfcc
+
+    @property
+    def control_names(self) -> tuple[str, ...]:
+        """``mfcc0..``, ``pc0..`` or ``pacmap0..``: the names training gives the controls."""
+        return tuple(f"{_PREFIX[self.reduction]}{i}" for i in range(self.n_controls))
+
+    def controls(self, mfcc: np.ndarray, *, dtype=np.float32) -> np.ndarray:
+        """Timbre controls of MFCC frames: ``[n, n_mfcc] -> [n, n_controls]``.
+
+        Raises:
+            ValueError: wrong width or non-finite MFCC.
+        """
+        x = np.asarray(mfcc, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_mfcc:
+            raise ValueError(f"mfcc has shape {x.shape}, expected [n, {self.n_mfcc}]")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("mfcc holds NaN or infinite values")
+        z = (x - self.mfcc_mean) / self.mfcc_std
+        if self.reduction == "pca":
+            z = (z - self.pca_mean) @ self.components.T
+        elif self.reduction == "pacmap":
+            z = self._knn_map(z)
+        return z.astype(dtype, copy=False)
+
+    def _knn_map(self, z: np.ndarray) -> np.ndarray:
+        from sklearn.neighbors import NearestNeighbors
+
+        if not self._tree:  # built once per InputMap; synthesis maps frames repeatedly
+            k = min(self.knn_k, self.knn_points.shape[0])
+            self._tree.append(NearestNeighbors(n_neighbors=k).fit(self.knn_points))
+        dist, idx = self._tree[0].kneighbors(z)
+        # Inverse-distance weights; an exact training point gets (almost) its own embedding.
+        w = 1.0 / np.maximum(dist, 1e-9)
+        w /= w.sum(axis=1, keepdims=True)
+        return np.einsum("nk,nkd->nd", w, self.knn_embedding[idx])
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain python data (lists, floats, str, int, None): bundle-safe."""
+        d: dict[str, Any] = {
+            "format": INPUT_MAP_FORMAT,
+            "version": INPUT_MAP_VERSION,
+            "reduction": self.reduction,
+            "knn_k": int(self.knn_k),
+        }
+        for name in self._ARRAYS:
+            v = getattr(self, name)
+            d[name] = None if v is None else np.asarray(v, dtype=np.float64).tolist()
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> InputMap:
+        """Rebuild from :meth:`to_state` output.
+
+        Raises:
+            BundleError: not an input-map state, another version, missing keys or
+                arrays of inconsistent shapes.
+        """
+        if not isinstance(d, dict) or d.get("format") != INPUT_MAP_FORMAT:
+            raise BundleError(f"input map state: not a {INPUT_MAP_FORMAT!r} record")
+        if d.get("version") != INPUT_MAP_VERSION:
+            raise BundleError(
+                f"input map state: version {d.get('version')!r} is not supported "
+                f"(this wms reads version {INPUT_MAP_VERSION})"
+            )
+        missing = [k for k in ("reduction", "knn_k", *cls._ARRAYS) if k not in d]
+        if missing:
+            raise BundleError(f"input map state: missing keys {', '.join(missing)}")
+        try:
+            arrays = {
+                k: None if d[k] is None else np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS
+            }
+            imap = cls(reduction=str(d["reduction"]), knn_k=int(d["knn_k"]), **arrays)
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"input map state: malformed values ({e})") from None
+        _validate(imap)
+        return imap
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InputMap):
+            return NotImplemented
+        return self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def migrate_v1_state(d: dict[str, Any]) -> dict[str, Any]:
+    """An input-map state of wms 0.1.0 (version 1) as a version-2 state.
+
+    Version 1 also held the pitch mapping, the control names and ranges and the f0 range;
+    those now live in the model interface (see ``wms.bundle``), so they are dropped here.
+    The fitted arrays are unchanged.
+
+    Raises:
+        BundleError: not a version-1 input-map state.
+    """
+    if not isinstance(d, dict) or d.get("format") != INPUT_MAP_FORMAT or d.get("version") != 1:
+        raise BundleError("input map state: not a version-1 input map")
+    out = {k: d.get(k) for k in ("reduction", "knn_k", *InputMap._ARRAYS)}
+    return {"format": INPUT_MAP_FORMAT, "version": INPUT_MAP_VERSION, **out}
+
+
+def _validate(imap: InputMap) -> None:
+    n = imap.mfcc_mean.shape
+    problems = []
+    if imap.mfcc_std.shape != n or len(n) != 1:
+        problems.append("mfcc_mean/mfcc_std shapes differ")
+    if imap.reduction not in REDUCTIONS:
+        problems.append(f"unknown reduction {imap.reduction!r}")
+    if imap.reduction == "pca" and (
+        imap.components is None
+        or imap.pca_mean is None
+        or imap.components.ndim != 2
+        or imap.components.shape[1:] != n
+    ):
+        problems.append("pca components missing or not [dims, n_mfcc]")
+    if imap.reduction == "pacmap" and (
+        imap.knn_points is None
+        or imap.knn_embedding is None
+        or imap.knn_points.ndim != 2
+        or imap.knn_points.shape[1:] != n
+        or imap.knn_embedding.ndim != 2
+        or imap.knn_embedding.shape[0] != imap.knn_points.shape[0]
+    ):
+        problems.append("pacmap neighbours missing or of inconsistent shapes")
+    for name in InputMap._ARRAYS:
+        v = getattr(imap, name)
+        if v is not None and not np.all(np.isfinite(v)):
+            problems.append(f"{name} holds NaN or infinite values")
+    if problems:
+        raise BundleError(f"input map state: {'; '.join(problems)}")
+
+
+def _fit_pacmap(z: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import pacmap
+    except ImportError:
+        raise ConfigError(
+            "features.reduction = 'pacmap' needs the pacmap package: "
+            "pip install pacmap (or pip install 'wms[pacmap]'), or use reduction = 'pca'"
+        ) from None
+    rng = np.random.default_rng(seed)
+    if z.shape[0] > PACMAP_MAX_POINTS:
+        keep = np.sort(rng.choice(z.shape[0], size=PACMAP_MAX_POINTS, replace=False))
+        z = z[keep]
+    reducer = pacmap.PaCMAP(n_components=dims, random_state=seed)
+    emb = np.asarray(reducer.fit_transform(z.astype(np.float32)), dtype=np.float64)
+    return z, emb
+
+
+def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
+    """Fit the input map on training frames only (the caller excludes held-out frames).
+
+    Args:
+        mfcc_train: ``[n, n_mfcc]`` MFCC of the training frames (n >= 2).
+        cfg: uses ``features.{n_mfcc, reduction, reduction_dims}`` and ``data.seed`` (PaCMAP).
+
+    Raises:
+        ValueError: wrong shape, fewer than 2 frames, non-finite values.
+        ConfigError: ``reduction = "pacmap"`` without the pacmap package.
+    """
+    fc = cfg.features
+    x = np.asarray(mfcc_train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != fc.n_mfcc:
+        raise ValueError(f"mfcc_train has shape {x.shape}, expected [n, {fc.n_mfcc}]")
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 training frames, got {x.shape[0]}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("mfcc_train holds NaN or infinite values")
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std > _STD_FLOOR, std, 1.0)
+    z = (x - mean) / std
+    dims = fc.reduction_dims
+    extra: dict[str, Any] = {}
+    if fc.reduction == "pca":
+        pca_mean = z.mean(axis=0)
+        _, s, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
+        comps = vt[:dims]
+        # Deterministic signs: the largest-magnitude loading of each component is positive.
+        signs = np.sign(comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)])
+        comps = comps * signs[:, None]
+        var = s**2
+        extra = dict(
+            components=comps,
+            pca_mean=pca_mean,
+            explained_variance_ratio=var[:dims] / max(var.sum(), 1e-300),
+        )
+    elif fc.reduction == "pacmap":
+        points, emb = _fit_pacmap(z, dims, cfg.data.seed)
+        extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
+    elif fc.reduction != "none":
+        raise ValueError(f"unknown reduction {fc.reduction!r}; use one of {', '.join(REDUCTIONS)}")
+    return InputMap(mfcc_mean=mean, mfcc_std=std, reduction=fc.reduction, **extra)
