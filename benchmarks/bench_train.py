@@ -30,8 +30,8 @@ from wms.analysis.audio import write_audio
 from wms.analysis.basic_waves import basic_waves
 from wms.analysis.prepare import prepare
 from wms.config import Config
-from wms.evaluation.metrics import log_spectral_distance
 from wms.evaluation.figures import curves_vs_time, save_figure
+from wms.evaluation.metrics import log_spectral_distance
 from wms.training.data import sequence_loader
 from wms.training.losses import WMSLoss
 from wms.training.model import WMSNet, count_parameters
@@ -177,7 +177,8 @@ def main() -> None:
         f"forward/backward/step {tp['compute_ms']:.0f} ms ({100 * tp['data_ms'] / (tp['data_ms'] + tp['compute_ms']):.1f} % data)"
     )
 
-    budget = {"max_minutes": args.minutes, "max_epochs": 100_000}
+    budget = {"max_epochs": 100_000}
+    cap = {"max_minutes": args.minutes}
     # The reference's settings (DESIGN.md §1-2): AdamW lr 1e-4, weight decay 1e-5,
     # ReduceLROnPlateau, the spectral loss (SC + L1 on log1p), no dropout.
     reference = cfg.replace(
@@ -192,10 +193,17 @@ def main() -> None:
             "loss": "spectral",
         },
         model={"dropout": 0.0},
+        runtime=cap,
     )
     runs = [
         run("reference", data, reference, out, max_steps=args.max_steps),
-        run("wms_defaults", data, cfg.replace(train=budget), out, max_steps=args.max_steps),
+        run(
+            "wms_defaults",
+            data,
+            cfg.replace(train=budget, runtime=cap),
+            out,
+            max_steps=args.max_steps,
+        ),
     ]
     d = cfg.train
     print(

@@ -39,7 +39,7 @@ def test_toml_file_round_trip(tmp_path):
         ("features.hopsize=1", r"unknown key features\.hopsize \(did you mean hop_size\?\)"),
         ("feature.hop_size=1", r"unknown section \[feature\]"),
         ('features.hop_size="a"', r"features\.hop_size = 'a' has the wrong type: expected int"),
-        ("features.hop_size=0", r"features\.hop_size = 0 must be a positive number"),
+        ("features.hop_size=0", r"^--set: features\.hop_size = 0 must be in \[1, 65536\]"),
         ("pitch.method=swipe", r"pitch\.method = 'swipe' is not one of"),
         ("features.n_bins=9999", r"features\.n_bins = 9999 exceeds"),
         ("pitch.fmin=2000", r"pitch\.fmin = 2000\.0 must be below pitch\.fmax"),
@@ -97,7 +97,90 @@ def test_reference_params_json(tmp_path):
 
 def test_to_dict_is_plain_and_complete():
     d = Config().to_dict()
-    assert set(d) == {"audio", "pitch", "features", "data", "model", "train", "synth"}
+    assert set(d) == {"audio", "pitch", "features", "data", "model", "train", "runtime", "synth"}
     assert from_dict(d) == Config()
     assert "[features]" in dumps_toml(d)
     assert parse_overrides(["a.b=[1, 2]"]) == {"a": {"b": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.weight_decay=-5", r"train\.weight_decay = -5\.0 must be in \[0, 10\]"),
+        ("train.weight_decay=nan", r"train\.weight_decay = nan must be a finite number"),
+        ("train.plateau_factor=2", r"train\.plateau_factor = 2\.0 must be in \(0, 1\)"),
+        ("runtime.accelerator=tpu", r"runtime\.accelerator = 'tpu' is not one of auto, cpu"),
+        ("runtime.devices=abc", r"runtime\.devices = 'abc' is not Lightning's syntax"),
+        ("runtime.max_minutes=inf", r"runtime\.max_minutes = inf must be a finite number"),
+        (
+            "synth.pitch_bend_range=1e6",
+            r"synth\.pitch_bend_range = 1000000\.0 must be in \[0, 48\]",
+        ),
+        ("synth.table_size=2e9", r"synth\.table_size = 2000000000 must be in \[16, 65536\]"),
+        ("synth.voices=1e8", r"synth\.voices = 100000000 must be in \[1, 256\]"),
+        ("synth.release=1e7", r"synth\.release = 10000000\.0 must be in \[0, 600\]"),
+        ("features.hop_size=2048", r"features\.hop_size = 2048 exceeds features\.window_size"),
+        (
+            "train.max_minutes=5",
+            r"unknown key train\.max_minutes \(it moved to runtime\.max_minutes\)",
+        ),
+    ],
+)
+def test_ranges_are_checked_at_the_edge(override, message):
+    with pytest.raises(ConfigError, match="^--set(, defaults)?: " + message):
+        load_config(None, [override])
+
+
+def test_every_key_has_a_range_rule():
+    """One table holds the allowed values of every key (or the key is checked by form)."""
+    from wms.config import FREE_KEYS, RULES
+
+    keys = {(sec, k) for sec, values in Config().to_dict().items() for k in values}
+    assert keys == set(RULES) | FREE_KEYS
+    assert not set(RULES) & FREE_KEYS
+
+
+def test_errors_name_the_layer_a_value_came_from(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text("[synth]\nvoices = 0\n[features]\nhop_size = 512\n")
+    with pytest.raises(ConfigError, match=r"^.*run\.toml: synth\.voices = 0 must be in"):
+        load_config(f)
+    # the same value from --set is named as such, and a later layer wins
+    assert load_config(f, ["synth.voices=4"]).synth.voices == 4
+    with pytest.raises(ConfigError, match=r"^--set: synth\.voices = 300"):
+        load_config(f, ["synth.voices=300"])
+    # a cross-key rule names every layer involved
+    with pytest.raises(ConfigError, match=r"--set, .*run\.toml: features\.hop_size = 512 exceeds"):
+        load_config(f, ["synth.voices=4", "features.window_size=256", "features.n_fft=256"])
+    with pytest.raises(ConfigError, match=r"^--max-minutes: runtime\.max_minutes = nan"):
+        load_config(extra=[("--max-minutes", {"runtime": {"max_minutes": float("nan")}})])
+
+
+def test_base_layer_and_only_sections():
+    base = ("model.wms", Config().replace(model={"hidden_size": 16}).to_dict())
+    c = load_config(None, ["synth.gain=0.25"], base=base, only=("synth",))
+    assert c.model.hidden_size == 16 and c.synth.gain == 0.25
+    with pytest.raises(
+        ConfigError, match=r"^--set: only synth\.\* settings can change here, not \[model\]"
+    ):
+        load_config(None, ["model.hidden_size=32"], base=base, only=("synth",))
+
+
+def test_runtime_keys_do_not_change_the_model_hash():
+    a = Config()
+    b = a.replace(runtime={"devices": "2", "max_minutes": 5.0}, synth={"voices": 2})
+    c = a.replace(train={"lr": 1e-3})
+    assert a.model_hash() == b.model_hash() != c.model_hash()
+    assert "runtime" not in a.model_dict() and "train" in a.model_dict()
+
+
+def test_a_wms_0_1_0_config_migrates():
+    from wms.config import migrate_v1
+
+    old = Config().to_dict()
+    old["train"].update(old.pop("runtime"))  # 0.1.0 kept the runtime keys in [train]
+    old["train"]["max_minutes"] = 3.0
+    c = from_dict(migrate_v1(old))
+    assert c.runtime.max_minutes == 3.0 and c == Config().replace(runtime={"max_minutes": 3.0})
+    with pytest.raises(ConfigError, match=r"unknown key train\.\w+ \(it moved to runtime\."):
+        from_dict(old)

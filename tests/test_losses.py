@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wms.config import _CHOICES
+from wms.config import RULES
 from wms.errors import ConfigError
 from wms.training.losses import (
     LOSSES,
@@ -85,7 +85,7 @@ def test_log_spectral_loss_keeps_a_gradient_in_the_valleys():
 
 
 def test_every_configurable_loss_exists():
-    assert set(LOSSES) == set(_CHOICES[("train", "loss")])
+    assert set(LOSSES) == set(RULES[("train", "loss")].choices)
 
 
 def test_mse_by_hand():

@@ -104,8 +104,11 @@ def test_controls_file_midi_audio_and_paths(bundle, tmp_path):
         (["--sr", "7000"], "output sample rate 7000 is not supported"),
         (["--f0", "0"], r"--f0 0.0 Hz is out of range"),
         (["--control", "colour=1"], r"unknown control 'colour'; valid names are .*mfcc0"),
-        (["--set", "model.hidden_size=8"], r"only synth.\* settings can change at render time"),
-        (["--set", "synth.voices=0"], "synth.voices = 0 must be a positive number"),
+        (
+            ["--set", "model.hidden_size=8"],
+            r"--set: only synth.\* settings can change here, not \[model\]",
+        ),
+        (["--set", "synth.voices=0"], r"--set: synth.voices = 0 must be in \[1, 256\]"),
         (["--path", "tour", "--midi", "x.mid"], "choose one control source"),
         (["--midi", "missing.mid"], "missing.mid: MIDI file not found"),
         (["--midi", "x.mid", "--f0", "200"], "--f0 applies to fixed renders"),

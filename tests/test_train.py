@@ -28,7 +28,7 @@ TINY = [
     "data.val_block_seconds=2.0",
     "data.gap_frames=8",
     "train.lr=0.003",
-    "train.checkpoint_minutes=0.05",
+    "runtime.checkpoint_minutes=0.05",
 ]
 TINY_CFG = Config().replace(
     model={"hidden_size": 16, "encoder_size": 16},
@@ -196,7 +196,7 @@ def test_ddp_two_cpu_processes_one_epoch(wav, tmp_path):
         "--devices",
         "2",
         "--set",
-        "train.accelerator=cpu",
+        "runtime.accelerator=cpu",
         "--set",
         "train.max_epochs=1",
     ]

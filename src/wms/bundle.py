@@ -42,6 +42,7 @@ import torch
 
 from wms import __version__
 from wms.config import Config, from_dict
+from wms.config import migrate_v1 as migrate_config_v1
 from wms.errors import BundleError, ConfigError
 from wms.interface import ModelInterface, OutputLayout
 from wms.io import atomic_target
@@ -341,7 +342,11 @@ def load_bundle(path: str | Path) -> Bundle:
     obj = _read(path)
     version = int(obj["version"])
     try:
-        config = from_dict(obj["config"], source=f"{path} [config]")
+        stored = obj["config"]
+        config = from_dict(
+            migrate_config_v1(stored) if version == 1 and isinstance(stored, dict) else stored,
+            source=f"{path} [config]",
+        )
     except ConfigError as e:
         raise BundleError(f"{path}: the stored config is invalid: {e}") from None
     if version == 1:

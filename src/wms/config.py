@@ -1,25 +1,33 @@
 """The one typed configuration of WMS.
 
-A :class:`Config` holds sections (``audio``, ``pitch``, ``features``, ``data``,
-``model``, ``train``, ``synth``), each a frozen dataclass whose defaults are the
-reference project's (DESIGN.md §1). A config is built from, in order:
+A :class:`Config` holds sections (``audio``, ``pitch``, ``features``, ``data``, ``model``,
+``train``, ``runtime``, ``synth``), each a frozen dataclass. ``runtime`` says how and where
+a run executes (accelerator, devices, nodes, a wall-clock cap, checkpoint interval) and
+never changes the model: :meth:`Config.model_hash` leaves it (and ``synth``) out.
+
+Every config is built by one function, :func:`resolve`, from layers applied in order:
 
 1. the defaults,
-2. an optional TOML file (``load_config(path)``), or a reference-project
-   ``params.json`` (detected by its ``.json`` suffix, keys translated by
-   :data:`REFERENCE_KEYS`),
-3. ``--set section.key=value`` overrides (``apply_overrides``).
+2. a base layer when there is one: a checkpoint's config (``wms train --resume``) or a
+   bundle's (``wms render``, which may change ``synth.*`` only),
+3. an optional TOML file (``--config run.toml``), or a reference-project ``params.json``
+   (detected by its ``.json`` suffix, keys translated by :data:`REFERENCE_KEYS`),
+4. ``--set section.key=value`` overrides,
+5. command-line flags that set a key (``--max-minutes``, ``--devices``, ...).
 
-Unknown sections or keys and values of the wrong type or out of range raise
-:class:`~wms.errors.ConfigError` naming the key. ``config.to_dict()`` gives the
-resolved config, written next to every run and inside every bundle.
+Unknown sections or keys, values of the wrong type and values outside their range
+(:data:`RULES`, one table for every key) raise :class:`~wms.errors.ConfigError` naming the
+key and the layer it came from. ``config.to_dict()`` gives the resolved config, written
+next to every run and inside every bundle.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -139,17 +147,27 @@ class TrainConfig:
     #: Weight of the smoothness-along-frequency penalty (0 disables it).
     smoothness_weight: float = 0.0
     max_epochs: int = 1000
-    #: Wall-clock budget in minutes (0 = none).
-    max_minutes: float = 0.0
     early_stopping_patience: int = 20
     gradient_clip: float = 1.0
-    checkpoint_minutes: float = 10.0
     #: Validation runs this many times per epoch at most (1.0 = once an epoch).
     val_check_interval: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How and where a run executes: nothing here changes what the model is."""
+
+    #: Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` or ``"mps"``.
     accelerator: str = "auto"
+    #: Devices per node in Lightning's syntax: ``"auto"``, a count (``"2"``, ``"-1"`` = all)
+    #: or a list of device indices (``"0,1"``).
     devices: str = "auto"
     num_nodes: int = 1
-    seed: int = 0
+    #: Wall-clock cap in minutes (0 = none); a safety net, not a reproducible budget.
+    max_minutes: float = 0.0
+    #: Minutes between checkpoints (one is also written at the end).
+    checkpoint_minutes: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -197,104 +216,220 @@ class Config:
 
     def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(features={"hop_size": 128})``."""
-        return from_dict(_merge(self.to_dict(), sections))
+        return resolve([("config", self.to_dict()), ("replace()", sections)])
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())
 
+    def model_dict(self) -> dict[str, dict[str, Any]]:
+        """The sections that decide what model a run produces (not runtime, not synth)."""
+        return {k: v for k, v in self.to_dict().items() if k in MODEL_SECTIONS}
 
-_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("pitch", "method"): ("fast", "yin", "pyin", "crepe"),
-    ("pitch", "crepe_model"): ("tiny", "full"),
-    ("features", "unvoiced"): ("hold", "raw"),
-    ("features", "reduction"): ("none", "pca", "pacmap"),
-    ("model", "output_activation"): ("softplus", "relu", "none"),
-    ("train", "optimizer"): ("adamw", "adam", "sgd"),
-    ("train", "scheduler"): ("plateau", "onecycle", "none"),
-    ("train", "loss"): ("log_spectral", "spectral", "mse", "weighted_mse"),
-    ("synth", "out_of_range"): ("clamp", "extrapolate"),
+    def model_hash(self) -> str:
+        """sha256 (hex) of :meth:`model_dict`: equal for runs that train the same model."""
+        blob = json.dumps(self.model_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+#: Sections that describe the model (and so its hash); ``runtime`` and ``synth`` do not.
+MODEL_SECTIONS = ("audio", "pitch", "features", "data", "model", "train")
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The allowed values of one key: a closed or open interval, or a set of choices."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def check(self, v: Any) -> str | None:
+        """Why ``v`` is not allowed, or None."""
+        if self.choices:
+            return None if v in self.choices else f"is not one of {', '.join(self.choices)}"
+        if not math.isfinite(v):
+            return "must be a finite number"
+        below = v <= self.lo if self.lo_open else v < self.lo
+        above = v >= self.hi if self.hi_open else v > self.hi
+        if below or above:
+            return f"must be in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        return None
+
+
+def _in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Rule:
+    return Rule(lo, hi, lo_open, hi_open)
+
+
+def _one_of(*choices: str) -> Rule:
+    return Rule(choices=choices)
+
+
+_SECONDS = _in(0, 600)
+#: Every checked key and its allowed values, in one place. Cross-key rules are in _check.
+RULES: dict[tuple[str, str], Rule] = {
+    ("audio", "sample_rate"): _in(8000, 192000),
+    ("audio", "silence_db"): _in(-200, 0),
+    ("pitch", "method"): _one_of("fast", "yin", "pyin", "crepe"),
+    ("pitch", "fmin"): _in(1, 20000),
+    ("pitch", "fmax"): _in(1, 96000),
+    ("pitch", "crepe_model"): _one_of("tiny", "full"),
+    ("pitch", "voicing_threshold"): _in(0, 1, lo_open=True, hi_open=True),
+    ("pitch", "crepe_batch_size"): _in(1, 65536),
+    ("features", "hop_size"): _in(1, 65536),
+    ("features", "window_size"): _in(16, 65536),
+    ("features", "n_fft"): _in(16, 131072),
+    ("features", "n_bins"): _in(2, 65537),
+    ("features", "cycles_per_window"): _in(1, 64),
+    ("features", "n_mfcc"): _in(1, 128),
+    ("features", "n_mels"): _in(1, 512),
+    ("features", "mel_fmin"): _in(0, 96000),
+    ("features", "mel_fmax"): _in(0, 96000),
+    ("features", "unvoiced"): _one_of("hold", "raw"),
+    ("features", "reduction"): _one_of("none", "pca", "pacmap"),
+    ("features", "reduction_dims"): _in(1, 128),
+    ("data", "seq_len"): _in(1, 10000),
+    ("data", "batch_size"): _in(1, 65536),
+    ("data", "val_fraction"): _in(0, 1, hi_open=True),
+    ("data", "val_block_seconds"): _in(0, 3600, lo_open=True),
+    ("data", "gap_frames"): _in(0, 100000),
+    ("data", "seed"): _in(0, 2**32 - 1),
+    ("model", "encoder_size"): _in(1, 4096),
+    ("model", "hidden_size"): _in(1, 4096),
+    ("model", "num_layers"): _in(1, 16),
+    ("model", "dropout"): _in(0, 1, hi_open=True),
+    ("model", "output_activation"): _one_of("softplus", "relu", "none"),
+    ("train", "optimizer"): _one_of("adamw", "adam", "sgd"),
+    ("train", "lr"): _in(0, 10, lo_open=True),
+    ("train", "weight_decay"): _in(0, 10),
+    ("train", "scheduler"): _one_of("plateau", "onecycle", "none"),
+    ("train", "plateau_patience"): _in(0, 10000),
+    ("train", "plateau_factor"): _in(0, 1, lo_open=True, hi_open=True),
+    ("train", "loss"): _one_of("log_spectral", "spectral", "mse", "weighted_mse"),
+    ("train", "smoothness_weight"): _in(0, 1000),
+    ("train", "max_epochs"): _in(1, 10**6),
+    ("train", "early_stopping_patience"): _in(0, 10**6),
+    ("train", "gradient_clip"): _in(0, 10**6),
+    ("train", "val_check_interval"): _in(0, 1, lo_open=True),
+    ("train", "seed"): _in(0, 2**32 - 1),
+    ("runtime", "accelerator"): _one_of("auto", "cpu", "gpu", "cuda", "mps"),
+    ("runtime", "num_nodes"): _in(1, 4096),
+    ("runtime", "max_minutes"): _in(0, 10**6),
+    ("runtime", "checkpoint_minutes"): _in(0, 10**6, lo_open=True),
+    ("synth", "sample_rate"): _in(8000, 192000),
+    ("synth", "control_interval"): _in(0.001, 1.0),
+    ("synth", "table_size"): _in(16, 65536),
+    ("synth", "voices"): _in(1, 256),
+    ("synth", "attack"): _SECONDS,
+    ("synth", "decay"): _SECONDS,
+    ("synth", "sustain"): _in(0, 1),
+    ("synth", "release"): _SECONDS,
+    ("synth", "glide"): _SECONDS,
+    ("synth", "pitch_bend_range"): _in(0, 48),
+    ("synth", "gain"): _in(0, 16),
+    ("synth", "out_of_range"): _one_of("clamp", "extrapolate"),
 }
+#: Keys whose values are checked by type or form rather than by a Rule.
+FREE_KEYS = {
+    ("audio", "extensions"),
+    ("features", "include_voicedness"),
+    ("runtime", "devices"),
+    ("synth", "midi_cc"),
+}
+_DEVICES = re.compile(r"auto|-1|\d+|\d+(,\d+)+,?")
 
 
-def _check(cfg: Config) -> Config:
-    """Range and consistency checks that types alone cannot express."""
-    for (sec, key), choices in _CHOICES.items():
+def check_section(name: str, section: Any, *, source: str = "config") -> None:
+    """Apply the :data:`RULES` of section ``name`` to a section object built in code
+    (e.g. a ``SynthConfig`` a host passes to the engine). Raises ConfigError."""
+    for (sec, key), rule in RULES.items():
+        if sec == name:
+            v = getattr(section, key)
+            why = rule.check(v)
+            if why:
+                raise ConfigError(f"{source}: {sec}.{key} = {v!r} {why}")
+
+
+def _check(cfg: Config, origin: dict[tuple[str, str], str]) -> Config:
+    """Ranges (:data:`RULES`) and cross-key consistency; errors name where a value came from."""
+
+    def fail(keys: tuple[tuple[str, str], ...], message: str) -> None:
+        where = sorted({origin.get(k, "defaults") for k in keys})
+        raise ConfigError(f"{', '.join(where)}: {message}")
+
+    for (sec, key), rule in RULES.items():
         v = getattr(getattr(cfg, sec), key)
-        if v not in choices:
-            raise ConfigError(f"{sec}.{key} = {v!r} is not one of {', '.join(choices)}")
-    positive = [
-        ("audio", "sample_rate"),
-        ("features", "hop_size"),
-        ("features", "window_size"),
-        ("features", "n_fft"),
-        ("features", "n_bins"),
-        ("features", "cycles_per_window"),
-        ("features", "n_mfcc"),
-        ("features", "n_mels"),
-        ("features", "reduction_dims"),
-        ("pitch", "fmin"),
-        ("pitch", "fmax"),
-        ("pitch", "crepe_batch_size"),
-        ("data", "seq_len"),
-        ("data", "batch_size"),
-        ("data", "val_block_seconds"),
-        ("model", "encoder_size"),
-        ("model", "hidden_size"),
-        ("model", "num_layers"),
-        ("train", "lr"),
-        ("train", "max_epochs"),
-        ("train", "num_nodes"),
-        ("synth", "sample_rate"),
-        ("synth", "control_interval"),
-        ("synth", "table_size"),
-        ("synth", "voices"),
-    ]
-    for sec, key in positive:
-        v = getattr(getattr(cfg, sec), key)
-        if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
-            raise ConfigError(f"{sec}.{key} = {v!r} must be a positive number")
+        why = rule.check(v)
+        if why:
+            fail(((sec, key),), f"{sec}.{key} = {v!r} {why}")
+    if not _DEVICES.fullmatch(cfg.runtime.devices.strip()):
+        fail(
+            (("runtime", "devices"),),
+            f"runtime.devices = {cfg.runtime.devices!r} is not Lightning's syntax: "
+            '"auto", a count ("2", "-1" for all) or device indices ("0,1")',
+        )
     f, p, a = cfg.features, cfg.pitch, cfg.audio
     if p.fmin >= p.fmax:
-        raise ConfigError(f"pitch.fmin = {p.fmin} must be below pitch.fmax = {p.fmax}")
+        fail(
+            (("pitch", "fmin"), ("pitch", "fmax")),
+            f"pitch.fmin = {p.fmin} must be below pitch.fmax = {p.fmax}",
+        )
     if p.fmax >= a.sample_rate / 2:
-        raise ConfigError(
+        fail(
+            (("pitch", "fmax"), ("audio", "sample_rate")),
             f"pitch.fmax = {p.fmax} Hz must be below the Nyquist frequency "
-            f"{a.sample_rate / 2} Hz of audio.sample_rate = {a.sample_rate}"
+            f"{a.sample_rate / 2} Hz of audio.sample_rate = {a.sample_rate}",
+        )
+    if f.hop_size > f.window_size:
+        fail(
+            (("features", "hop_size"), ("features", "window_size")),
+            f"features.hop_size = {f.hop_size} exceeds features.window_size = {f.window_size}: "
+            "frames would skip audio",
         )
     if f.n_fft < f.window_size:
-        raise ConfigError(
-            f"features.n_fft = {f.n_fft} must be >= features.window_size = {f.window_size}"
+        fail(
+            (("features", "n_fft"), ("features", "window_size")),
+            f"features.n_fft = {f.n_fft} must be >= features.window_size = {f.window_size}",
         )
     if (f.cycles_per_window * f.n_fft) % f.window_size:
-        raise ConfigError(
+        fail(
+            (("features", "cycles_per_window"), ("features", "n_fft"), ("features", "window_size")),
             f"features.cycles_per_window * n_fft / window_size = {f.cycles_per_window} * "
             f"{f.n_fft} / {f.window_size} must be a whole number (the spacing of harmonics "
-            "in bins); use n_fft = window_size or a power-of-two multiple of it"
+            "in bins); use n_fft = window_size or a power-of-two multiple of it",
         )
     if f.n_bins > f.n_fft // 2 + 1:
-        raise ConfigError(
-            f"features.n_bins = {f.n_bins} exceeds n_fft // 2 + 1 = {f.n_fft // 2 + 1}"
+        fail(
+            (("features", "n_bins"), ("features", "n_fft")),
+            f"features.n_bins = {f.n_bins} exceeds n_fft // 2 + 1 = {f.n_fft // 2 + 1}",
+        )
+    if f.n_bins <= f.bins_per_harmonic:
+        fail(
+            (("features", "n_bins"),),
+            f"features.n_bins = {f.n_bins} holds no harmonic (harmonic 1 is bin "
+            f"{f.bins_per_harmonic})",
         )
     if f.n_mfcc > f.n_mels:
-        raise ConfigError(f"features.n_mfcc = {f.n_mfcc} must be <= features.n_mels = {f.n_mels}")
+        fail(
+            (("features", "n_mfcc"), ("features", "n_mels")),
+            f"features.n_mfcc = {f.n_mfcc} must be <= features.n_mels = {f.n_mels}",
+        )
     if f.reduction != "none" and f.reduction_dims > f.n_mfcc:
-        raise ConfigError(
-            f"features.reduction_dims = {f.reduction_dims} must be <= features.n_mfcc = {f.n_mfcc}"
+        fail(
+            (("features", "reduction_dims"), ("features", "n_mfcc")),
+            f"features.reduction_dims = {f.reduction_dims} must be <= features.n_mfcc = {f.n_mfcc}",
         )
     mel_top = f.mel_fmax or a.sample_rate / 2
-    if not 0 <= f.mel_fmin < mel_top <= a.sample_rate / 2:
-        raise ConfigError(
+    if not f.mel_fmin < mel_top <= a.sample_rate / 2:
+        fail(
+            (("features", "mel_fmin"), ("features", "mel_fmax")),
             f"features.mel_fmin = {f.mel_fmin}, mel_fmax = {f.mel_fmax}: need "
-            f"0 <= mel_fmin < mel_fmax <= sample_rate / 2 (0 means sample_rate / 2)"
+            f"0 <= mel_fmin < mel_fmax <= sample_rate / 2 (0 means sample_rate / 2)",
         )
-    if not 0 <= cfg.data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction = {cfg.data.val_fraction} must be in [0, 1)")
-    if not 0 <= cfg.model.dropout < 1:
-        raise ConfigError(f"model.dropout = {cfg.model.dropout} must be in [0, 1)")
-    if not 0 <= cfg.synth.sustain <= 1:
-        raise ConfigError(f"synth.sustain = {cfg.synth.sustain} must be in [0, 1]")
-    if not 0 < p.voicing_threshold < 1:
-        raise ConfigError(f"pitch.voicing_threshold = {p.voicing_threshold} must be in (0, 1)")
     return cfg
 
 
@@ -315,6 +450,8 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # `--set runtime.devices=2` reads 2 as a TOML integer
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             (item_tp, _) = typing.get_args(tp)
@@ -330,40 +467,71 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
 
 
 _HINTS = typing.get_type_hints(Config)
+#: A config layer: where it came from (a file, ``--set``, a bundle ...) and its values.
+Layer = tuple[str, dict[str, Any]]
+
+
+def resolve(layers: list[Layer] | tuple[Layer, ...]) -> Config:
+    """The one way a config is built: defaults, then each layer in order, then the checks.
+
+    Each layer is ``(source, {section: {key: value}})``; later layers override earlier ones
+    key by key. Unknown sections or keys, wrong types and out-of-range values raise a
+    :class:`ConfigError` that names the layer the offending value came from.
+    """
+    values: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for source, data in layers:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a table of sections, got {type(data).__name__}")
+        for sec_name, section in data.items():
+            if sec_name not in _HINTS:
+                raise ConfigError(
+                    f"{source}: unknown section [{sec_name}]; sections are {', '.join(_HINTS)}"
+                )
+            if not isinstance(section, dict):
+                raise ConfigError(f"{source}: [{sec_name}] must be a table of keys")
+            hints = typing.get_type_hints(_HINTS[sec_name])
+            for key, value in section.items():
+                if key not in hints:
+                    moved = MOVED_KEYS.get((sec_name, key))
+                    close = [k for k in hints if k.startswith(key[:3])]
+                    hint = (
+                        f" (it moved to {moved[0]}.{moved[1]})"
+                        if moved
+                        else f" (did you mean {', '.join(close)}?)"
+                        if close
+                        else ""
+                    )
+                    raise ConfigError(f"{source}: unknown key {sec_name}.{key}{hint}")
+                values.setdefault(sec_name, {})[key] = _coerce(
+                    f"{source}: {sec_name}.{key}", value, hints[key]
+                )
+                origin[(sec_name, key)] = source
+    cfg = Config(**{sec: _HINTS[sec](**kw) for sec, kw in values.items()})
+    return _check(cfg, origin)
 
 
 def from_dict(data: dict[str, Any], *, source: str = "config") -> Config:
     """Build a checked :class:`Config` from nested ``{section: {key: value}}`` data."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a table of sections, got {type(data).__name__}")
-    sections = {}
-    for sec_name, values in data.items():
-        if sec_name not in _HINTS:
-            raise ConfigError(
-                f"{source}: unknown section [{sec_name}]; sections are {', '.join(_HINTS)}"
-            )
-        cls = _HINTS[sec_name]
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: [{sec_name}] must be a table of keys")
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for key, value in values.items():
-            if key not in hints:
-                close = [k for k in hints if k.startswith(key[:3])]
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise ConfigError(f"{source}: unknown key {sec_name}.{key}{hint}")
-            kwargs[key] = _coerce(f"{source}: {sec_name}.{key}", value, hints[key])
-        sections[sec_name] = cls(**kwargs)
-    return _check(Config(**sections))
+    return resolve([(source, data)])
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **v}
-        else:
-            out[k] = v
+#: Keys that moved between sections (wms 0.1.0 -> 0.2): old place -> new place.
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("train", k): ("runtime", k)
+    for k in ("accelerator", "devices", "num_nodes", "max_minutes", "checkpoint_minutes")
+}
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written by wms 0.1.0 (in a version-1 bundle) in today's layout.
+
+    Only :data:`MOVED_KEYS` changed: the runtime keys left ``[train]`` for ``[runtime]``.
+    """
+    out = {sec: dict(v) for sec, v in data.items() if isinstance(v, dict)}
+    for (sec, key), (new_sec, new_key) in MOVED_KEYS.items():
+        if key in out.get(sec, {}):
+            out.setdefault(new_sec, {})[new_key] = out[sec].pop(key)
     return out
 
 
@@ -448,13 +616,35 @@ def from_reference_params(
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    base: Layer | None = None,
+    extra: list[Layer] | tuple[Layer, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> Config:
-    """Defaults, then ``path`` (TOML, or a reference ``params.json``), then ``--set`` overrides."""
-    data: dict[str, Any] = {}
+    """Defaults, then ``base`` (e.g. a checkpoint's or a bundle's config), then ``path`` (TOML,
+    or a reference ``params.json``), then ``--set`` overrides, then ``extra`` layers (CLI flags
+    such as ``--max-minutes``); see :func:`resolve`.
+
+    ``only``: the sections the file, ``--set`` and ``extra`` may change (``wms render`` allows
+    ``synth`` only); anything else raises ConfigError.
+    """
+    layers: list[Layer] = [base] if base is not None else []
     if path is not None:
-        data = read_config_file(path)
-    return from_dict(_merge(data, parse_overrides(overrides)), source=str(path or "config"))
+        layers.append((str(path), read_config_file(path)))
+    if overrides:
+        layers.append(("--set", parse_overrides(overrides)))
+    layers += list(extra)
+    if only is not None:
+        for source, data in layers[1 if base is not None else 0 :]:
+            other = sorted(s for s in data if s not in only)
+            if other:
+                raise ConfigError(
+                    f"{source}: only {', '.join(s + '.*' for s in only)} settings can change "
+                    f"here, not [{', '.join(other)}]"
+                )
+    return resolve(layers)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from wms.config import SynthConfig
+from wms.config import SynthConfig, check_section
 from wms.errors import ConfigError, ControlError
 from wms.synth import kernels as K
 from wms.synth.network import GRUStepper, SynthModel
@@ -79,17 +79,12 @@ class SynthEngine:
         max_block: int = 8192,
     ):
         cfg = config or SynthConfig()
+        check_section("synth", cfg, source="engine")
         self.model, self.config, self.source = model, cfg, source
         self._interface = model.interface
         self.sample_rate = sr = check_sample_rate(sample_rate)
         self.step_len = max(1, round(cfg.control_interval * sr))
         self.n_voices = v = int(cfg.voices)
-        if v < 1:
-            raise ConfigError(f"synth.voices = {v} must be at least 1")
-        for name in ("attack", "decay", "release", "glide", "pitch_bend_range", "gain"):
-            val = getattr(cfg, name)
-            if not (math.isfinite(val) and val >= 0):
-                raise ConfigError(f"synth.{name} = {val!r} must be a finite number >= 0")
         self.table_size = s = int(cfg.table_size)
         self.max_block = int(max_block)
         self.n_harm = hm = model.n_harmonics

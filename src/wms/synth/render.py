@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from wms.config import Config, SynthConfig, parse_overrides, read_config_file
-from wms.errors import AudioError, ConfigError, ControlError, OutputError
+from wms.config import Config, SynthConfig, load_config
+from wms.errors import AudioError, ControlError, OutputError
 from wms.synth import controls as C
 from wms.synth.engine import SynthEngine, check_sample_rate
 from wms.synth.network import SynthModel
@@ -116,24 +116,15 @@ def _render(model, source, sample_rate, config, fast, block, progress):
     return y, info
 
 
-def render_config(base: Config, config_file: str | None, overrides: list[str]) -> Config:
+def render_config(bundle, config_file: str | None, overrides: list[str]) -> Config:
     """The bundle's config with a config file and ``--set`` overrides applied.
 
     Only ``synth.*`` may change at render time (the rest describes how the model was
     trained); anything else raises ConfigError.
     """
-    changes: dict = {}
-    if config_file:
-        changes = read_config_file(config_file)
-    for sec, values in parse_overrides(overrides).items():
-        changes.setdefault(sec, {}).update(values)
-    other = sorted(s for s in changes if s != "synth")
-    if other:
-        raise ConfigError(
-            f"only synth.* settings can change at render time, not [{', '.join(other)}] "
-            "(they describe how the bundle was trained)"
-        )
-    return base.replace(**changes) if changes else base
+    return load_config(
+        config_file, overrides, base=(str(bundle.path), bundle.config.to_dict()), only=("synth",)
+    )
 
 
 def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int):
@@ -217,7 +208,7 @@ def run_render(args) -> int:
     if out_path.is_dir():
         raise OutputError(args.out, "--out is a folder; give a .wav file name")
     bundle = load_bundle(args.bundle)
-    cfg = render_config(bundle.config, args.config, args.overrides)
+    cfg = render_config(bundle, args.config, args.overrides)
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)
     source = build_source(args, bundle, model, cfg, sr)

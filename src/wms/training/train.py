@@ -8,7 +8,7 @@ Read top to bottom:
 2. :class:`WMSModule` — the LightningModule: WMSNet + the configured loss,
    optimizer and LR schedule, and a per-epoch history kept in every checkpoint.
 3. :func:`fit` — the Lightning Trainer: early stopping, gradient clipping, a
-   wall-clock budget, checkpoints every ``train.checkpoint_minutes`` and at the
+   wall-clock cap, checkpoints every ``runtime.checkpoint_minutes`` and at the
    end, TensorBoard + CSV logs, DDP across devices and nodes.
 4. :func:`finish` (rank 0 only) — held-out metrics against the baselines, the
    training map, the bundle ``model.wms`` and the loss-curve PNG.
@@ -33,7 +33,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from wms.config import Config, _merge, from_dict, parse_overrides, read_config_file
+from wms.config import Config, from_dict, load_config
 from wms.errors import BundleError, ConfigError, DataError
 from wms.interface import ModelInterface, OutputLayout
 from wms.io import writable_dir, write_text
@@ -343,10 +343,10 @@ def make_trainer(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    t = cfg.train
-    devices = _devices(t.devices)
+    t, r = cfg.train, cfg.runtime
+    devices = _devices(r.devices)
     multi = (
-        t.num_nodes > 1
+        r.num_nodes > 1
         or (isinstance(devices, int) and devices > 1)
         or (isinstance(devices, str) and "," in devices)
     )
@@ -356,7 +356,7 @@ def make_trainer(
             dirpath=out_dir / "checkpoints",
             filename="last",
             enable_version_counter=False,
-            train_time_interval=timedelta(minutes=t.checkpoint_minutes),
+            train_time_interval=timedelta(minutes=r.checkpoint_minutes),
             save_top_k=1,
         ),
     ]
@@ -365,13 +365,13 @@ def make_trainer(
     if cfg.data.val_fraction > 0 and t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
     return L.Trainer(
-        accelerator=t.accelerator,
+        accelerator=r.accelerator,
         devices=devices,
-        num_nodes=t.num_nodes,
+        num_nodes=r.num_nodes,
         strategy="ddp" if multi else "auto",
         max_epochs=t.max_epochs,
         max_steps=max_steps,
-        max_time=timedelta(minutes=t.max_minutes) if t.max_minutes > 0 else None,
+        max_time=timedelta(minutes=r.max_minutes) if r.max_minutes > 0 else None,
         gradient_clip_val=t.gradient_clip if t.gradient_clip > 0 else None,
         val_check_interval=t.val_check_interval,
         callbacks=callbacks,
@@ -426,8 +426,7 @@ def resume_config(ckpt_path: str | Path, config_file: str | None, overrides: lis
         ConfigError: an override changes a section that fixes the data or the model.
     """
     saved = read_checkpoint(ckpt_path)["config"]
-    over = _merge(read_config_file(config_file) if config_file else {}, parse_overrides(overrides))
-    cfg = from_dict(_merge(saved, over), source=f"{ckpt_path} + overrides")
+    cfg = load_config(config_file, overrides, base=(str(ckpt_path), saved))
     new = cfg.to_dict()
     changed = [f"{s}.{k}" for s in _FIXED_ON_RESUME for k in new[s] if new[s][k] != saved[s][k]]
     if changed:
@@ -604,7 +603,7 @@ def train(
 
     With ``resume`` (a checkpoint of this run), training continues where it
     stopped: epoch, step, optimizer, scheduler, early stopping, timer and history;
-    the input map is the checkpoint's. The wall-clock budget (``train.max_minutes``)
+    the input map is the checkpoint's. The wall-clock cap (``runtime.max_minutes``)
     counts the earlier runs too: pass a larger ``--max-minutes`` to extend a run that
     stopped on its budget, or a larger ``train.max_epochs`` one that stopped on epochs. ``cfg`` should come from
     :func:`resume_config` then. Only global rank 0 writes the bundle, the
@@ -671,23 +670,20 @@ def run_train(args) -> int:
     """``wms train AUDIO --out RUN_DIR [--config F] [--set k=v] [--max-minutes M] [--resume CKPT]
     [--devices D] [--num-nodes N] [--cache-dir D] [--jobs N]``."""
     from wms.analysis.prepare import _reference_audio_path
-    from wms.config import load_config
 
+    flags = {
+        "max_minutes": ("--max-minutes", args.max_minutes),
+        "devices": ("--devices", None if args.devices is None else str(args.devices)),
+        "num_nodes": ("--num-nodes", args.num_nodes),
+    }
+    extra = [(flag, {"runtime": {key: v}}) for key, (flag, v) in flags.items() if v is not None]
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ConfigError(f"--max-minutes = {args.max_minutes} must be a positive number")
     if args.resume:
         cfg = resume_config(args.resume, args.config, args.overrides)
+        cfg = load_config(base=("checkpoint", cfg.to_dict()), extra=extra) if extra else cfg
     else:
-        cfg = load_config(args.config, args.overrides)
-    cli = {}
-    if args.max_minutes is not None:
-        if args.max_minutes <= 0:
-            raise ConfigError(f"--max-minutes = {args.max_minutes} must be positive")
-        cli["max_minutes"] = args.max_minutes
-    if args.devices is not None:
-        cli["devices"] = str(args.devices)
-    if args.num_nodes is not None:
-        cli["num_nodes"] = args.num_nodes
-    if cli:
-        cfg = cfg.replace(train=cli)
+        cfg = load_config(args.config, args.overrides, extra=extra)
     audio = args.audio or _reference_audio_path(args.config)
     if not audio:
         raise ConfigError("no AUDIO given (and the config has no audio_files_path)")
