@@ -10,7 +10,7 @@
    Lightning: the reference's settings (AdamW lr 1e-4, weight decay 1e-5,
    ReduceLROnPlateau, spectral loss, no dropout) and WMS's defaults (config.py).
    Held-out log-spectral distance (dB) and spectral convergence of both, against
-   the mean-spectrum and nearest-frame baselines (DESIGN.md §5); held-out LSD of
+   the mean-spectrum and nearest-frame baselines (docs/DESIGN.md §5); held-out LSD of
    both runs against wall time (after every validation) is saved to
    docs/img/train_vs_reference.png. The run reported is the one at the lowest
    validation loss (what `wms train` puts in the bundle).
@@ -179,7 +179,7 @@ def main() -> None:
 
     budget = {"max_epochs": 100_000}
     cap = {"max_minutes": args.minutes}
-    # The reference's settings (DESIGN.md §1-2): AdamW lr 1e-4, weight decay 1e-5,
+    # The reference's settings (docs/DESIGN.md §1-2): AdamW lr 1e-4, weight decay 1e-5,
     # ReduceLROnPlateau, the spectral loss (SC + L1 on log1p), no dropout.
     reference = cfg.replace(
         train={

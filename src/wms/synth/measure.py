@@ -1,4 +1,4 @@
-"""Measurements of rendered audio used by the synth tests and benchmarks (DESIGN.md §5).
+"""Measurements of rendered audio used by the synth tests and benchmarks (docs/DESIGN.md §5).
 
 Pure functions on mono float arrays with an explicit ``sample_rate`` (Hz).
 """

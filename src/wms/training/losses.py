@@ -1,4 +1,4 @@
-"""Training losses on log1p magnitude spectra (DESIGN.md §2).
+"""Training losses on log1p magnitude spectra (docs/DESIGN.md §2).
 
 Stateless functions with torch-style ``reduction`` (``"mean"``, ``"sum"``,
 ``"none"``) and one thin :class:`WMSLoss` module that picks and combines them

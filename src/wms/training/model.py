@@ -1,4 +1,4 @@
-"""The timbre -> spectrum network (DESIGN.md §2).
+"""The timbre -> spectrum network (docs/DESIGN.md §2).
 
 Linear(in -> enc) + ReLU -> GRU(enc -> hidden, L layers) -> Linear(hidden -> hidden) + ReLU
 -> Linear(hidden -> K) + output activation (Softplus by default).
