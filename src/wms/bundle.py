@@ -44,7 +44,7 @@ from wms import __version__
 from wms.config import Config, from_dict
 from wms.config import migrate_v1 as migrate_config_v1
 from wms.errors import BundleError, ConfigError
-from wms.interface import ModelInterface, OutputLayout
+from wms.interface import ModelInterface, output_layout
 from wms.io import atomic_target
 from wms.training.model import WMSNet, count_parameters
 
@@ -308,9 +308,7 @@ def migrate_v1(obj: dict, config: Config) -> dict:
             f0_range=(float(f0_range[0]), float(f0_range[1])),
             f0_default=float(np.median(voiced)) if voiced.size else V1_F0_DEFAULT,
             include_voicedness=bool(imap["include_voicedness"]),
-            outputs=OutputLayout.spectrum_bins(
-                config.features.n_bins, config.features.bins_per_harmonic
-            ),
+            outputs=output_layout(config),
             sample_rate=config.audio.sample_rate,
             hop_size=config.features.hop_size,
         )

@@ -106,6 +106,12 @@ class OutputLayout:
         }
 
 
+def output_layout(cfg: Any) -> OutputLayout:
+    """The output layout a config trains: ``features.n_bins`` spectrum bins with harmonics every
+    ``features.bins_per_harmonic`` bins."""
+    return OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic)
+
+
 @dataclass(frozen=True, eq=False)
 class ModelInterface:
     """Everything a stage needs to feed the model and read its output.
@@ -299,6 +305,32 @@ class ModelInterface:
             outputs=outputs,
             sample_rate=int(sample_rate),
             hop_size=int(hop_size),
+        )
+
+    @classmethod
+    def fit_config(
+        cls,
+        cfg: Any,
+        controls: np.ndarray,
+        f0: np.ndarray,
+        voicedness: np.ndarray,
+        *,
+        control_names: tuple[str, ...],
+    ) -> ModelInterface:
+        """:meth:`fit` with everything else from a :class:`wms.config.Config`: frames with
+        voicedness >= ``pitch.voicing_threshold`` count as voiced; ``pitch.fmin``,
+        ``features.include_voicedness``, the output layout of :func:`output_layout`, the
+        analysis rate and hop."""
+        return cls.fit(
+            controls,
+            f0,
+            np.asarray(voicedness) >= cfg.pitch.voicing_threshold,
+            control_names=control_names,
+            fmin=cfg.pitch.fmin,
+            include_voicedness=cfg.features.include_voicedness,
+            outputs=output_layout(cfg),
+            sample_rate=cfg.audio.sample_rate,
+            hop_size=cfg.features.hop_size,
         )
 
     # ------------------------------------------------------------------ state

@@ -85,16 +85,8 @@ def random_bundle(
     voiced = np.ones(m)
     imap = fit_input_map(mfcc, cfg)
     controls = imap.controls(mfcc, dtype=np.float64)
-    interface = ModelInterface.fit(
-        controls,
-        f0,
-        voiced > 0.5,
-        control_names=imap.control_names,
-        fmin=cfg.pitch.fmin,
-        include_voicedness=cfg.features.include_voicedness,
-        outputs=OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic),
-        sample_rate=cfg.audio.sample_rate,
-        hop_size=cfg.features.hop_size,
+    interface = ModelInterface.fit_config(
+        cfg, controls, f0, voiced, control_names=imap.control_names
     )
     torch.manual_seed(seed)
     net = WMSNet.from_config(interface.n_inputs, interface.n_outputs, cfg.model).eval()

@@ -35,7 +35,7 @@ import torch
 
 from wms.config import Config, from_dict, load_config
 from wms.errors import BundleError, ConfigError, DataError
-from wms.interface import ModelInterface, OutputLayout
+from wms.interface import ModelInterface
 from wms.io import writable_dir, write_text
 from wms.training.data import (
     FileSplit,
@@ -119,16 +119,12 @@ def build_training_data(
         interface = ModelInterface.from_state(saved["interface"], where="checkpoint")
     else:
         imap = fit_input_map(train_rows("mfcc"), cfg)
-        interface = ModelInterface.fit(
+        interface = ModelInterface.fit_config(
+            cfg,
             imap.controls(train_rows("mfcc"), dtype=np.float64),
             train_rows("f0"),
-            train_rows("voicedness") >= cfg.pitch.voicing_threshold,
+            train_rows("voicedness"),
             control_names=imap.control_names,
-            fmin=cfg.pitch.fmin,
-            include_voicedness=cfg.features.include_voicedness,
-            outputs=OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic),
-            sample_rate=cfg.audio.sample_rate,
-            hop_size=cfg.features.hop_size,
         )
     inputs = [interface.inputs(imap.controls(a.mfcc), a.f0, a.voicedness) for a in analyses]
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
