@@ -208,7 +208,7 @@ def main() -> None:
         model = SynthModel.from_bundle(bundle)
         print(
             f"model: {path} hidden {model.net.hidden_size}, {model.n_timbre} controls, "
-            f"K={model.n_bins}, N={model.cycles}; {SR} Hz, control step 16 ms, 1 thread"
+            f"K={model.n_outputs}, B={model.interface.outputs.bins_per_harmonic}; {SR} Hz, control step 16 ms, 1 thread"
         )
         quality(model, args.quick)
         speed(model, args.quick)
