@@ -70,13 +70,15 @@ def test_find_audio_files_is_recursive_and_ignores_other_files(tmp_path):
     (tmp_path / "notes.txt").write_text("not audio")
     (tmp_path / "sub" / "model.wms").write_bytes(b"\x00")
     found = find_audio_files(tmp_path)
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+    assert [p.relative_to(tmp_path).as_posix() for p in found.files] == [
         "a.wav",
         "sub/b.flac",
         "sub/deeper/C.WAV",
     ]
-    assert find_audio_files(tmp_path / "a.wav") == [tmp_path / "a.wav"]
-    assert find_audio_files(tmp_path, extensions=(".flac",)) == [tmp_path / "sub" / "b.flac"]
+    assert found.skipped == []
+    assert find_audio_files(tmp_path / "a.wav").files == [tmp_path / "a.wav"]
+    flac = find_audio_files(tmp_path, extensions=(".flac",)).files
+    assert flac == [tmp_path / "sub" / "b.flac"]
 
 
 def test_find_audio_files_missing_path(tmp_path):

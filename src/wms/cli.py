@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier run in RUN_DIR (only what training wrote there is deleted)",
+    )
     p.add_argument("--devices", default=None, help="devices per node (Lightning syntax)")
     p.add_argument("--num-nodes", type=int, default=None)
     p.set_defaults(handler="wms.training.train:run_train")

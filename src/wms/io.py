@@ -108,3 +108,35 @@ def writable_dir(path: str | Path, *, what: str = "--out") -> Path:
             path, f"cannot write there ({e.strerror or e}); choose another {what}"
         ) from None
     return path
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same existing file, however they are spelt (symlinks,
+    ``./``, ``..``, letter case on case-insensitive file systems, hard links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_to_replace_inputs(outputs, inputs, *, what: str = "--out") -> None:
+    """Raise before any work when an output would replace one of the command's inputs.
+
+    ``outputs`` and ``inputs`` are paths; only outputs that already exist can replace
+    anything, and they are compared with :func:`same_file`.
+
+    Raises:
+        OutputError: naming the output and the input it would replace.
+    """
+    inputs = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        out = Path(out)
+        if not out.exists():
+            continue
+        for inp in inputs:
+            if same_file(out, inp):
+                raise OutputError(
+                    out,
+                    f"writing it would replace the input {inp}; choose another {what} "
+                    "(nothing was written)",
+                )

@@ -290,10 +290,13 @@ def prepare(
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs = {jobs!r} must be a whole number >= 1")
     audio_path = Path(audio_path)
-    paths = find_audio_files(audio_path, cfg.audio.extensions)
+    scan = find_audio_files(audio_path, cfg.audio.extensions)
+    paths = scan.files
     if not paths:
+        why = "".join(f"\n  {p}: {r}" for p, r in scan.skipped)
         raise DataError(
-            f"{audio_path}: no audio files found (looked for {', '.join(cfg.audio.extensions)})"
+            f"{audio_path}: no audio files found (looked for "
+            f"{', '.join(cfg.audio.extensions)}){why}"
         )
     cache = FeatureCache(cache_dir)
     cache.clean_temp()
@@ -357,7 +360,7 @@ def prepare(
         else:
             files.append(PreparedFile(p, k, entry.analysis, entry.meta))
 
-    skipped_list = [(p, skipped[p]) for p in paths if p in skipped]
+    skipped_list = sorted([*scan.skipped, *((p, skipped[p]) for p in paths if p in skipped)])
     wall = time.perf_counter() - t0
     summary = _summary(files, skipped_list, cache, n_hits, len(misses), wall, cache.notes)
     summary.update(

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from wms import __version__
+from wms.analysis.audio import find_audio_files
 from wms.errors import DataError, WMSError
 from wms.evaluation.metrics import STFT_FFT_SIZES, multi_resolution_stft_distance
-from wms.io import writable_dir, write_json
+from wms.io import refuse_to_replace_inputs, writable_dir, write_json
 
 #: At most this many seconds of held-out audio are resynthesised (the first segments).
 RESYNTH_MAX_SECONDS = 120.0
@@ -44,6 +45,16 @@ EXAMPLE_SECONDS, EXAMPLE_FADE = 1.0, 0.01
 SEGMENT_GAP = 0.25
 #: An f0 error above this many cents counts as a gross error.
 GROSS_CENTS = 50.0
+#: Every file an evaluation writes into its folder (checked against its inputs first).
+REPORT_FILES = (
+    "metrics.json",
+    "report.md",
+    "index.html",
+    "original.wav",
+    "resynthesis.wav",
+    *(f"example{i}_{k}.wav" for i in range(1, EXAMPLE_FRAMES + 1) for k in ("target", "predicted")),
+    *(f"{n}.png" for n in ("spectra", "waveforms", "loss_curves", "control_map", "spectrogram")),
+)
 
 
 # --------------------------------------------------------------------------- held-out data
@@ -192,7 +203,9 @@ def heldout_data(
     if audio is not None:
         from wms.analysis.audio import find_audio_files
 
-        paths = find_audio_files(audio, cfg.audio.extensions)
+        scan = find_audio_files(audio, cfg.audio.extensions)
+        paths = scan.files
+        out.skipped += [(str(p), why) for p, why in scan.skipped]
         if not paths:
             raise DataError(
                 f"{audio}: no audio files found (looked for {', '.join(cfg.audio.extensions)})"
@@ -606,8 +619,12 @@ def evaluate(
     from wms.bundle import load_bundle
     from wms.evaluation.report import write_figures_and_report
 
-    out = writable_dir(out_dir, what="--out report folder")
     bundle = load_bundle(bundle_path)
+    audio_files = find_audio_files(audio, bundle.config.audio.extensions).files if audio else []
+    refuse_to_replace_inputs(
+        [Path(out_dir) / n for n in REPORT_FILES], [bundle_path, *audio_files], what="--out"
+    )
+    out = writable_dir(out_dir, what="--out report folder")
     cfg = bundle.config
     held = heldout_data(bundle, audio, cache_dir=cache_dir, jobs=jobs)
     spec, arrays = spectral_metrics(bundle, held)
@@ -648,14 +665,19 @@ def evaluate(
         for kind in ("target", "model"):
             name = f"example{j + 1}_{'target' if kind == 'target' else 'predicted'}.wav"
             amps = bundle.interface.harmonics(arrays[kind][r])
-            write_audio(out / name, play_harmonics(amps, float(f0[r]), sample_rate=rr), rr)
+            write_audio(
+                out / name,
+                play_harmonics(amps, float(f0[r]), sample_rate=rr),
+                rr,
+                what="evaluation example",
+            )
             ex[f"wav_{kind}"] = name
         examples.append(ex)
     files["original"] = write_audio(
-        out / "original.wav", resyn.original, cfg.audio.sample_rate
+        out / "original.wav", resyn.original, cfg.audio.sample_rate, what="evaluation copy"
     ).name
     files["resynthesis"] = write_audio(
-        out / "resynthesis.wav", resyn.render, resyn.render_rate
+        out / "resynthesis.wav", resyn.render, resyn.render_rate, what="resynthesis"
     ).name
 
     figures = write_figures_and_report(

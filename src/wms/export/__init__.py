@@ -49,9 +49,17 @@ from wms.export.onnx import export_onnx
 from wms.export.rtneural import export_rtneural
 from wms.export.torchscript import export_torchscript
 from wms.export.wavetable import export_wavetable
+from wms.io import refuse_to_replace_inputs
 
 #: The export formats ``wms export --format`` accepts.
 FORMATS = ("rtneural", "onnx", "torchscript", "wavetable")
+#: The files each format writes in its folder (besides export_summary.json).
+OUTPUTS = {
+    "rtneural": ("wms_model.json", "wms_model.h", "wms_constants.json", "wms_test_vectors.json"),
+    "onnx": ("wms_step.onnx",),
+    "torchscript": ("wms_step.pt",),
+    "wavetable": ("wms_wavetable.wav", "wms_wavetable.json"),
+}
 
 __all__ = [
     "CHECK_STEPS",
@@ -95,6 +103,8 @@ def export(bundle: Any, fmt: str, out_dir: str | Path, **options: Any) -> Export
     unknown = set(options) - allowed
     if unknown:
         raise ExportError(f"--format {fmt} takes no option {', '.join(sorted(unknown))}")
+    names = (*OUTPUTS[fmt], SUMMARY_NAME)
+    refuse_to_replace_inputs([Path(out_dir) / n for n in names], [bundle.path])
     return funcs[fmt](bundle, out_dir, **options)
 
 

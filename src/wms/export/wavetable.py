@@ -107,7 +107,7 @@ def settled_spectra(model: WMSNet, inputs: np.ndarray, *, settle_steps: int = 32
 def _wav_bytes(
     frames: np.ndarray, *, sample_rate: int, frame_size: int, sample_format: str
 ) -> bytes:
-    """A mono RIFF/WAVE file: fmt, (fact), ``clm `` (Serum), ``srge`` (Surge), data."""
+    """A mono RIFF/WAVE file: fmt, (fact), ``clm `` (Serum), ``srge`` (Surge), LIST/INFO, data."""
     x = np.asarray(frames, dtype=np.float64).ravel()
     if sample_format == "float":
         tag, bits, data = 3, 32, x.astype("<f4").tobytes()
@@ -137,6 +137,8 @@ def _wav_bytes(
         body += chunk(b"fact", struct.pack("<I", len(x)))
     body += chunk(b"clm ", clm)
     body += chunk(b"srge", struct.pack("<ii", 1, frame_size))  # Surge: version 1, frame size
+    # INFO/ISFT names the writer, so `wms train` never mistakes a bank for a recording.
+    body += chunk(b"LIST", b"INFO" + chunk(b"ISFT", f"wms {__version__} wavetable\0".encode()))
     body += chunk(b"data", data)
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
 

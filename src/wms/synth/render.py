@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from wms.config import Config, SynthConfig, load_config
 from wms.errors import AudioError, ControlError, OutputError
+from wms.io import refuse_to_replace_inputs
 from wms.synth import controls as C
 from wms.synth.engine import SynthEngine, check_sample_rate
 from wms.synth.network import SynthModel
@@ -203,6 +204,9 @@ def run_render(args) -> int:
     from wms.bundle import load_bundle
 
     out_path = Path(args.out)
+    refuse_to_replace_inputs(
+        [out_path], [args.bundle, args.audio, args.midi, args.controls, args.config]
+    )
     if out_path.suffix.lower() not in (".wav", ".wave"):
         raise OutputError(args.out, "--out must name a .wav file")
     if out_path.is_dir():
@@ -213,7 +217,7 @@ def run_render(args) -> int:
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)
     source = build_source(args, bundle, model, cfg, sr)
     y, info = render(model, source, sample_rate=sr, config=cfg.synth, progress=True)
-    out = write_audio(Path(args.out), y, sr, _SUBTYPES[args.format])
+    out = write_audio(Path(args.out), y, sr, _SUBTYPES[args.format], what="render")
     peak_db = 20 * math.log10(max(info.peak, 1e-12))
     kind = type(source).__name__
     print(

@@ -196,6 +196,8 @@ class SequenceData:
     train_starts: np.ndarray
     val_starts: np.ndarray
     seq_len: int
+    #: the memory-mapped ``.npy`` files written under ``out_dir`` (empty when in memory)
+    files: tuple[Path, ...] = ()
 
 
 def build_arrays(
@@ -222,8 +224,10 @@ def build_arrays(
     n_total = sum(lengths)
     d, k = per_file_inputs[0].shape[1], per_file_targets[0].shape[1]
     shapes = {"inputs": (n_total, d), "targets": (n_total, k)}
+    files: tuple[Path, ...] = ()
     if out_dir is not None and n_total * (d + k) * 4 > MEMMAP_BYTES:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
+        files = tuple(Path(out_dir) / f"{name}.npy" for name in shapes)
         arrays = {
             name: np.lib.format.open_memmap(
                 Path(out_dir) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape
@@ -247,6 +251,7 @@ def build_arrays(
         train_starts=np.concatenate(train),
         val_starts=np.concatenate(val),
         seq_len=seq_len,
+        files=files,
     )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -34,9 +33,9 @@ import numpy as np
 import torch
 
 from wms.config import Config, from_dict, load_config
-from wms.errors import BundleError, ConfigError, DataError
+from wms.errors import BundleError, ConfigError, DataError, OutputError
 from wms.interface import ModelInterface
-from wms.io import writable_dir, write_text
+from wms.io import refuse_to_replace_inputs, write_text
 from wms.training.data import (
     FileSplit,
     SequenceData,
@@ -49,6 +48,7 @@ from wms.training.data import (
 )
 from wms.training.losses import WMSLoss
 from wms.training.model import WMSNet, count_parameters
+from wms.training.rundir import RUN_FILES, open_run_dir, remove_arrays
 
 #: Training frames kept in the bundle's training map.
 TRAINING_MAP_FRAMES = 5000
@@ -585,6 +585,27 @@ def finish(
     return bundle, metrics
 
 
+def check_run_inputs(out_dir: Path, audio_path, cfg: Config, cache_dir, inputs, resume) -> None:
+    """Refuse a run whose outputs would replace an input or land in the feature cache.
+
+    A resumed run overwrites its own ``checkpoints/last.ckpt``: that is what resuming means.
+    """
+    from wms.analysis.audio import find_audio_files
+    from wms.analysis.cache import FeatureCache
+
+    cache_root = FeatureCache(cache_dir).root.resolve()
+    out = out_dir.resolve()
+    if out == cache_root or cache_root in out.parents:
+        raise OutputError(
+            out_dir, f"--out lies inside the feature cache {cache_root}; choose another --out"
+        )
+    files = find_audio_files(audio_path, cfg.audio.extensions).files
+    outputs = [out_dir / n for n in RUN_FILES]
+    if resume is None:
+        outputs.append(out_dir / "checkpoints" / "last.ckpt")
+    refuse_to_replace_inputs(outputs, [*files, *inputs, resume])
+
+
 def train(
     audio_path: str | Path,
     out_dir: str | Path,
@@ -594,8 +615,15 @@ def train(
     jobs: int | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
+    force: bool = False,
+    inputs: tuple[str | Path, ...] = (),
 ) -> Path:
     """Prepare ``audio_path`` (or reuse the cache), train, and write ``out_dir/model.wms``.
+
+    ``out_dir`` must not hold another run unless ``resume`` continues it or ``force``
+    replaces what that run wrote (:mod:`wms.training.rundir`); nothing training writes may
+    replace one of its inputs (the audio files, the checkpoint, ``inputs`` such as the config
+    file) or sit inside the feature cache. Both are checked before any work.
 
     With ``resume`` (a checkpoint of this run), training continues where it
     stopped: epoch, step, optimizer, scheduler, early stopping, timer and history;
@@ -613,8 +641,10 @@ def train(
     from wms.analysis.prepare import format_summary, prepare
 
     out_dir = Path(out_dir)
-    writable_dir(out_dir, what="--out run folder")
     rank0 = rank_zero_only.rank == 0
+    if rank0:  # other DDP ranks start with rank 0's folder already prepared
+        check_run_inputs(out_dir, audio_path, cfg, cache_dir, inputs, resume)
+        open_run_dir(out_dir, resume=resume is not None, force=force)
     corpus = prepare(audio_path, cfg, cache_dir=cache_dir, jobs=jobs, progress=progress and rank0)
     saved = read_checkpoint(resume) if resume else None
     data = build_training_data(
@@ -644,7 +674,7 @@ def train(
     if trainer.is_global_zero:
         bundle, m = finish(module, data, corpus, cfg, out_dir)
         # Large corpora's memory-mapped training arrays: --resume rebuilds them from the cache.
-        shutil.rmtree(out_dir / "arrays", ignore_errors=True)
+        remove_arrays(out_dir, list(data.arrays.files))
         if m:
             print(
                 f"held-out ({m['n_frames']} frames): LSD {m['lsd_db']:.2f} dB "
@@ -683,5 +713,14 @@ def run_train(args) -> int:
     audio = args.audio or _reference_audio_path(args.config)
     if not audio:
         raise ConfigError("no AUDIO given (and the config has no audio_files_path)")
-    train(audio, args.out, cfg, cache_dir=args.cache_dir, jobs=args.jobs, resume=args.resume)
+    train(
+        audio,
+        args.out,
+        cfg,
+        cache_dir=args.cache_dir,
+        jobs=args.jobs,
+        resume=args.resume,
+        force=args.force,
+        inputs=tuple(p for p in (args.config,) if p),
+    )
     return 0
