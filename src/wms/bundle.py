@@ -231,6 +231,18 @@ def _read(path: Path) -> dict:
             f"{path}: not a WMS bundle ({kind}); pass the model.wms written by `wms train`"
         )
     try:
+        with zipfile.ZipFile(path) as z:
+            damaged = z.testzip()  # torch.load does not check the zip's CRCs
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise BundleError(
+            f"{path}: truncated or corrupt bundle ({e}); re-copy it or re-run `wms train`"
+        ) from None
+    if damaged is not None:
+        raise BundleError(
+            f"{path}: corrupt bundle: {damaged.rsplit('/', 1)[-1]} fails its checksum (the file "
+            "was damaged after it was written); re-copy it or re-run `wms train`"
+        )
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
         raise BundleError(
@@ -327,6 +339,78 @@ def migrate_v1(obj: dict, config: Config) -> dict:
     }
 
 
+def _json_like(x: Any) -> bool:
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _json_like(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_json_like(v) for v in x)
+    return x is None or isinstance(x, (str, bool, int, float))
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+#: history entry fields and whether None is allowed
+_HISTORY = {"epoch": False, "step": False, "train_loss": False, "val_loss": True, "lr": False}
+#: metrics ``wms info`` reads, when metrics are present
+_METRIC_NUMBERS = ("lsd_db", "sc", "lsd_db_mean_baseline", "lsd_db_nn_baseline")
+
+
+def _checked_contents(obj: dict, interface: ModelInterface, path: Path) -> tuple:
+    """The training map, data map, history and metrics, checked against their schema once,
+    here, so no later command meets a malformed field."""
+
+    def bad(field: str, why: str) -> BundleError:
+        return BundleError(f"{path}: malformed bundle: {field} {why}")
+
+    tm = _to_numpy(obj["training_map"])
+    if not isinstance(tm, dict):
+        raise bad("training_map", "is not a table")
+    shapes = {"controls": (interface.n_timbre,), "f0": (), "voicedness": ()}
+    shapes.update(inputs=(interface.n_inputs,), targets=(interface.n_outputs,), frames=(2,))
+    m = None
+    for key, tail in shapes.items():
+        if key not in tm:
+            if key in ("controls", "f0", "voicedness"):
+                raise bad("training_map", f"has no {key!r} array")
+            continue
+        a = tm[key]
+        if not isinstance(a, np.ndarray) or a.shape[1:] != tail or a.ndim != 1 + len(tail):
+            raise bad(f"training_map[{key!r}]", f"is not an array of shape [M, *{list(tail)}]")
+        if not np.all(np.isfinite(a)):
+            raise bad(f"training_map[{key!r}]", "holds NaN or infinite values")
+        if m is not None and len(a) != m:
+            raise bad(f"training_map[{key!r}]", f"has {len(a)} rows, the others {m}")
+        m = len(a)
+    if not m or not np.all(tm["f0"] > 0):
+        raise bad("training_map", "is empty or holds non-positive f0")
+    data = _to_numpy(obj["data"])
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("key"), str)
+        for f in files
+    ):
+        raise bad("data", "is not {'files': [{'path', 'key', ...}]}")
+    history = obj["history"]
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict)
+        and all(
+            k in h and (_number(h[k]) or (none_ok and h[k] is None))
+            for k, none_ok in _HISTORY.items()
+        )
+        for h in history
+    ):
+        raise bad("history", f"is not a list of {{{', '.join(_HISTORY)}}} entries")
+    metrics = obj["metrics"]
+    if not isinstance(metrics, dict) or not _json_like(metrics):
+        raise bad("metrics", "is not a table of plain values")
+    wrong = [k for k in _METRIC_NUMBERS if k in metrics and not _number(metrics[k])]
+    if wrong:
+        raise bad("metrics", f"{', '.join(wrong)} are not numbers")
+    return tm, data, list(history), dict(metrics)
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Load ``model.wms`` in any process: nothing but the file is needed.
 
@@ -375,6 +459,13 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: the network maps {model.n_inputs} -> {model.n_outputs} values, the "
             f"interface {interface.n_inputs} -> {interface.n_outputs}"
         )
+    bad = [k for k, v in model.state_dict().items() if not torch.isfinite(v).all()]
+    if bad:
+        raise BundleError(
+            f"{path}: corrupt bundle: the weights {', '.join(bad)} hold NaN or infinite values "
+            "(training diverged, or the file was damaged); re-run `wms train`"
+        )
+    training_map, data, history, metrics = _checked_contents(obj, interface, path)
     model.eval()
     return Bundle(
         path=path,
@@ -382,10 +473,10 @@ def load_bundle(path: str | Path) -> Bundle:
         config=config,
         interface=interface,
         input_map=input_map,
-        training_map=_to_numpy(obj["training_map"]),
-        data=_to_numpy(obj["data"]),
-        history=list(obj["history"]),
-        metrics=dict(obj["metrics"]),
+        training_map=training_map,
+        data=data,
+        history=history,
+        metrics=metrics,
         wms_version=str(obj["wms_version"]),
         parameter_count=count_parameters(model),
         version=version,
@@ -426,8 +517,8 @@ def describe(b: Bundle) -> str:
             f"final train loss {last['train_loss']:.4f}"
             + (f", best val loss {best:.4f}" if best is not None else "")
         )
-    if b.metrics:
-        m = b.metrics
+    m = b.metrics
+    if all(k in m for k in _METRIC_NUMBERS):
         lines.append(
             f"held-out: LSD {m['lsd_db']:.2f} dB (mean-spectrum baseline {m['lsd_db_mean_baseline']:.2f}, "
             f"nearest-frame baseline {m['lsd_db_nn_baseline']:.2f}); spectral convergence {m['sc']:.3f}"

@@ -368,10 +368,13 @@ class ModelInterface:
                 f"{where}: version {d.get('version')!r} is not supported (this wms reads "
                 f"version {INTERFACE_VERSION})"
             )
+        names = d.get("control_names")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise BundleError(f"{where}: control_names is not a list of names")
         try:
             p, o = d["pitch"], d["outputs"]
             return cls(
-                control_names=tuple(str(n) for n in d["control_names"]),
+                control_names=tuple(names),
                 control_ranges=np.asarray(d["control_ranges"], dtype=np.float64),
                 control_defaults=np.asarray(d["control_defaults"], dtype=np.float64),
                 fmin=float(p["fmin"]),

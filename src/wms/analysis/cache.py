@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 #: Bump when pitch tracking or feature code changes its output: every entry
 #: written by an older version then misses and is re-analysed.
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: entries carry sha256 checksums of their arrays
 
 #: Per-frame arrays of an entry, in :class:`~wms.analysis.features.Analysis` field order.
 ARRAY_NAMES = ("f0", "voicedness", "mfcc", "target")
@@ -218,6 +218,9 @@ class FeatureCache:
         if not isinstance(n, int) or n < 1:
             raise _CorruptEntry(f"meta.json frames = {n!r}", source)
         expected = {"f0": (n,), "voicedness": (n,), "mfcc": (n, n_mfcc), "target": (n, n_bins)}
+        sums = meta.get("sha256")
+        if not isinstance(sums, dict):
+            raise _CorruptEntry("meta.json holds no checksums", source)
         arrays = {}
         for name, shape in expected.items():
             try:
@@ -228,6 +231,10 @@ class FeatureCache:
                 raise _CorruptEntry(
                     f"{name}.npy is {a.dtype}{list(a.shape)}, expected float32{list(shape)}", source
                 )
+            if _sha256(a) != sums.get(name):
+                raise _CorruptEntry(f"{name}.npy fails its checksum", source)
+            if not np.all(np.isfinite(a)):
+                raise _CorruptEntry(f"{name}.npy holds NaN or infinite values", source)
             arrays[name] = a
         return CacheEntry(key, meta, Analysis(**arrays))
 
@@ -241,14 +248,20 @@ class FeatureCache:
         Returns the entry folder.
         """
         n = len(analysis.f0)
-        tmp = self._new_temp(key)
-        for name in ARRAY_NAMES:
-            a = np.ascontiguousarray(getattr(analysis, name), dtype=np.float32)
+        arrays = {
+            name: np.ascontiguousarray(getattr(analysis, name), dtype=np.float32)
+            for name in ARRAY_NAMES
+        }
+        for name, a in arrays.items():
             if a.shape[0] != n:
-                shutil.rmtree(tmp, ignore_errors=True)
                 raise ValueError(f"analysis.{name} has {a.shape[0]} frames, f0 has {n}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"analysis.{name} holds NaN or infinite values: not cached")
+        tmp = self._new_temp(key)
+        for name, a in arrays.items():
             np.save(tmp / f"{name}.npy", a, allow_pickle=False)
-        return self._commit(tmp, key, {**meta, "key": key, "frames": n})
+        sums = {name: _sha256(a) for name, a in arrays.items()}
+        return self._commit(tmp, key, {**meta, "key": key, "frames": n, "sha256": sums})
 
     def store_rejection(self, key: str, reason: str, meta: dict[str, Any]) -> Path:
         """Record that the file of ``key`` was analysed and is unusable for ``reason``."""
@@ -308,6 +321,16 @@ class FeatureCache:
                     p.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _sha256(a: np.ndarray) -> str:
+    """sha256 (hex) of an array's bytes (C order), read in chunks from a memory map."""
+    h = hashlib.sha256()
+    flat = a.reshape(-1)
+    step = max(1, _CHUNK // max(1, a.itemsize))
+    for i in range(0, flat.shape[0], step):
+        h.update(np.ascontiguousarray(flat[i : i + step]).tobytes())
+    return h.hexdigest()
 
 
 class _CorruptEntry(Exception):

@@ -135,7 +135,7 @@ def build_training_data(
             f"{d.seq_len} frames; use more audio, a longer data.val_block_seconds or a shorter data.seq_len"
         )
     files = [
-        {"path": str(f.path), "key": f.key, "n_frames": n}
+        {"path": str(Path(f.path).resolve()), "key": f.key, "n_frames": n}
         for f, n in zip(corpus.files, lengths, strict=True)
     ]
     n_val = sum(b - a for s in splits for a, b in s.val)

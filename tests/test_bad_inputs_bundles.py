@@ -1,0 +1,104 @@
+"""Corrupt or crafted bundles are refused with "corrupt bundle" / "malformed bundle", exit 2."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from wms.bundle import load_bundle
+from wms.cli import main
+from wms.errors import BundleError
+from wms.synth.testing import random_bundle
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    return random_bundle(tmp_path_factory.mktemp("b") / "model.wms", hidden_size=16)
+
+
+def _damage_weights(src: Path, dst: Path) -> Path:
+    """Overwrite 64 bytes inside the largest tensor's data, as a bad copy would."""
+    with zipfile.ZipFile(src) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(src.read_bytes())
+    # local file header: 30 bytes + name + extra field, then the (stored) data
+    name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    raw[start : start + 64] = bytes(b ^ 0x5A for b in raw[start : start + 64])  # flip bits
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["render", "--out", "{tmp}/o.wav", "--seconds", "0.2"],
+        ["export", "--format", "onnx", "--out", "{tmp}/x"],
+        ["evaluate", "--out", "{tmp}/r"],
+    ],
+)
+def test_damaged_weights_are_a_corrupt_bundle_for_every_command(good, tmp_path, capsys, command):
+    bad = _damage_weights(good, tmp_path / "bad.wms")
+    argv = [command[0], str(bad), *(a.format(tmp=tmp_path) for a in command[1:])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad.wms: corrupt bundle:" in err and "fails its checksum" in err
+    assert not (tmp_path / "o.wav").exists() and not (tmp_path / "r").exists()
+
+
+def _crafted(good: Path, dst: Path, change) -> Path:
+    obj = torch.load(good, weights_only=True)
+    change(obj)
+    torch.save(obj, dst)
+    return dst
+
+
+def _set(path: list, value):
+    def change(obj):
+        d = obj
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda o: o["model"]["state_dict"]["gru.weight_hh_l0"].fill_(float("nan")),
+            r"corrupt bundle: the weights gru\.weight_hh_l0 hold NaN",
+        ),
+        (
+            _set(["metrics"], {"lsd_db": "5 dB"}),
+            r"malformed bundle: metrics lsd_db are not numbers",
+        ),
+        (_set(["metrics"], [1, 2]), r"malformed bundle: metrics is not a table"),
+        (_set(["history"], [{"epoch": 0}]), r"malformed bundle: history is not a list of"),
+        (_set(["history"], "long"), r"malformed bundle: history is not a list of"),
+        (
+            _set(["interface", "control_names"], [1, 2, 3, 4, 5, 6, 7, 8]),
+            r"\[interface\]: control_names is not a list of names",
+        ),
+        (_set(["interface", "control_names"], ["a"]), r"inconsistent model interface"),
+        (
+            _set(["config", "synth", "table_size"], 2**31),
+            r"synth\.table_size = 2147483648 must be in",
+        ),
+        (_set(["training_map", "f0"], torch.zeros(3)), r"training_map\['f0'\] .*(rows|shape)|f0"),
+        (_set(["data"], {"files": [{"path": 3}]}), r"malformed bundle: data is not"),
+    ],
+)
+def test_crafted_bundles_fail_one_schema_check(good, tmp_path, capsys, change, message):
+    p = _crafted(good, tmp_path / "crafted.wms", change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(p)
+    assert main(["info", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "crafted.wms" in err and "Traceback" not in err
