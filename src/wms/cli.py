@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a bundle for realtime engines and synths")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument(
-        "--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"]
+        "--format",
+        required=True,
+        choices=["rtneural", "onnx", "torchscript", "wavetable", "web"],
     )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument(
@@ -131,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="wms.export:run_export")
 
+    p = sub.add_parser("play", help="play a bundle in the browser (serves the web export)")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--no-browser", action="store_true", help="only serve; print the URL")
+    p.set_defaults(handler="wms.export_web:run_play")
+
     p = sub.add_parser("info", help="describe a bundle")
     p.add_argument("bundle", metavar="BUNDLE")
     p.set_defaults(handler="wms.bundle:run_info")
@@ -145,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export" and args.format == "web":
+        args.handler = "wms.export_web:run_export_web"
     module, func = args.handler.split(":")
     try:
         return int(getattr(importlib.import_module(module), func)(args) or 0)
