@@ -292,10 +292,12 @@ def midi_file(path: Path, notes: list[tuple[int, int, int, int]]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("voices", [8, 2])
-def test_chord_equals_python_midi(page, bundle, tmp_path, voices):
+@pytest.mark.parametrize(("voices", "simd"), [(8, True), (2, True), (8, False)])
+def test_chord_equals_python_midi(page, bundle, tmp_path, voices, simd):
     """A 3-note chord with staggered sample-accurate onsets; with 2 voices the third note
-    steals one (SynthEngine._allocate)."""
+    steals one (SynthEngine._allocate). The network runs on WebAssembly SIMD in Chromium;
+    simd=False checks the plain-JS fallback (browsers without it)."""
+    assert page.execute_script("return wms.simd()") is True
     chord = [(60, 100, 0, 336), (64, 80, 41, 346), (67, 127, 97, 376)]
     model = SynthModel.from_bundle(bundle)
     cfg = dataclasses.replace(bundle.config.synth, voices=voices)
@@ -305,11 +307,108 @@ def test_chord_equals_python_midi(page, bundle, tmp_path, voices):
     notes = [
         {"note": n, "velocity": v / 127, "start": a * tick, "end": b * tick} for n, v, a, b in chord
     ]
-    js, _ = render_in_browser(page, {"notes": notes, "synth": {"voices": voices}})
+    js, _ = render_in_browser(page, {"notes": notes, "synth": {"voices": voices}, "simd": simd})
     check_same(js, py)
     if voices == 8:
         for note in (60, 64, 67):  # all three sound from 0.11 s to 0.35 s
             check_pitch(js, py, 48000, 440 * 2 ** ((note - 69) / 12), 0.11, 0.35)
+
+
+LIVE_CALLS = [
+    ("on", 220.0, 0.8, 60, 0),
+    ("process", 5000),
+    ("bend", 1.5),
+    ("process", 3000),
+    ("control", "mfcc0", 1.2),
+    ("on", 330.0, 0.5, 64, 100),
+    ("process", 4000),
+    ("off", 60, 10),
+    ("process", 6000),
+    ("bend", -2.5),  # clamped to -pitch_bend_range
+    ("control", "mfcc2", -9.0),  # clamped to the training range
+    ("process", 2500),
+    ("alloff",),
+    ("process", 8000),
+    ("process", 4000),
+]
+
+
+def test_live_calls_equal_python_engine(page, bundle):
+    """The live API (note on/off with delays, bend, controls, glide from the last note, all
+    notes off) called in the same order on SynthEngine and WmsEngine gives the same samples."""
+    from wms.synth.engine import SynthEngine
+
+    model = SynthModel.from_bundle(bundle)
+    cfg = dataclasses.replace(bundle.config.synth, glide=0.02)
+    e = SynthEngine(model, sample_rate=48000, config=cfg)
+    out = []
+    for op, *a in LIVE_CALLS:
+        if op == "on":
+            e.note_on(a[0], a[1], note=a[2], delay=a[3])
+        elif op == "off":
+            e.note_off(note=a[0], delay=a[1])
+        elif op == "bend":
+            e.set_pitch_bend(a[0])
+        elif op == "control":
+            e.set_control(a[0], a[1])
+        elif op == "alloff":
+            e.all_notes_off()
+        else:
+            out.append(e.process(a[0]).copy())
+    py = np.concatenate(out)
+    js = page.execute_script(
+        """
+        const m = wmsEngineLib.decodeModel(window.WMS_MODEL);
+        const e = new WmsEngine(m, {sampleRate: 48000, synth: {glide: 0.02}});
+        const parts = [];
+        for (const [op, ...a] of arguments[0]) {
+          if (op === 'on') e.noteOn(a[0], a[1], a[2], a[3]);
+          else if (op === 'off') e.noteOff(a[0], a[1]);
+          else if (op === 'bend') e.setPitchBend(a[0]);
+          else if (op === 'control') e.setControl(a[0], a[1]);
+          else if (op === 'alloff') e.allNotesOff(0);
+          else { const b = new Float32Array(a[0]); e.process(b, a[0]); parts.push(...b); }
+        }
+        return parts;
+        """,
+        [list(c) for c in LIVE_CALLS],
+    )
+    check_same(np.asarray(js, np.float32), py)
+
+
+def test_engine_reads_harmonics_through_offset_and_stride(page):
+    """A model whose last layer emits only the harmonic bins (offset 0, stride 1, the layout
+    of a later model interface) plays exactly what the full-spectrum model plays."""
+    diff = page.execute_script(
+        """
+        const full = wmsEngineLib.decodeModel(window.WMS_MODEL);
+        const o = full.interface.outputs, H = o.n_harmonics, K = o.n_outputs;
+        const W = full.model.weights['dense_layers.2.weight'], b = full.model.weights['dense_layers.2.bias'];
+        const n = W.length / K, W2 = new Float32Array(H * n), b2 = new Float32Array(H);
+        for (let h = 0; h < H; h++) {
+          const k = o.harmonic_offset + o.harmonic_stride * h;
+          W2.set(W.subarray(k * n, (k + 1) * n), h * n);
+          b2[h] = b[k];
+        }
+        const slim = Object.assign({}, full, {
+          interface: Object.assign({}, full.interface, {outputs: {n_outputs: H, harmonic_offset: 0, harmonic_stride: 1, n_harmonics: H}}),
+          model: Object.assign({}, full.model, {n_outputs: H, weights: Object.assign({}, full.model.weights, {'dense_layers.2.weight': W2, 'dense_layers.2.bias': b2})}),
+        });
+        const play = (m) => {
+          const score = wmsEngineLib.buildScore(m, {f0: 180, seconds: 0.3}, 48000);
+          const e = new WmsEngine(m, {sampleRate: 48000, maxBlock: score.total});
+          e.source = wmsEngineLib.makeSource(score);
+          const y = new Float32Array(score.total);
+          e.process(y, score.total);
+          return y;
+        };
+        const a = play(full), c = play(slim);
+        let d = 0, p = 0;
+        for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - c[i])); p = Math.max(p, Math.abs(a[i])); }
+        return [d, p];
+        """
+    )
+    assert diff[1] > 0.05 and diff[0] == 0.0
 
 
 def test_render_offline_rejects_bad_options_with_their_names(page):
@@ -327,6 +426,8 @@ def test_render_offline_rejects_bad_options_with_their_names(page):
     )
     assert 'unknown option "secs"' in error({"secs": 2})
     assert "sample rate 1000 is not supported" in error({"sampleRate": 1000})
+    assert 'unknown synth setting "voice"' in error({"f0": 220, "synth": {"voice": 4}})
+    assert "synth.voices = 0 must be a whole number" in error({"f0": 220, "synth": {"voices": 0}})
     assert severe(page) == []
 
 

@@ -117,7 +117,7 @@
       send({ t: 'timbre', values: Array.from(timbre) });
       while (queue.length) node.port.postMessage(queue.shift());
       if (ctx.state !== 'running') await ctx.resume();
-      setStatus(`audio on · ${ctx.sampleRate} Hz`);
+      setStatus(`audio on · ${ctx.sampleRate} Hz · network in ${lib.simdAvailable() ? 'WebAssembly SIMD' : 'JavaScript'}`);
       $('start-audio').textContent = 'audio on';
       $('start-audio').disabled = true;
       return ctx;
@@ -928,15 +928,14 @@
   // ------------------------------------------------------------------ offline rendering
   /**
    * Render through the same engine in an OfflineAudioContext (the live AudioWorklet code).
-   * opts: {f0, seconds, sampleRate, controls, notes, synth} (see buildScore in
+   * opts: {f0, seconds, sampleRate, controls, notes, synth, simd} (see buildScore in
    * wms_engine.js); resolves to the samples (Float32Array, mono).
    */
   async function renderOffline(opts) {
     const o = opts || {};
     const sr = o.sampleRate === undefined ? synth.sample_rate : o.sampleRate;
     const score = lib.buildScore(model, o, sr);
-    // construct once here so bad settings reject with their message (not a silent worklet)
-    new window.WmsEngine(model, { sampleRate: sr, synth: o.synth, maxBlock: 128 });
+    lib.checkSettings(model, { sampleRate: sr, synth: o.synth }); // reject here, with the message
     if (!window.OfflineAudioContext || !window.AudioWorkletNode) throw new Error('no OfflineAudioContext with AudioWorklet in this browser');
     const oc = new OfflineAudioContext(1, score.total, sr);
     await oc.audioWorklet.addModule(workletURL());
@@ -944,7 +943,7 @@
       numberOfInputs: 0,
       numberOfOutputs: 1,
       outputChannelCount: [1],
-      processorOptions: { model, score, synth: o.synth || null },
+      processorOptions: { model, score, synth: o.synth || null, simd: o.simd },
     });
     let failed = false;
     n.onprocessorerror = () => {
@@ -961,7 +960,7 @@
     const o = opts || {};
     const sr = o.sampleRate === undefined ? synth.sample_rate : o.sampleRate;
     const score = lib.buildScore(model, o, sr);
-    const e = new window.WmsEngine(model, { sampleRate: sr, synth: o.synth, maxBlock: 128 });
+    const e = new window.WmsEngine(model, { sampleRate: sr, synth: o.synth, maxBlock: 128, simd: o.simd });
     e.source = lib.makeSource(score);
     const out = new Float32Array(score.total);
     const blk = new Float32Array(128);
@@ -1001,6 +1000,8 @@
     lastRecording: () => lastRecording,
     presets: { list: () => presets.map((p) => ({ name: p.name, values: p.values.slice() })), toJSON: presetsJson, import: importPresets },
     audioContext: () => ctx,
+    /** Whether the network runs on WebAssembly SIMD here (else plain JS). */
+    simd: () => lib.simdAvailable(),
   };
 
   buildSliders();

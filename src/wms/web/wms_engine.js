@@ -123,74 +123,160 @@ function wmsDefineEngine(scope) {
   }
 
   // ------------------------------------------------------------------------ network
-  /**
-   * A Linear layer's weight W [m, n] (row-major, torch's layout) packed for affine():
-   * blocks of 8 rows, interleaved (data[(j/8)*8n + 8i + c] = W[j+c, i]), rows padded with
-   * zeros to a multiple of 8. Eight accumulators share each x[i] load: about 1.6x faster
-   * than one dot product per row in V8.
-   */
-  function packRows(W, m, n) {
-    const mp = Math.ceil(m / 8) * 8;
-    const data = new Float32Array(mp * n);
-    for (let j = 0; j < m; j++) {
-      const blk = (j >> 3) * 8 * n, c = j & 7;
-      for (let i = 0; i < n; i++) data[blk + 8 * i + c] = W[j * n + i];
-    }
-    return { data, m, n };
-  }
+  // All of the network's numbers (packed weights, biases, the GRU state of every voice, the
+  // input row, scratch vectors) live in one Float32Array, F. A Linear layer's weight W [m, n]
+  // (row-major, torch's layout) is stored in blocks of 8 rows, interleaved:
+  // F[off + (j/8)*8n + 8i + c] = W[j+c, i], rows padded with zeros to a multiple of 8, so the
+  // eight outputs of a block share each x[i] load. F is a WebAssembly memory when the host
+  // has WebAssembly SIMD (the kernel below does these products 4 lanes at a time); otherwise
+  // the same layout is read by affineJS.
 
-  /** y[j] = b[j] + sum_i W[j, i] x[xOff + i], j < m, with W packed by packRows. */
-  function affine(P, b, x, xOff, y) {
-    const W = P.data, n = P.n, m = P.m;
-    for (let j = 0; j < m; j += 8) {
-      let p = j * n;
+  /** y = b + W x for a packed layer L = {off, b, n, mp} of F, x at F[xOff], y at F[yOff]. */
+  function affineJS(F, L, xOff, yOff) {
+    const n = L.n, mp = L.mp, b = L.b;
+    for (let j = 0; j < mp; j += 8) {
+      let p = L.off + j * n;
       let s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0;
       for (let i = 0; i < n; i++, p += 8) {
-        const xi = x[xOff + i];
-        s0 += W[p] * xi;
-        s1 += W[p + 1] * xi;
-        s2 += W[p + 2] * xi;
-        s3 += W[p + 3] * xi;
-        s4 += W[p + 4] * xi;
-        s5 += W[p + 5] * xi;
-        s6 += W[p + 6] * xi;
-        s7 += W[p + 7] * xi;
+        const xi = F[xOff + i];
+        s0 += F[p] * xi;
+        s1 += F[p + 1] * xi;
+        s2 += F[p + 2] * xi;
+        s3 += F[p + 3] * xi;
+        s4 += F[p + 4] * xi;
+        s5 += F[p + 5] * xi;
+        s6 += F[p + 6] * xi;
+        s7 += F[p + 7] * xi;
       }
-      // y has room for the padded rows (see WmsNet): no bounds branch in the loop
-      y[j] = b[j] + s0;
-      y[j + 1] = b[j + 1] + s1;
-      y[j + 2] = b[j + 2] + s2;
-      y[j + 3] = b[j + 3] + s3;
-      y[j + 4] = b[j + 4] + s4;
-      y[j + 5] = b[j + 5] + s5;
-      y[j + 6] = b[j + 6] + s6;
-      y[j + 7] = b[j + 7] + s7;
+      const y = yOff + j, c = b + j;
+      F[y] = F[c] + s0;
+      F[y + 1] = F[c + 1] + s1;
+      F[y + 2] = F[c + 2] + s2;
+      F[y + 3] = F[c + 3] + s3;
+      F[y + 4] = F[c + 4] + s4;
+      F[y + 5] = F[c + 5] + s5;
+      F[y + 6] = F[c + 6] + s6;
+      F[y + 7] = F[c + 7] + s7;
     }
   }
 
-  /** A bias padded with zeros to a multiple of 8. */
-  function padBias(b) {
-    const out = new Float32Array(Math.ceil(b.length / 8) * 8);
-    out.set(b);
-    return out;
+  /**
+   * The bytes of a WebAssembly module (SIMD) exporting affine(W, b, x, n, mp, y), the same
+   * product as affineJS on byte addresses of the imported memory env.mem: for each block of
+   * 8 rows, f32x4 accumulators over pairs of columns (4 independent sums), then + bias.
+   * Written out instruction by instruction here: no toolchain, nothing fetched.
+   */
+  function affineWasmBytes() {
+    const uleb = (n) => {
+      const out = [];
+      do {
+        let byte = n & 0x7f;
+        n >>>= 7;
+        if (n) byte |= 0x80;
+        out.push(byte);
+      } while (n);
+      return out;
+    };
+    const sleb = (n) => {
+      const out = [];
+      for (;;) {
+        const byte = n & 0x7f;
+        n >>= 7;
+        if ((n === 0 && !(byte & 0x40)) || (n === -1 && byte & 0x40)) return out.concat(byte);
+        out.push(byte | 0x80);
+      }
+    };
+    const W = 0, B = 1, X = 2, N = 3, M = 4, Y = 5, J = 6, I = 7, P = 8, XP = 9;
+    const A = [10, 11, 12, 13]; // v128 accumulators: rows 0-3 / 4-7 of columns i / i+1
+    const get = (l) => [0x20, l], set = (l) => [0x21, l];
+    const i32 = (v) => [0x41, ...sleb(v)];
+    const add = [0x6a], shl = [0x74], geU = [0x4f], ltU = [0x49];
+    const simd = (op) => [0xfd, ...uleb(op)];
+    const vload = (off) => [...simd(0), 4, ...uleb(off)];
+    const vstore = (off) => [...simd(11), 4, ...uleb(off)];
+    const fload = (off) => [0x2a, 2, ...uleb(off)];
+    const splat = simd(19), fadd = simd(228), fmul = simd(230);
+    const vzero = [...simd(12), ...new Array(16).fill(0)];
+    const block = [0x02, 0x40], loop = [0x03, 0x40], iff = [0x04, 0x40], end = [0x0b];
+    const br = (d) => [0x0c, d], brIf = (d) => [0x0d, d];
+    // acc += W[p + wOff .. +4] * x[xp + xOff]
+    const mac = (acc, wOff, xOff) => [
+      ...get(P), ...vload(wOff), ...get(XP), ...fload(xOff), ...splat, ...fmul,
+      ...get(acc), ...fadd, ...set(acc),
+    ];
+    const body = [
+      ...get(W), ...set(P),
+      ...i32(0), ...set(J),
+      ...block, ...loop, // rows, 8 at a time
+      ...get(J), ...get(M), ...geU, ...brIf(1),
+      ...vzero, ...set(A[0]), ...vzero, ...set(A[1]), ...vzero, ...set(A[2]), ...vzero, ...set(A[3]),
+      ...get(X), ...set(XP),
+      ...i32(0), ...set(I),
+      ...block, ...loop, // column pairs
+      ...get(I), ...i32(1), ...add, ...get(N), ...geU, ...brIf(1),
+      ...mac(A[0], 0, 0), ...mac(A[1], 16, 0), ...mac(A[2], 32, 4), ...mac(A[3], 48, 4),
+      ...get(P), ...i32(64), ...add, ...set(P),
+      ...get(XP), ...i32(8), ...add, ...set(XP),
+      ...get(I), ...i32(2), ...add, ...set(I),
+      ...br(0), ...end, ...end,
+      ...get(I), ...get(N), ...ltU, ...iff, // odd last column
+      ...mac(A[0], 0, 0), ...mac(A[1], 16, 0),
+      ...get(P), ...i32(32), ...add, ...set(P),
+      ...end,
+      // y[j .. j+8) = (a0 + a2, a1 + a3) + b[j .. j+8)
+      ...get(Y), ...get(J), ...i32(2), ...shl, ...add,
+      ...get(A[0]), ...get(A[2]), ...fadd,
+      ...get(B), ...get(J), ...i32(2), ...shl, ...add, ...vload(0), ...fadd, ...vstore(0),
+      ...get(Y), ...get(J), ...i32(2), ...shl, ...add,
+      ...get(A[1]), ...get(A[3]), ...fadd,
+      ...get(B), ...get(J), ...i32(2), ...shl, ...add, ...vload(16), ...fadd, ...vstore(16),
+      ...get(J), ...i32(8), ...add, ...set(J),
+      ...br(0), ...end, ...end,
+      ...end,
+    ];
+    const locals = [0x02, 0x04, 0x7f, 0x04, 0x7b]; // 4 x i32 (J, I, P, XP), 4 x v128
+    const code = [...locals, ...body];
+    const section = (id, content) => [id, ...uleb(content.length), ...content];
+    const str = (t) => [t.length, ...Array.from(t, (c) => c.charCodeAt(0))];
+    return new Uint8Array([
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      ...section(1, [0x01, 0x60, 0x06, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x00]),
+      ...section(2, [0x01, ...str('env'), ...str('mem'), 0x02, 0x00, 0x01]),
+      ...section(3, [0x01, 0x00]),
+      ...section(7, [0x01, ...str('affine'), 0x00, 0x00]),
+      ...section(10, [0x01, ...uleb(code.length), ...code]),
+    ]);
   }
 
-  /** Float32Array of at least n values, room for affine()'s padded rows. */
-  function padded(n) {
-    return new Float32Array(Math.ceil(n / 8) * 8);
+  let wasmModule; // compiled once per thread; null: no WebAssembly SIMD here
+  function affineWasmModule() {
+    if (wasmModule === undefined) {
+      wasmModule = null;
+      try {
+        const bytes = affineWasmBytes();
+        if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) wasmModule = new WebAssembly.Module(bytes);
+      } catch (err) {
+        wasmModule = null; // e.g. a Content-Security-Policy without 'wasm-unsafe-eval'
+      }
+    }
+    return wasmModule;
   }
 
   /**
-   * One recurrent step of WMSNet (Linear+ReLU -> GRU layers -> Linear+ReLU -> Linear +
-   * output activation) for one voice: x [D] -> y [K], state h [L * H] updated in place.
+   * WMSNet (Linear+ReLU -> GRU layers -> Linear+ReLU -> Linear + output activation) for
+   * nVoices voices, one voice per step() call: input row this.x [D] -> this.y [K], the
+   * voice's GRU state in this.h [nVoices * L * H] updated in place.
    * PyTorch's GRU cell: r = s(Wir x + bir + Whr h + bhr), z likewise,
    * n = tanh(Win x + bin + r (Whn h + bhn)), h' = n + z (h - n).
+   * simd: use the WebAssembly SIMD kernel when available (default true); this.simd says
+   * whether it is used.
    */
   class WmsNet {
-    constructor(m) {
+    constructor(m, nVoices, simd) {
       const w = m.weights;
-      const need = (k) => {
+      const need = (k, size) => {
         if (!w[k]) throw new WmsError(`the model has no weight ${k}`);
+        if (w[k].length !== size) throw new WmsError(`weight ${k} holds ${w[k].length} values, expected ${size}`);
         return w[k];
       };
       this.nIn = m.n_inputs;
@@ -202,63 +288,96 @@ function wmsDefineEngine(scope) {
       if (this.act === undefined) {
         throw new WmsError(`unknown output activation ${m.output_activation}`);
       }
-      const H = this.hid, E = this.enc, D = this.nIn, K = this.nOut;
-      const shaped = (k, m, n) => {
-        const w = need(k);
-        if (w.length !== m * n) throw new WmsError(`weight ${k} holds ${w.length} values, expected ${m} x ${n}`);
-        return packRows(w, m, n);
+      const H = this.hid, E = this.enc, D = this.nIn, K = this.nOut, NL = this.nLayers;
+      let top = 0;
+      const alloc = (n) => {
+        const off = top;
+        top += Math.ceil(n / 8) * 8; // 32-byte aligned, room for padded rows
+        return off;
       };
-      this.We = shaped('input_encoder.0.weight', E, D);
-      this.be = padBias(need('input_encoder.0.bias'));
-      this.layers = [];
-      for (let l = 0; l < this.nLayers; l++) {
-        this.layers.push({
-          Wih: shaped(`gru.weight_ih_l${l}`, 3 * H, l === 0 ? E : H),
-          bih: padBias(need(`gru.bias_ih_l${l}`)),
-          Whh: shaped(`gru.weight_hh_l${l}`, 3 * H, H),
-          bhh: padBias(need(`gru.bias_hh_l${l}`)),
-        });
+      const layer = (wk, bk, mRows, nCols) => ({
+        W: need(wk, mRows * nCols),
+        bias: need(bk, mRows),
+        m: mRows,
+        n: nCols,
+        mp: Math.ceil(mRows / 8) * 8,
+        off: alloc(Math.ceil(mRows / 8) * 8 * nCols),
+        b: alloc(mRows),
+      });
+      this.L = [layer('input_encoder.0.weight', 'input_encoder.0.bias', E, D)];
+      for (let l = 0; l < NL; l++) {
+        this.L.push(layer(`gru.weight_ih_l${l}`, `gru.bias_ih_l${l}`, 3 * H, l === 0 ? E : H));
+        this.L.push(layer(`gru.weight_hh_l${l}`, `gru.bias_hh_l${l}`, 3 * H, H));
       }
-      this.W1 = shaped('dense_layers.0.weight', H, H);
-      this.b1 = padBias(need('dense_layers.0.bias'));
-      this.W2 = shaped('dense_layers.2.weight', K, H);
-      this.b2 = padBias(need('dense_layers.2.bias'));
-      this._e = padded(E);
-      this._gi = padded(3 * H);
-      this._gh = padded(3 * H);
-      this._d1 = padded(H);
-      this._y = padded(K);
+      this.L.push(layer('dense_layers.0.weight', 'dense_layers.0.bias', H, H));
+      this.L.push(layer('dense_layers.2.weight', 'dense_layers.2.bias', K, H));
+      this.stateSize = NL * H;
+      const xOff = (this.xOff = alloc(D));
+      const hOff = (this.hOff = alloc(nVoices * NL * H));
+      this.eOff = alloc(E);
+      this.giOff = alloc(3 * H);
+      this.ghOff = alloc(3 * H);
+      this.dOff = alloc(H);
+      const yOff = (this.yOff = alloc(K));
+      const mod = simd === false ? null : affineWasmModule();
+      this.simd = !!mod;
+      let buffer;
+      if (mod) {
+        const mem = new WebAssembly.Memory({ initial: Math.ceil((4 * top) / 65536) });
+        this.wasmAffine = new WebAssembly.Instance(mod, { env: { mem } }).exports.affine;
+        buffer = mem.buffer;
+      } else {
+        buffer = new ArrayBuffer(4 * top);
+      }
+      const F = (this.F = new Float32Array(buffer));
+      for (const L of this.L) {
+        for (let j = 0; j < L.m; j++) {
+          const blk = L.off + (j >> 3) * 8 * L.n, c = j & 7;
+          for (let i = 0; i < L.n; i++) F[blk + 8 * i + c] = L.W[j * L.n + i];
+        }
+        F.set(L.bias, L.b);
+        L.W = L.bias = null; // packed; the model's arrays are not kept
+      }
+      this.x = F.subarray(xOff, xOff + D);
+      this.h = F.subarray(hOff, hOff + nVoices * NL * H);
+      this.y = F.subarray(yOff, yOff + K);
     }
 
-    /** x[xOff .. xOff + D) -> y[yOff .. yOff + K); state h[hOff .. hOff + L*H) in place. */
-    step(x, xOff, h, hOff, y, yOff) {
-      const H = this.hid, E = this.enc, e = this._e, gi = this._gi, gh = this._gh, d1 = this._d1;
-      affine(this.We, this.be, x, xOff, e);
-      for (let j = 0; j < E; j++) if (e[j] < 0) e[j] = 0;
-      let inp = e, inpOff = 0;
-      for (let l = 0; l < this.nLayers; l++) {
-        const L = this.layers[l];
-        const ho = hOff + l * H;
-        affine(L.Wih, L.bih, inp, inpOff, gi);
-        affine(L.Whh, L.bhh, h, ho, gh);
+    _affine(L, xOff, yOff) {
+      if (this.simd) this.wasmAffine(4 * L.off, 4 * L.b, 4 * xOff, L.n, L.mp, 4 * yOff);
+      else affineJS(this.F, L, xOff, yOff);
+    }
+
+    /** One step of voice v: this.x -> this.y, state this.h[v * L * H ..] in place. */
+    step(v) {
+      const F = this.F, H = this.hid, E = this.enc, NL = this.nLayers;
+      const e = this.eOff, gi = this.giOff, gh = this.ghOff, d = this.dOff;
+      this._affine(this.L[0], this.xOff, e);
+      for (let j = 0; j < E; j++) if (F[e + j] < 0) F[e + j] = 0;
+      let inp = e;
+      for (let l = 0; l < NL; l++) {
+        const ho = this.hOff + (v * NL + l) * H;
+        this._affine(this.L[1 + 2 * l], inp, gi);
+        this._affine(this.L[2 + 2 * l], ho, gh);
         for (let j = 0; j < H; j++) {
-          const r = 1.0 / (1.0 + Math.exp(-(gi[j] + gh[j])));
-          const z = 1.0 / (1.0 + Math.exp(-(gi[H + j] + gh[H + j])));
-          const n = Math.tanh(gi[2 * H + j] + r * gh[2 * H + j]);
-          h[ho + j] = n + z * (h[ho + j] - n);
+          const r = 1.0 / (1.0 + Math.exp(-(F[gi + j] + F[gh + j])));
+          const z = 1.0 / (1.0 + Math.exp(-(F[gi + H + j] + F[gh + H + j])));
+          const n = Math.tanh(F[gi + 2 * H + j] + r * F[gh + 2 * H + j]);
+          F[ho + j] = n + z * (F[ho + j] - n);
         }
-        inp = h;
-        inpOff = ho;
+        inp = ho;
       }
-      affine(this.W1, this.b1, inp, inpOff, d1);
-      for (let j = 0; j < H; j++) if (d1[j] < 0) d1[j] = 0;
-      const K = this.nOut, yy = this._y, act = this.act;
-      affine(this.W2, this.b2, d1, 0, yy);
-      for (let j = 0; j < K; j++) {
-        let v = yy[j];
-        if (act === 1) v = v > 0 ? v : 0;
-        else if (act === 2) v = v > 20.0 ? v : Math.log1p(Math.exp(v));
-        y[yOff + j] = v;
+      this._affine(this.L[1 + 2 * NL], inp, d);
+      for (let j = 0; j < H; j++) if (F[d + j] < 0) F[d + j] = 0;
+      const y = this.yOff, K = this.nOut, act = this.act;
+      this._affine(this.L[2 + 2 * NL], d, y);
+      if (act === 1) {
+        for (let j = 0; j < K; j++) if (F[y + j] < 0) F[y + j] = 0;
+      } else if (act === 2) {
+        for (let j = 0; j < K; j++) {
+          const v2 = F[y + j];
+          if (v2 <= 20.0) F[y + j] = Math.log1p(Math.exp(v2));
+        }
       }
     }
   }
@@ -310,31 +429,36 @@ function wmsDefineEngine(scope) {
     }
 
     /**
-     * tables[tOff ..] = sum_h amps[aOff + h] * gains[h] * basis[h] (kernels.build_table):
-     * four harmonics per pass over the table (half the loads and stores of one at a time);
-     * harmonics above the last non-zero one cost nothing.
+     * tables[tOff ..] = sum_h amps[aOff + h] * gains[h] * basis[h] (kernels.build_table).
+     * A zero-phase cosine sum is even, T(j) = T(S - j), so only half the cycle is summed and
+     * the rest mirrored; four harmonics per pass over it (half the loads and stores of one at
+     * a time); harmonics above the last non-zero one cost nothing.
      */
     _build(tOff, aOff, amps, gains) {
-      const t = this.tables, G = this.G, B = this.basis, w = this.w;
+      const t = this.tables, G = this.G, B = this.basis, w = this.w, S = this.S;
       let hEnd = 0;
       for (let h = 0; h < this.H; h++) {
         w[h] = Math.fround(amps[aOff + h] * gains[h]);
         if (w[h] !== 0.0) hEnd = h + 1;
       }
-      t.fill(0.0, tOff, tOff + G);
+      // table index i holds phase j = i - 1; sum j = 0 .. S/2 (indices 1 .. S/2 + 1)
+      const lo = tOff + 1, n = (S >> 1) + 1;
+      t.fill(0.0, lo, lo + n);
       let h = 0;
       for (; h + 3 < hEnd; h += 4) {
         const a0 = w[h], a1 = w[h + 1], a2 = w[h + 2], a3 = w[h + 3];
-        const r0 = h * G, r1 = r0 + G, r2 = r1 + G, r3 = r2 + G;
-        for (let j = 0; j < G; j++) {
-          t[tOff + j] += a0 * B[r0 + j] + a1 * B[r1 + j] + a2 * B[r2 + j] + a3 * B[r3 + j];
+        const r0 = h * G + 1, r1 = r0 + G, r2 = r1 + G, r3 = r2 + G;
+        for (let j = 0; j < n; j++) {
+          t[lo + j] += a0 * B[r0 + j] + a1 * B[r1 + j] + a2 * B[r2 + j] + a3 * B[r3 + j];
         }
       }
       for (; h < hEnd; h++) {
-        const a = w[h], r = h * G;
+        const a = w[h], r = h * G + 1;
         if (a === 0.0) continue;
-        for (let j = 0; j < G; j++) t[tOff + j] += a * B[r + j];
+        for (let j = 0; j < n; j++) t[lo + j] += a * B[r + j];
       }
+      for (let j = n; j <= S + 1; j++) t[lo + j] = t[lo + ((S - j + S) % S)];
+      t[tOff] = t[lo + 1]; // j = -1 is j = 1
     }
 
     /**
@@ -441,11 +565,40 @@ function wmsDefineEngine(scope) {
 
   // ------------------------------------------------------------------------ engine
   /**
+   * The engine's settings (model.synth with options.synth applied), checked: what
+   * new WmsEngine(model, options) would refuse, without building anything.
+   */
+  function checkSettings(model, options) {
+    const opt = options || {};
+    const cfg = Object.assign({}, model.synth, opt.synth || {});
+    for (const k of Object.keys(opt.synth || {})) {
+      if (!(k in model.synth)) throw new WmsError(`unknown synth setting ${JSON.stringify(k)}; known: ${Object.keys(model.synth).join(', ')}`);
+    }
+    checkSampleRate(opt.sampleRate === undefined ? cfg.sample_rate : opt.sampleRate);
+    if (!(Number.isInteger(cfg.voices) && cfg.voices >= 1 && cfg.voices <= 256)) {
+      throw new WmsError(`synth.voices = ${cfg.voices} must be a whole number from 1 to 256`);
+    }
+    if (!(Number.isInteger(cfg.table_size) && cfg.table_size >= 4)) throw new WmsError(`synth.table_size = ${cfg.table_size} must be a whole number >= 4`);
+    if (!(Number.isFinite(cfg.control_interval) && cfg.control_interval > 0)) throw new WmsError(`synth.control_interval = ${cfg.control_interval} must be > 0 s`);
+    for (const name of ['attack', 'decay', 'release', 'glide', 'pitch_bend_range', 'gain']) {
+      const v = cfg[name];
+      if (!(Number.isFinite(v) && v >= 0)) throw new WmsError(`synth.${name} = ${v} must be a finite number >= 0`);
+    }
+    if (!(cfg.sustain >= 0 && cfg.sustain <= 1)) throw new WmsError(`synth.sustain = ${cfg.sustain} must be in [0, 1]`);
+    if (cfg.out_of_range !== 'clamp' && cfg.out_of_range !== 'extrapolate') {
+      throw new WmsError(`synth.out_of_range = ${JSON.stringify(cfg.out_of_range)} is not one of clamp, extrapolate`);
+    }
+    return cfg;
+  }
+
+  /**
    * Polyphonic streaming WMS synthesiser (engine.SynthEngine).
    *
    * model: decodeModel(window.WMS_MODEL) (or the same object after a structured clone).
    * options: {sampleRate (Hz, integer), maxBlock (largest n for process, default 8192),
-   *           synth: overrides of model.synth fields (voices, attack, ..., gain)}.
+   *           synth: overrides of model.synth fields (voices, attack, ..., gain),
+   *           simd: false to keep the network in plain JS (default: WebAssembly SIMD when
+   *           the host has it; this.net.simd tells)}.
    * Control changes take effect at the next control-step boundary; noteOn/noteOff with
    * delay place the onset / release start `delay` samples into the following step.
    */
@@ -453,22 +606,15 @@ function wmsDefineEngine(scope) {
     constructor(model, options) {
       const opt = options || {};
       const iface = model.interface;
-      const cfg = Object.assign({}, model.synth, opt.synth || {});
+      const cfg = checkSettings(model, opt);
       this.model = model;
       this.iface = iface;
       this.config = cfg;
-      const sr = checkSampleRate(opt.sampleRate === undefined ? cfg.sample_rate : opt.sampleRate);
-      this.sampleRate = sr;
+      const sr = (this.sampleRate = opt.sampleRate === undefined ? cfg.sample_rate : opt.sampleRate);
       this.stepLen = Math.max(1, roundHalfEven(cfg.control_interval * sr));
-      const V = (this.nVoices = cfg.voices | 0);
-      if (!(V >= 1)) throw new WmsError(`synth.voices = ${cfg.voices} must be at least 1`);
-      for (const name of ['attack', 'decay', 'release', 'glide', 'pitch_bend_range', 'gain']) {
-        const v = cfg[name];
-        if (!(Number.isFinite(v) && v >= 0)) throw new WmsError(`synth.${name} = ${v} must be a finite number >= 0`);
-      }
-      if (!(cfg.sustain >= 0 && cfg.sustain <= 1)) throw new WmsError(`synth.sustain = ${cfg.sustain} must be in [0, 1]`);
+      const V = (this.nVoices = cfg.voices);
       this.maxBlock = opt.maxBlock || 8192;
-      this.net = new WmsNet(model.model);
+      this.net = new WmsNet(model.model, V, opt.simd);
       this.names = iface.control_names.slice();
       this.nTimbre = this.names.length;
       this.includeV = !!iface.include_voicedness;
@@ -486,7 +632,7 @@ function wmsDefineEngine(scope) {
 
       // per voice
       const H = this.net.hid, NL = this.net.nLayers, K = this.net.nOut;
-      this.hState = new Float32Array(V * NL * H);
+      this.hState = this.net.h; // the net's memory: [voice][layer][H]
       this.stateSize = NL * H;
       this.logf = new Float64Array(V); // log2 f0 reached at the end of the current step
       this.logfTarget = new Float64Array(V); // the note's log2 f0 (before bend)
@@ -512,9 +658,9 @@ function wmsDefineEngine(scope) {
       // per step
       this.idx = new Int32Array(V);
       this.nv = 0;
-      this.x = new Float32Array(d);
-      this.y = new Float32Array(K);
-      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size | 0, sr);
+      this.x = this.net.x;
+      this.y = this.net.y;
+      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size, sr);
       this.parts = [this.harmonic];
       this.gainBuf = new Float64Array(this.stepLen);
       this.out = new Float64Array(this.maxBlock);
@@ -746,7 +892,7 @@ function wmsDefineEngine(scope) {
         const fm = Math.min(Math.max(fEnd, this.f0Lo), this.f0Hi);
         x[nt] = Math.log(Math.max(fm, this.fmin) - this.fmin + this.logEps);
         if (this.includeV) x[nt + 1] = Math.min(Math.max(this.voiced[v], 0.0), 1.0);
-        this.net.step(x, 0, this.hState, v * this.stateSize, y, 0);
+        this.net.step(v);
         // finish_step: tables from the outputs (same f0s as the kernel: increments x sr)
         const fresh = this.fresh[v] !== 0;
         const fs = this.inc0[v] * sr, fe = this.inc1[v] * sr;
@@ -927,18 +1073,19 @@ function wmsDefineEngine(scope) {
    *    at their own sample (like a MIDI file), timbre controls as automation.
    * controls: {name: number | [[t, v], ...]}; names are the timbre controls, plus f0,
    * voicedness and level for a single note. Missing controls take the training-map median,
-   * f0 the median voiced training f0.
+   * f0 the median voiced training f0. synth: overrides of model.synth (voices, release, ...);
+   * simd: false runs the network in plain JS (see WmsNet).
    */
   function buildScore(model, opts, sampleRate) {
     const o = opts || {};
     const where = 'renderOffline';
-    const known = ['f0', 'seconds', 'sampleRate', 'controls', 'notes', 'synth'];
+    const known = ['f0', 'seconds', 'sampleRate', 'controls', 'notes', 'synth', 'simd'];
     for (const k of Object.keys(o)) {
       if (!known.includes(k)) throw new WmsError(`${where}: unknown option ${JSON.stringify(k)}; known: ${known.join(', ')}`);
     }
     const iface = model.interface;
-    const cfg = Object.assign({}, model.synth, o.synth || {});
-    const sr = checkSampleRate(sampleRate);
+    const cfg = checkSettings(model, { sampleRate, synth: o.synth });
+    const sr = sampleRate;
     const L = Math.max(1, roundHalfEven(cfg.control_interval * sr));
     const stepS = L / sr;
     const names = iface.control_names;
@@ -1119,6 +1266,8 @@ function wmsDefineEngine(scope) {
     LIMIT_KNEE,
     TAIL_SECONDS,
     decodeModel,
+    checkSettings,
+    simdAvailable: () => !!affineWasmModule(),
     buildScore,
     makeSource,
     midiToHz,

@@ -26,6 +26,7 @@ function wmsDefineProcessor(scope) {
         sampleRate: scope.sampleRate,
         maxBlock: 4096,
         synth: o.synth || undefined,
+        simd: o.simd,
       });
       if (o.score) this.engine.source = lib.makeSource(o.score);
       const e = this.engine;
@@ -102,6 +103,7 @@ function wmsDefineProcessor(scope) {
         timbre: Array.from(e.timbre),
         peak: this.peak,
         limited: e.samplesLimited,
+        simd: e.net.simd,
       });
     }
 
