@@ -84,6 +84,7 @@ def main() -> None:
             ("one voice, OfflineAudioContext + AudioWorklet", one, False),
             ("8 voices, OfflineAudioContext + AudioWorklet", eight, False),
             ("one voice, same engine on the page thread", one, True),
+            ("one voice, plain-JS network (no WebAssembly SIMD)", {**one, "simd": False}, False),
         ):
             runs = []
             for _ in range(args.repeat):
@@ -123,10 +124,11 @@ def main() -> None:
     }
 
     print("\nbrowser (headless Chromium), x realtime")
-    k1, k8, kd = list(js)
+    k1, k8, kd, kj = list(js)
     report(k1, js[k1], ">= 50x", js[k1] >= 50)
     report(k8, js[k8], ">= 4x", js[k8] >= 4)
     report(kd, js[kd])
+    report(kj, js[kj])
     print("\nPython engine (wms.synth), x realtime")
     for k, v in py.items():
         report(k, v)

@@ -89,7 +89,7 @@
 
   /** Create and start the audio graph (once); resolves when the engine runs. */
   function start() {
-    if (!hasWorklet) return Promise.reject(new Error('no AudioWorklet in this browser'));
+    if (!hasWorklet) return Promise.resolve(null); // the page already says why
     if (starting) {
       if (ctx && ctx.state === 'suspended') ctx.resume();
       return starting;
@@ -192,13 +192,16 @@
     }
   }
 
-  /** Set control i (clamped to its training range) and tell the engine. */
+  let padDirty = true; // redrawn once per animation frame
+
+  /** Set control i (clamped to its training range) and tell the engine (unless quiet). */
   function setControl(i, v, quiet) {
+    if (!(i >= 0 && i < nT) || !Number.isFinite(v)) throw new Error(`bad control ${i} = ${v}; controls: ${names.join(', ')}`);
     timbre[i] = clampC(i, v);
     sliders[i].input.value = timbre[i];
     sliders[i].val.textContent = fmt(timbre[i]);
     if (!quiet) send({ t: 'timbre', values: Array.from(timbre) });
-    drawPad();
+    padDirty = true;
   }
 
   function setAll(values) {
@@ -271,6 +274,7 @@
   }
 
   function drawPad() {
+    padDirty = false;
     if (!mapLayer) drawMapLayer();
     const g = padCtx;
     g.drawImage(mapLayer, 0, 0);
@@ -715,6 +719,7 @@
     const dt = lastFrame ? Math.min((now - lastFrame) / 1000, 0.1) : 0;
     lastFrame = now;
     if (auto !== 'off' && dt > 0) autoFrame(dt);
+    if (padDirty) drawPad();
     if (node && now - lastViewAsk > 50) {
       lastViewAsk = now;
       send({ t: 'view' });
@@ -982,7 +987,11 @@
     noteOn: (note, velocity) => noteOn(note, velocity),
     noteOff: (note) => noteOff(note),
     allNotesOff: allOff,
-    setControl: (name, v) => setControl(typeof name === 'number' ? name : names.indexOf(name), v),
+    setControl: (name, v) => {
+      const i = typeof name === 'number' ? name : names.indexOf(name);
+      if (i < 0) throw new Error(`unknown control ${JSON.stringify(name)}; controls: ${names.join(', ')}`);
+      setControl(i, v);
+    },
     controls: () => Object.fromEntries(names.map((n, i) => [n, timbre[i]])),
     setAuto,
     requestView,
