@@ -46,7 +46,7 @@ from wms.synth.render import render
 from wms.synth.testing import random_bundle
 
 #: The spec bound (float32 in the browser vs the engine's float64 sums) and the regression
-#: bound: measured 1.8e-7 (one or two float32 rounding steps) on these renders.
+#: bound: measured 1.2e-7 .. 2.4e-7 (one or two float32 rounding steps) on these renders.
 SPEC_MAX_DIFF = 1e-3
 MEASURED_MAX_DIFF = 1e-6
 
@@ -207,7 +207,7 @@ def check_same(js: np.ndarray, py: np.ndarray) -> float:
     diff = float(np.max(np.abs(js.astype(np.float64) - py)))
     assert np.max(np.abs(py)) > 0.05  # a real signal, not two silences
     assert diff <= SPEC_MAX_DIFF
-    assert diff <= MEASURED_MAX_DIFF, f"max abs diff {diff:.3g} (measured 1.8e-7)"
+    assert diff <= MEASURED_MAX_DIFF, f"max abs diff {diff:.3g} (measured <= 2.4e-7)"
     return diff
 
 

@@ -339,7 +339,7 @@ def run_play(args: Any) -> int:
     server = None
     try:
         export_web(bundle, tmp)
-        server = WebServer(tmp, getattr(args, "port", 0) or 0)
+        server = WebServer(tmp)
 
         def stop(signum, frame):
             raise _Stop
