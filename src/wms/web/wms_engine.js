@@ -790,13 +790,13 @@ function wmsDefineEngine(scope) {
       return v;
     }
 
-    _releasing(v) {
+    _releasable(v) {
       const s = this.stage[v];
       return s === ATTACK || s === DECAY || s === SUSTAIN || this.pending[v] !== 0;
     }
 
     _release(v, delay) {
-      if (delay > 0 && this._releasing(v)) {
+      if (delay > 0 && this._releasable(v)) {
         this.delayOff[v] = Math.max(delay, this.delayOn[v] + 1);
         this.releasedAt[v] = this.counter;
         this.counter += 1;
@@ -806,7 +806,7 @@ function wmsDefineEngine(scope) {
         this.pending[v] = 0; // released before it ever sounded
         return;
       }
-      if (this._releasing(v)) {
+      if (this._releasable(v)) {
         this.pending[v] = 0;
         this.stage[v] = RELEASE;
         const r = this.releaseSamples;
@@ -822,7 +822,7 @@ function wmsDefineEngine(scope) {
     noteOff(note, delay) {
       const d = this._checkDelay(delay);
       for (let v = 0; v < this.nVoices; v++) {
-        if (this.note[v] === note && this._releasing(v)) this._release(v, d);
+        if (this.note[v] === note && this._releasable(v)) this._release(v, d);
       }
     }
 
