@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a bundle for realtime engines and synths")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument(
-        "--format", required=True, choices=["rtneural", "onnx", "torchscript", "wavetable"]
+        "--format",
+        required=True,
+        choices=["rtneural", "onnx", "torchscript", "wavetable", "web"],
     )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument(
@@ -135,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="wavetable: WAV sample format (default float)",
     )
     p.set_defaults(handler="wms.export:run_export")
+
+    p = sub.add_parser("play", help="play a bundle in the browser (serves the web export)")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--no-browser", action="store_true", help="only serve; print the URL")
+    p.set_defaults(handler="wms.export.web:run_play")
 
     p = sub.add_parser("info", help="describe a bundle")
     p.add_argument("bundle", metavar="BUNDLE")

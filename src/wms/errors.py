@@ -9,6 +9,7 @@ Classes follow the *kind* of failure, not the command it happens in:
   (a model bundle or checkpoint that is missing, corrupt or of another version);
 - :class:`PitchError`: a pitch tracker that cannot run here (missing weights);
 - :class:`ExportError`: an export that does not reproduce the PyTorch model;
+- :class:`PlayError`: ``wms play`` cannot serve (no free port);
 - :class:`OutputError`: an output that cannot be written, or would replace an input.
 
 The CLI prints a :class:`WMSError`'s message and exits with status 2; messages name the
@@ -63,6 +64,10 @@ class ControlError(WMSError):
 
 class ExportError(WMSError):
     """An export that does not match the PyTorch model, or an export option that cannot work."""
+
+
+class PlayError(WMSError):
+    """``wms play`` cannot serve the web instrument (no free port, no browser for tests)."""
 
 
 class OutputError(_PathError):

@@ -49,16 +49,18 @@ from wms.export.onnx import export_onnx
 from wms.export.rtneural import export_rtneural
 from wms.export.torchscript import export_torchscript
 from wms.export.wavetable import export_wavetable
+from wms.export.web import MODEL_FILE, WEB_ASSETS, export_web
 from wms.io import refuse_to_replace_inputs
 
 #: The export formats ``wms export --format`` accepts.
-FORMATS = ("rtneural", "onnx", "torchscript", "wavetable")
+FORMATS = ("rtneural", "onnx", "torchscript", "wavetable", "web")
 #: The files each format writes in its folder (besides export_summary.json).
 OUTPUTS = {
     "rtneural": ("wms_model.json", "wms_model.h", "wms_constants.json", "wms_test_vectors.json"),
     "onnx": ("wms_step.onnx",),
     "torchscript": ("wms_step.pt",),
     "wavetable": ("wms_wavetable.wav", "wms_wavetable.json"),
+    "web": (*WEB_ASSETS, MODEL_FILE),
 }
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "export_rtneural",
     "export_torchscript",
     "export_wavetable",
+    "export_web",
     "run_export",
 ]
 
@@ -92,14 +95,14 @@ def export(bundle: Any, fmt: str, out_dir: str | Path, **options: Any) -> Export
         "onnx": export_onnx,
         "torchscript": export_torchscript,
         "wavetable": export_wavetable,
+        "web": export_web,
     }
     if fmt not in funcs:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    allowed = (
-        {"n_steps", "seed"}
-        if fmt != "wavetable"
-        else {"n_frames", "control", "sample_format", "normalize", "settle_steps"}
-    )
+    allowed = {
+        "wavetable": {"n_frames", "control", "sample_format", "normalize", "settle_steps"},
+        "web": set(),
+    }.get(fmt, {"n_steps", "seed"})
     unknown = set(options) - allowed
     if unknown:
         raise ExportError(f"--format {fmt} takes no option {', '.join(sorted(unknown))}")
@@ -125,10 +128,19 @@ def run_export(args: Any) -> int:
         ):
             if getattr(args, opt, None) is not None:
                 options[key] = getattr(args, opt)
+    if args.format != "wavetable":
+        given = [
+            o for o in ("frames", "control", "wav_format") if getattr(args, o, None) is not None
+        ]
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise ExportError(f"--format {args.format} takes no option {flags} (wavetable only)")
     result = export(bundle, args.format, args.out, **options)
     print(f"wms export: {args.format} export of {args.bundle} written to {result.out_dir}/")
     for p in result.files:
         print(f"  {p.name}")
     for name, diff in result.checks.items():
         print(f"  check {name}: max abs diff {diff:.3g} (tolerance {result.tolerance:g})")
+    if "open" in result.info:
+        print(f"  open {result.info['open']} in a browser")
     return 0
