@@ -215,7 +215,12 @@ def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
     js, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5})
     check_same(js, py)
     check_pitch(js, py, sr, 220.0, 0.1, 0.5)
+    # and with the engine's own level, the same samples as render() before the policy
+    raw, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5, "normalize": "none"})
+    peak_only, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5, "normalize": "peak"})
+    np.testing.assert_allclose(peak_only.max(), 10 ** (-1 / 20), rtol=1e-6)
     # the same engine on the page's thread, in other block sizes, gives the same samples
+    js = raw
     blocks = page.execute_script(
         """
         const m = wmsEngineLib.decodeModel(window.WMS_MODEL);
@@ -257,7 +262,8 @@ def test_automation_with_glide_equals_python(page, bundle):
     src = C.curves_trajectory(C.Curves(points=pts), model, sample_rate=sr, step_seconds=step_s)
     py, _ = render(model, src, sample_rate=sr, config=cfg)
     js, _ = render_in_browser(
-        page, {"controls": curves, "sampleRate": sr, "synth": {"glide": 0.03}}
+        page,
+        {"controls": curves, "sampleRate": sr, "synth": {"glide": 0.03}, "normalize": "none"},
     )
     check_same(js, py)
     check_pitch(js, py, sr, 200.0, 0.08, 0.24)
@@ -295,7 +301,8 @@ def test_chord_equals_python_midi(page, bundle, tmp_path, voices, simd):
     notes = [
         {"note": n, "velocity": v / 127, "start": a * tick, "end": b * tick} for n, v, a, b in chord
     ]
-    js, _ = render_in_browser(page, {"notes": notes, "synth": {"voices": voices}, "simd": simd})
+    opts = {"notes": notes, "synth": {"voices": voices}, "simd": simd, "normalize": "none"}
+    js, _ = render_in_browser(page, opts)
     check_same(js, py)
     if voices == 8:
         for note in (60, 64, 67):  # all three sound from 0.11 s to 0.35 s

@@ -289,7 +289,8 @@ def migrate_v1(obj: dict, config: Config) -> dict:
     - f0 range: the version-1 input map's ``f0_range``, else the 1st/99th percentile of
       those voiced frames, else ``(pitch.fmin, pitch.fmax)``;
     - pitch mapping and voicedness: from the version-1 input map; output layout: the
-      spectrum bins of ``features.n_bins`` with harmonics every ``bins_per_harmonic``.
+      spectrum bins of ``features.n_bins`` with harmonics every ``bins_per_harmonic``;
+    - level floor 0: every prediction is normalised up to the table level, as in 0.1.0.
 
     Raises:
         BundleError: a field the migration needs is missing or malformed.

@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=["16", "24", "float"], default="24", help="WAV sample format"
     )
+    p.add_argument(
+        "--normalize",
+        choices=["loudness", "peak", "none"],
+        default="loudness",
+        help="loudness policy: loudness = sounding parts at -20 dBFS RMS (peak <= -1 dBFS); "
+        "peak = peak at -1 dBFS; none = the engine's own level (default: loudness)",
+    )
+    p.add_argument(
+        "--gain", type=float, default=0.0, metavar="DB", help="gain added after --normalize, dB"
+    )
     p.add_argument("--seed", type=int, default=0)
     _config_args(p)
     p.set_defaults(handler="wms.synth.render:run_render")

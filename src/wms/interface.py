@@ -33,6 +33,9 @@ INTERFACE_VERSION = 1
 LOG_PITCH_EPS = 1e-4
 #: Percentiles of the training frames that bound each control's range (and the f0 range).
 RANGE_PERCENTILES = (1.0, 99.0)
+#: A prediction this far (dB) below the voiced training frames' median level is not
+#: normalised up to the table level (see ``ModelInterface.level_floor``).
+LEVEL_FLOOR_DB = 60.0
 
 
 def log_pitch(f0: np.ndarray, fmin: float, eps: float = LOG_PITCH_EPS) -> np.ndarray:
@@ -129,6 +132,11 @@ class ModelInterface:
         outputs: the :class:`OutputLayout`.
         sample_rate: analysis rate in Hz; ``hop_size``: samples between frames, so one
             model step stands for ``frame_seconds = hop_size / sample_rate`` of audio.
+        level_floor: waveform RMS (of the linear harmonic amplitudes, ``sqrt(sum a^2 / 2)``)
+            below which the synth plays a prediction at its own, quiet level instead of
+            normalising it up to the table level: :data:`LEVEL_FLOOR_DB` under the median of
+            the voiced training frames, so a near-silent (or dead) model is never amplified
+            into a buzz. 0 normalises every prediction (wms 0.1.0's rule).
     """
 
     control_names: tuple[str, ...]
@@ -142,6 +150,7 @@ class ModelInterface:
     sample_rate: int
     hop_size: int
     log_pitch_eps: float = LOG_PITCH_EPS
+    level_floor: float = 0.0
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.control_names)
@@ -168,6 +177,8 @@ class ModelInterface:
             problems.append(f"f0 range {self.f0_range} / default {self.f0_default} Hz")
         if not (np.isfinite(self.fmin) and self.fmin > 0):
             problems.append(f"fmin = {self.fmin}")
+        if not (np.isfinite(self.level_floor) and self.level_floor >= 0):
+            problems.append(f"level_floor = {self.level_floor}")
         if problems:
             raise ValueError(f"inconsistent model interface: {'; '.join(problems)}")
 
@@ -272,12 +283,16 @@ class ModelInterface:
         outputs: OutputLayout,
         sample_rate: int,
         hop_size: int,
+        targets: np.ndarray | None = None,
     ) -> ModelInterface:
         """The interface of a model trained on these frames.
 
         Args:
             controls: ``[n, n_timbre]`` timbre controls of the training frames.
             f0: ``[n]`` Hz. voiced: ``[n]`` bool, the frames counted as voiced.
+            targets: ``[n, n_outputs]`` their training targets; when given, the level
+                floor is :data:`LEVEL_FLOOR_DB` under the voiced frames' median level
+                (else 0: every prediction normalised).
 
         Control ranges and the f0 range are the 1st/99th percentiles, the defaults the
         medians (f0 over voiced frames only).
@@ -294,6 +309,11 @@ class ModelInterface:
             )
         if not v.any():
             raise ValueError("no voiced training frame: the f0 range is undefined")
+        floor = 0.0
+        if targets is not None:
+            amps = outputs.harmonics(np.asarray(targets)[v]).astype(np.float64)
+            level = np.sqrt(0.5 * np.sum(amps * amps, axis=1))
+            floor = float(np.median(level)) * 10 ** (-LEVEL_FLOOR_DB / 20)
         return cls(
             control_names=tuple(control_names),
             control_ranges=np.percentile(c, RANGE_PERCENTILES, axis=0).T.copy(),
@@ -305,6 +325,7 @@ class ModelInterface:
             outputs=outputs,
             sample_rate=int(sample_rate),
             hop_size=int(hop_size),
+            level_floor=floor,
         )
 
     @classmethod
@@ -316,6 +337,7 @@ class ModelInterface:
         voicedness: np.ndarray,
         *,
         control_names: tuple[str, ...],
+        targets: np.ndarray | None = None,
     ) -> ModelInterface:
         """:meth:`fit` with everything else from a :class:`wms.config.Config`: frames with
         voicedness >= ``pitch.voicing_threshold`` count as voiced; ``pitch.fmin``,
@@ -331,6 +353,7 @@ class ModelInterface:
             outputs=output_layout(cfg),
             sample_rate=cfg.audio.sample_rate,
             hop_size=cfg.features.hop_size,
+            targets=targets,
         )
 
     # ------------------------------------------------------------------ state
@@ -352,6 +375,7 @@ class ModelInterface:
             "outputs": self.outputs.to_state(),
             "sample_rate": int(self.sample_rate),
             "hop_size": int(self.hop_size),
+            "level_floor": float(self.level_floor),
         }
 
     @classmethod
@@ -385,6 +409,7 @@ class ModelInterface:
                 outputs=OutputLayout(**{k: int(o[k]) for k in OutputLayout.__dataclass_fields__}),
                 sample_rate=int(d["sample_rate"]),
                 hop_size=int(d["hop_size"]),
+                level_floor=float(d["level_floor"]),
             )
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise BundleError(

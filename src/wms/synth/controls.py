@@ -584,8 +584,14 @@ class MidiSource:
         try:
             mid = mido.MidiFile(str(path))
             msgs = list(mid)  # merged tracks, times in seconds (tempo applied)
-        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as e:
-            raise ControlError(f"{path}: not a readable standard MIDI file ({e})") from None
+        except EOFError:
+            raise ControlError(
+                f"{path}: not a readable standard MIDI file (it ends in the middle of a track: "
+                "truncated?)"
+            ) from None
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            why = str(e) or type(e).__name__
+            raise ControlError(f"{path}: not a readable standard MIDI file ({why})") from None
         events: list[MidiEvent] = []
         now = 0.0
         for msg in msgs:
@@ -629,7 +635,13 @@ class MidiSource:
             offset = min(max(round(e.time * sr) - k * step_len, 0), step_len - 1)
             if e.kind == "on":
                 self._held.discard(int(e.a))
-                engine.note_on(midi_to_hz(e.a), e.b, note=int(e.a), delay=offset)
+                f = midi_to_hz(e.a)
+                if f >= 0.5 * sr:
+                    raise ControlError(
+                        f"{self.where}: note {int(e.a)} at {e.time:.3f} s plays {f:.0f} Hz, at or "
+                        f"above half the output rate ({0.5 * sr:g} Hz); use a higher --sr"
+                    )
+                engine.note_on(f, e.b, note=int(e.a), delay=offset)
             elif e.kind == "off":
                 if self._pedal:
                     self._held.add(int(e.a))

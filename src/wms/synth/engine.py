@@ -422,6 +422,7 @@ class SynthEngine:
             self._sr,
             BAND_EDGE,
             TABLE_RMS,
+            self._interface.level_floor,
             self._basis,
             self._tables,
             self._gains,

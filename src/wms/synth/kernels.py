@@ -182,6 +182,7 @@ def finish_step(
     sample_rate,
     edge,
     rms,
+    floor,
     basis,
     tables,
     gains,
@@ -191,7 +192,8 @@ def finish_step(
 
     ``amps_next[v]`` becomes ``amps_prev[v]``; the new one is expm1 of the harmonic outputs
     ``y[q, h_offset + h_stride * (h - 1)]`` (the interface's output layout),
-    normalised to waveform RMS ``rms`` (full band). Each voice owns two guarded tables
+    normalised to waveform RMS ``rms`` (full band; a prediction whose own RMS is below
+    ``floor`` is scaled by ``rms / floor`` instead, so near-silence stays quiet). Each voice owns two guarded tables
     ``tables[v, 0 | 1]``; ``CUR`` flips every step so last step's new table becomes this
     step's previous one without being rebuilt, and only the new one is built. A ``fresh``
     voice (just started) has no previous table: both are the new one.
@@ -224,7 +226,7 @@ def finish_step(
             amps_next[v, h] = a
             ss += a * a
         r = math.sqrt(0.5 * ss)
-        scale = rms / r if r > 0.0 else 0.0
+        scale = rms / max(r, floor) if r > 0.0 else 0.0
         f_start = vf[INC0, v] * sample_rate
         f_end = vf[INC1, v] * sample_rate
         fmax = max(f_start, f_end)

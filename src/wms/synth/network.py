@@ -209,19 +209,24 @@ class GRUStepper:
         kernels.bias_act(y, self.b2, self._act_code)
         return y
 
-    def sequence(self, x: np.ndarray) -> np.ndarray:
-        """Offline: ``x[T, D]`` from a zero state -> ``y[T, K]`` (allocates; same maths as
-        :meth:`step` with the per-step matrix products batched over time)."""
+    def sequence(self, x: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+        """Offline: ``x[T, D]`` from a zero state -> ``y[T, K]`` (same maths as :meth:`step`
+        with the per-step matrix products batched over time, ``chunk`` steps at a time so the
+        temporaries stay small for an hour-long render)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        t = x.shape[0]
-        z = x @ self.we
-        kernels.bias_act(z, self.be, 1)
-        for wih, bih, whh, bhh in self.layers:
-            gi = np.ascontiguousarray(z @ wih)
-            z = np.empty((t, self.hidden), np.float32)
-            kernels.gru_sequence(gi, whh, bih, bhh, np.zeros((1, self.hidden), np.float32), z)
-        d1 = z @ self.w1
-        kernels.bias_act(d1, self.b1, 1)
-        y = d1 @ self.w2
-        kernels.bias_act(y, self.b2, self._act_code)
+        y = np.empty((x.shape[0], self.w2.shape[1]), np.float32)
+        h = [np.zeros((1, self.hidden), np.float32) for _ in self.layers]
+        for a in range(0, x.shape[0], chunk):
+            xs = x[a : a + chunk]
+            z = xs @ self.we
+            kernels.bias_act(z, self.be, 1)
+            for (wih, bih, whh, bhh), hl in zip(self.layers, h, strict=True):
+                gi = np.ascontiguousarray(z @ wih)
+                z = np.empty((xs.shape[0], self.hidden), np.float32)
+                kernels.gru_sequence(gi, whh, bih, bhh, hl, z)  # hl carries on to the next chunk
+            d1 = z @ self.w1
+            kernels.bias_act(d1, self.b1, 1)
+            ys = d1 @ self.w2
+            kernels.bias_act(ys, self.b2, self._act_code)
+            y[a : a + xs.shape[0]] = ys
         return y

@@ -5,21 +5,29 @@ large blocks — the same engine and ``process()`` that a live host calls in sma
 For single-voice sources (:class:`~wms.synth.controls.Trajectory`) it first runs the
 network over the whole control sequence in one vectorised pass (the offline fast path);
 tests check that this gives the same samples as stepping the GRU block by block.
+
+:func:`render_to_file` is what ``wms render`` uses: it streams the blocks to disk, so memory
+does not grow with the length of the render (an hour at 48 kHz stays well under 1 GB), and
+applies the loudness policy (:data:`NORMALIZE`) in a second pass over the file.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from threadpoolctl import threadpool_limits
 
 from wms.config import Config, SynthConfig, load_config
 from wms.errors import AudioError, ControlError, OutputError
-from wms.io import refuse_to_replace_inputs
+from wms.io import atomic_target, refuse_to_replace_inputs
 from wms.synth import controls as C
 from wms.synth.engine import SynthEngine, check_sample_rate
 from wms.synth.network import SynthModel
@@ -29,23 +37,79 @@ TAIL_SECONDS = 0.05
 #: Renders longer than this (seconds of audio) show a progress bar.
 PROGRESS_SECONDS = 20.0
 _SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+#: A RIFF/WAVE file's sizes are 32-bit: at most this many bytes of samples.
+WAV_MAX_BYTES = 2**32 - 2**20
+#: Loudness policies of ``wms render --normalize``:
+#: ``loudness`` (default): the RMS of the render's sounding parts (20 ms blocks within 60 dB
+#: of its loudest) is set to :data:`TARGET_RMS_DB`, the peak kept at or below
+#: :data:`PEAK_CEILING_DB`; ``peak``: the peak is set to PEAK_CEILING_DB; ``none``: the engine's
+#: own level (tables at -12 dBFS RMS times level, envelope, velocity, ``synth.gain``).
+#: ``--gain DB`` is added after. A render whose sounding parts are below
+#: :data:`SILENT_DB` is never amplified (there is nothing to normalise, only noise).
+NORMALIZE = ("loudness", "peak", "none")
+TARGET_RMS_DB = -20.0
+PEAK_CEILING_DB = -1.0
+SILENT_DB = -70.0
+_LEVEL_BLOCK_SECONDS = 0.02
+_SOUNDING_RANGE_DB = 60.0
 
 
 @dataclass
 class RenderInfo:
-    """What a render produced: seconds of audio, peak (linear), rate, wall time of the
-    rendering (model pass + engine, after engine set-up), samples that hit the safety
-    limiter."""
+    """What a render produced: seconds of audio, peak (linear, after any normalisation),
+    rate, wall time of the rendering (model pass + engine, after engine set-up), samples
+    that hit the safety limiter, and the loudness policy's gain (dB) and RMS of the sounding
+    parts (dBFS) when it was applied."""
 
     seconds: float
     peak: float
     sample_rate: int
     wall_seconds: float
     limited: int
+    gain_db: float = 0.0
+    rms_db: float | None = None
 
     @property
     def realtime_factor(self) -> float:
         return self.seconds / max(self.wall_seconds, 1e-9)
+
+
+def render_length(source, config: SynthConfig, sample_rate: int) -> int:
+    """Samples a render of ``source`` holds: the controls, the release and a short tail."""
+    return int(math.ceil((source.duration + config.release + TAIL_SECONDS) * sample_rate))
+
+
+def _engine(model, source, sample_rate, config, *, fast: bool, block: int):
+    """The engine driven by ``source``, and for a Trajectory its model outputs precomputed
+    (``fast``); returns ``(engine, total samples)``."""
+    engine = SynthEngine(
+        model, sample_rate=sample_rate, config=config, source=source, max_block=block
+    )
+    total = render_length(source, config, sample_rate)
+    if fast and isinstance(source, C.Trajectory):
+        n_steps = total // engine.step_len + 2
+        source.precompute(model, n_steps, engine.glide_coef, engine.predict_sequence)
+    return engine, total
+
+
+def _blocks(engine: SynthEngine, total: int, *, block: int, progress: bool) -> Iterator:
+    """The render's blocks, each the engine's float32 view (valid until the next one)."""
+    sr = engine.sample_rate
+    bar = None
+    if progress and total > PROGRESS_SECONDS * sr:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(total / sr), unit="s", desc="render", leave=False)
+    try:
+        for start in range(0, total, block):
+            n = min(block, total - start)
+            yield engine.process(n)
+            if bar is not None:
+                bar.update(n / sr)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def render(
@@ -58,7 +122,7 @@ def render(
     block: int = 8192,
     progress: bool = False,
 ) -> tuple[np.ndarray, RenderInfo]:
-    """Render ``source`` to a mono float32 signal.
+    """Render ``source`` to a mono float32 signal in memory, at the engine's own level.
 
     Args:
         model: the synth model (:meth:`SynthModel.from_bundle`).
@@ -75,38 +139,20 @@ def render(
         ``(y[n], RenderInfo)``; ``n`` covers the source, the release and a short tail.
 
     Raises:
-        ControlError: unsupported rate or bad controls.
+        ConfigError: unsupported rate. ControlError: bad controls.
     """
     sample_rate = check_sample_rate(sample_rate)
     # The matrix products are tiny: extra BLAS threads only add overhead (and contend
     # with other processes), so the render runs on one core.
     with threadpool_limits(1, user_api="blas"):
-        return _render(model, source, sample_rate, config, fast, block, progress)
-
-
-def _render(model, source, sample_rate, config, fast, block, progress):
-    engine = SynthEngine(
-        model, sample_rate=sample_rate, config=config, source=source, max_block=block
-    )
-    t0 = time.perf_counter()  # after set-up (numba kernels loaded): the rendering itself
-    total = int(math.ceil((source.duration + config.release + TAIL_SECONDS) * sample_rate))
-    if fast and isinstance(source, C.Trajectory):
-        n_steps = total // engine.step_len + 2
-        source.precompute(model, n_steps, engine.glide_coef, engine.predict_sequence)
-    y = np.empty(total, np.float32)
-    bar = None
-    if progress and total > PROGRESS_SECONDS * sample_rate:
-        from tqdm import tqdm
-
-        bar = tqdm(total=round(total / sample_rate, 1), unit="s", desc="render", leave=False)
-    for start in range(0, total, block):
-        n = min(block, total - start)
-        y[start : start + n] = engine.process(n)
-        if bar is not None:
-            bar.update(round(n / sample_rate, 3))
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - t0
+        engine, total = _engine(model, source, sample_rate, config, fast=fast, block=block)
+        t0 = time.perf_counter()  # after set-up (numba kernels loaded): the rendering itself
+        y = np.empty(total, np.float32)
+        at = 0
+        for out in _blocks(engine, total, block=block, progress=progress):
+            y[at : at + len(out)] = out
+            at += len(out)
+        wall = time.perf_counter() - t0
     info = RenderInfo(
         seconds=total / sample_rate,
         peak=float(np.max(np.abs(y))) if total else 0.0,
@@ -115,6 +161,106 @@ def _render(model, source, sample_rate, config, fast, block, progress):
         limited=engine.samples_limited,
     )
     return y, info
+
+
+def check_render_size(n_samples: int, sample_rate: int, subtype: str) -> None:
+    """Refuse, before any work, a render whose WAV file could not hold it.
+
+    Raises:
+        ControlError: the samples need more than a WAV file's 4 GB.
+    """
+    need = n_samples * _BYTES[subtype]
+    if need > WAV_MAX_BYTES:
+        hours = n_samples / sample_rate / 3600
+        fits = WAV_MAX_BYTES / _BYTES[subtype] / sample_rate / 3600
+        raise ControlError(
+            f"a {hours:.1f} h render at {sample_rate} Hz needs {need / 2**30:.1f} GiB, more "
+            f"than a WAV file holds (4 GiB: {fits:.1f} h in this format); render shorter "
+            "pieces, a lower --sr or --format 16"
+        )
+
+
+def render_to_file(
+    model: SynthModel,
+    source,
+    path: str | Path,
+    *,
+    sample_rate: int,
+    config: SynthConfig,
+    subtype: str = "PCM_24",
+    normalize: str = "loudness",
+    gain_db: float = 0.0,
+    progress: bool = False,
+    block: int = 8192,
+) -> RenderInfo:
+    """Render ``source`` to a WAV file block by block, then apply the loudness policy.
+
+    The engine's blocks go to a float32 scratch file next to ``path`` while the level of
+    each 20 ms block is measured; a second pass scales them by the policy's gain and writes
+    the WAV atomically. Memory stays constant whatever the length.
+
+    Raises:
+        ControlError: bad controls, or a render longer than a WAV file holds (before any
+            work). OutputError: the file cannot be written.
+    """
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize = {normalize!r} is not one of {NORMALIZE}")
+    sample_rate = check_sample_rate(sample_rate)
+    total = render_length(source, config, sample_rate)
+    check_render_size(total, sample_rate, subtype)
+    path = Path(path)
+    lb = max(1, round(_LEVEL_BLOCK_SECONDS * sample_rate))
+    levels: list[float] = []  # mean square of each 20 ms block
+    peak, carry = 0.0, np.zeros(0, np.float32)
+    with atomic_target(path) as final, tempfile.TemporaryFile(dir=path.parent) as scratch:
+        with threadpool_limits(1, user_api="blas"):
+            engine, _ = _engine(model, source, sample_rate, config, fast=True, block=block)
+            t0 = time.perf_counter()
+            for out in _blocks(engine, total, block=block, progress=progress):
+                scratch.write(out.tobytes())
+                peak = max(peak, float(np.max(np.abs(out))) if len(out) else 0.0)
+                carry = np.concatenate([carry, out])
+                n = len(carry) // lb * lb
+                if n:
+                    sq = np.square(carry[:n].reshape(-1, lb), dtype=np.float64)
+                    levels += sq.mean(axis=1).tolist()
+                    carry = carry[n:]
+            wall = time.perf_counter() - t0
+        gain, rms_db = _policy_gain(levels, peak, normalize)
+        gain *= 10.0 ** (gain_db / 20.0)
+        scratch.seek(0)
+        with sf.SoundFile(str(final), "w", sample_rate, 1, subtype, format="WAV") as f:
+            from wms import __version__
+
+            f.software = f"wms {__version__} render"
+            while chunk := scratch.read(4 * block):
+                x = np.frombuffer(chunk, np.float32) * np.float32(gain)
+                f.write(np.clip(x, -1.0, 1.0))
+    return RenderInfo(
+        seconds=total / sample_rate,
+        peak=peak * gain,
+        sample_rate=sample_rate,
+        wall_seconds=wall,
+        limited=engine.samples_limited,
+        gain_db=20 * math.log10(gain) if gain > 0 else float("-inf"),
+        rms_db=rms_db,
+    )
+
+
+def _policy_gain(levels: list[float], peak: float, normalize: str) -> tuple[float, float | None]:
+    """The loudness policy's gain (linear) and the sounding parts' RMS (dBFS) it measured."""
+    ms = np.asarray(levels, dtype=np.float64)
+    loud = float(ms.max()) if ms.size else 0.0
+    if loud <= 0.0:
+        return 1.0, None
+    sounding = ms[ms >= loud * 10 ** (-_SOUNDING_RANGE_DB / 10)]
+    rms_db = 10 * math.log10(float(sounding.mean()))
+    if normalize == "none" or rms_db < SILENT_DB:
+        return 1.0, rms_db  # a near-silent render is never amplified into noise
+    ceiling = 10 ** (PEAK_CEILING_DB / 20) / peak
+    if normalize == "peak":
+        return ceiling, rms_db
+    return min(10 ** ((TARGET_RMS_DB - rms_db) / 20), ceiling), rms_db
 
 
 def render_config(bundle, config_file: str | None, overrides: list[str]) -> Config:
@@ -129,8 +275,22 @@ def render_config(bundle, config_file: str | None, overrides: list[str]) -> Conf
 
 
 def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int):
-    """The control source chosen by the ``wms render`` arguments."""
+    """The control source chosen by the ``wms render`` arguments.
+
+    Every duration (``--seconds``, a controls file's last time, a MIDI file's length) is
+    checked against what a WAV file can hold before any array is built.
+    """
     step_s = max(1, round(cfg.synth.control_interval * sample_rate)) / sample_rate
+    subtype = _SUBTYPES[getattr(args, "format", "24")]
+
+    def fits(seconds: float, where: str) -> float:
+        n = math.ceil((seconds + cfg.synth.release + TAIL_SECONDS) * sample_rate)
+        try:
+            check_render_size(n, sample_rate, subtype)
+        except ControlError as e:
+            raise ControlError(f"{where}: {e}") from None
+        return seconds
+
     chosen = [n for n in ("controls", "midi", "audio", "path") if getattr(args, n, None)]
     if len(chosen) > 1:
         raise ControlError(f"choose one control source, got {', '.join('--' + n for n in chosen)}")
@@ -141,10 +301,14 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
             f"--f0 {f0} Hz is out of range: need 0 < f0 < {sample_rate / 2:g} "
             f"(half the output rate {sample_rate} Hz)"
         )
-    if args.seconds is not None and not (math.isfinite(args.seconds) and 0 < args.seconds <= 86400):
-        raise ControlError(f"--seconds {args.seconds} must be a positive number of at most 86400")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ControlError(f"--seconds {args.seconds} must be a positive number")
+    if args.seconds is not None:
+        fits(args.seconds, f"--seconds {args.seconds:g}")
     if not chosen or args.controls:
         base = C.read_controls_file(args.controls) if args.controls else None
+        if base is not None and not args.seconds:
+            fits(base.end_time(), f"{args.controls} (last time {base.end_time():g} s)")
         curves = (
             C.fixed_curves(fixed, args.seconds or (base.end_time() if base else 2.0), base)
             if fixed or base is None or args.seconds
@@ -158,7 +322,9 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
     if args.f0 is not None and not args.path:
         raise ControlError("--f0 applies to fixed renders, --controls files and --path only")
     if args.midi:
-        return C.MidiSource(args.midi, model, cfg.synth, seconds=args.seconds)
+        source = C.MidiSource(args.midi, model, cfg.synth, seconds=args.seconds)
+        fits(source.duration, f"{args.midi} ({source.duration / 3600:.1f} h long)")
+        return source
     if args.audio:
         import soundfile as sf
 
@@ -173,6 +339,13 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
         y = read_audio(args.audio, audio_rate)
         if args.seconds:
             y = y[: int(args.seconds * audio_rate)]
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if peak == 0.0 or 20 * math.log10(peak) < cfg.audio.silence_db:
+            print(
+                f"warning: {args.audio} is silent (peak below audio.silence_db = "
+                f"{cfg.audio.silence_db:g} dBFS): the render will be silent too",
+                file=sys.stderr,
+            )
         return C.audio_trajectory(
             bundle,
             y,
@@ -200,7 +373,6 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
 
 def run_render(args) -> int:
     """``wms render BUNDLE --out OUT.wav [...]`` (see ``wms render --help``)."""
-    from wms.analysis.audio import write_audio
     from wms.bundle import load_bundle
 
     out_path = Path(args.out)
@@ -216,13 +388,40 @@ def run_render(args) -> int:
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)
     source = build_source(args, bundle, model, cfg, sr)
-    y, info = render(model, source, sample_rate=sr, config=cfg.synth, progress=True)
-    out = write_audio(Path(args.out), y, sr, _SUBTYPES[args.format], what="render")
+    info = render_to_file(
+        model,
+        source,
+        out_path,
+        sample_rate=sr,
+        config=cfg.synth,
+        subtype=_SUBTYPES[args.format],
+        normalize=args.normalize,
+        gain_db=args.gain,
+        progress=True,
+    )
     peak_db = 20 * math.log10(max(info.peak, 1e-12))
-    kind = type(source).__name__
+    level = (
+        f"sounding parts {info.rms_db + info.gain_db:.1f} dBFS RMS"
+        if info.rms_db is not None
+        else "silent"
+    )
     print(
-        f"rendered {out}: {info.seconds:.2f} s at {sr} Hz ({kind}), peak {peak_db:.1f} dBFS, "
+        f"rendered {out_path}: {info.seconds:.2f} s at {sr} Hz ({_describe(source)}), "
+        f"{level}, peak {peak_db:.1f} dBFS ({args.normalize}, gain {info.gain_db:+.1f} dB), "
         f"{info.realtime_factor:.0f}x realtime"
         + (f", {info.limited} samples soft-limited" if info.limited else "")
     )
+    if info.rms_db is not None and info.rms_db < SILENT_DB:
+        print(
+            f"warning: the render is silent (sounding parts at {info.rms_db:.0f} dBFS): "
+            "check the controls, the input level, or whether the model was trained",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _describe(source) -> str:
+    return {
+        "Trajectory": "controls",
+        "MidiSource": "MIDI",
+    }.get(type(source).__name__, type(source).__name__)

@@ -32,11 +32,14 @@ BAND_EDGE = 0.9
 GUARD_BEFORE, GUARD_AFTER = 1, 2
 
 
-def normalise_amplitudes(amps: np.ndarray, *, rms: float = TABLE_RMS) -> np.ndarray:
+def normalise_amplitudes(
+    amps: np.ndarray, *, rms: float = TABLE_RMS, floor: float = 0.0
+) -> np.ndarray:
     """Scale harmonic amplitudes so the (full-band) waveform has RMS ``rms``.
 
-    The RMS of ``sum_h a_h cos(2 pi h t)`` is ``sqrt(sum a_h^2 / 2)``. All-zero rows stay
-    zero (there is nothing to play).
+    The RMS of ``sum_h a_h cos(2 pi h t)`` is ``sqrt(sum a_h^2 / 2)``. Rows quieter than
+    ``floor`` (``ModelInterface.level_floor``) are scaled by ``rms / floor`` instead: they stay
+    proportionally quiet rather than being amplified. All-zero rows stay zero.
 
     Args:
         amps: ``[..., H]`` linear amplitudes (>= 0).
@@ -46,7 +49,7 @@ def normalise_amplitudes(amps: np.ndarray, *, rms: float = TABLE_RMS) -> np.ndar
     """
     amps = np.asarray(amps, dtype=np.float32)
     r = np.sqrt(0.5 * np.sum(np.square(amps, dtype=np.float64), axis=-1, keepdims=True))
-    scale = np.where(r > 0, rms / np.maximum(r, 1e-30), 0.0)
+    scale = np.where(r > 0, rms / np.maximum(r, max(floor, 1e-30)), 0.0)
     return (amps * scale).astype(np.float32)
 
 

@@ -125,6 +125,7 @@ def build_training_data(
             train_rows("f0"),
             train_rows("voicedness"),
             control_names=imap.control_names,
+            targets=train_rows("target"),
         )
     inputs = [interface.inputs(imap.controls(a.mfcc), a.f0, a.voicedness) for a in analyses]
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]

@@ -933,8 +933,9 @@
   // ------------------------------------------------------------------ offline rendering
   /**
    * Render through the same engine in an OfflineAudioContext (the live AudioWorklet code).
-   * opts: {f0, seconds, sampleRate, controls, notes, synth, simd} (see buildScore in
-   * wms_engine.js); resolves to the samples (Float32Array, mono).
+   * opts: {f0, seconds, sampleRate, controls, notes, synth, simd, normalize, gain} (see
+   * buildScore in wms_engine.js; normalize 'loudness' (default) | 'peak' | 'none' and gain in
+   * dB are wms render's loudness policy); resolves to the samples (Float32Array, mono).
    */
   async function renderOffline(opts) {
     const o = opts || {};
@@ -957,7 +958,7 @@
     n.connect(oc.destination);
     const buf = await oc.startRendering();
     if (failed) throw new Error('the engine failed inside the AudioWorklet (see the console)');
-    return buf.getChannelData(0);
+    return lib.applyLoudness(buf.getChannelData(0), sr, o.normalize || 'loudness', o.gain || 0);
   }
 
   /** The same render with the engine called on this thread (no AudioWorklet): comparisons. */
@@ -974,7 +975,7 @@
       e.process(blk, n);
       out.set(n === 128 ? blk : blk.subarray(0, n), s);
     }
-    return out;
+    return lib.applyLoudness(out, sr, o.normalize || 'loudness', o.gain || 0);
   }
 
   // ------------------------------------------------------------------ scripting hook

@@ -389,8 +389,10 @@ function wmsDefineEngine(scope) {
    * 1 before, 2 after the cycle) and one oscillator phase in cycles.
    */
   class HarmonicPart {
-    constructor(nVoices, outputs, tableSize, sampleRate) {
+    constructor(nVoices, outputs, tableSize, sampleRate, levelFloor) {
       this.nV = nVoices;
+      // a prediction quieter than this is not normalised up (ModelInterface.level_floor)
+      this.levelFloor = levelFloor || 0.0;
       this.H = outputs.n_harmonics;
       this.off = outputs.harmonic_offset;
       this.stride = outputs.harmonic_stride;
@@ -478,7 +480,7 @@ function wmsDefineEngine(scope) {
         ss += a * a;
       }
       const r = Math.sqrt(0.5 * ss);
-      const scale = r > 0.0 ? TABLE_RMS / r : 0.0;
+      const scale = r > 0.0 ? TABLE_RMS / Math.max(r, this.levelFloor) : 0.0;
       const fmax = Math.max(fStart, fEnd);
       const fNext = Math.max(fmax, fEnd * Math.max(1.0, fEnd / fStart));
       let fPrev = fresh ? fNext : this.fbl[v];
@@ -660,7 +662,7 @@ function wmsDefineEngine(scope) {
       this.nv = 0;
       this.x = this.net.x;
       this.y = this.net.y;
-      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size, sr);
+      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size, sr, iface.level_floor);
       this.parts = [this.harmonic];
       this.gainBuf = new Float64Array(this.stepLen);
       this.out = new Float64Array(this.maxBlock);
@@ -1079,7 +1081,7 @@ function wmsDefineEngine(scope) {
   function buildScore(model, opts, sampleRate) {
     const o = opts || {};
     const where = 'renderOffline';
-    const known = ['f0', 'seconds', 'sampleRate', 'controls', 'notes', 'synth', 'simd'];
+    const known = ['f0', 'seconds', 'sampleRate', 'controls', 'notes', 'synth', 'simd', 'normalize', 'gain'];
     for (const k of Object.keys(o)) {
       if (!known.includes(k)) throw new WmsError(`${where}: unknown option ${JSON.stringify(k)}; known: ${known.join(', ')}`);
     }
@@ -1251,6 +1253,43 @@ function wmsDefineEngine(scope) {
     }
   }
 
+  // wms render's loudness policy (wms.synth.render: NORMALIZE, _policy_gain), the same
+  // arithmetic: 20 ms blocks' mean squares, the sounding ones (within 60 dB of the loudest)
+  // set to -20 dBFS RMS with the peak at most -1 dBFS ('loudness'), or the peak at -1 dBFS
+  // ('peak'), or nothing ('none'); then gainDb; never amplified below -70 dBFS; clipped to +-1.
+  const TARGET_RMS_DB = -20.0, PEAK_CEILING_DB = -1.0, SILENT_DB = -70.0;
+  function applyLoudness(y, sampleRate, normalize, gainDb) {
+    if (!['loudness', 'peak', 'none'].includes(normalize)) {
+      throw new WmsError(`normalize = ${JSON.stringify(normalize)} is not one of loudness, peak, none`);
+    }
+    const lb = Math.max(1, roundHalfEven(0.02 * sampleRate));
+    const nb = Math.floor(y.length / lb);
+    const ms = new Float64Array(nb);
+    let peak = 0, loud = 0;
+    for (let i = 0; i < y.length; i++) peak = Math.max(peak, Math.abs(y[i]));
+    for (let b = 0; b < nb; b++) {
+      let s = 0;
+      for (let j = b * lb; j < (b + 1) * lb; j++) s += y[j] * y[j];
+      ms[b] = s / lb;
+      loud = Math.max(loud, ms[b]);
+    }
+    let g = 1.0;
+    if (loud > 0) {
+      const floor = loud * Math.pow(10, -60 / 10);
+      let sum = 0, count = 0;
+      for (let b = 0; b < nb; b++) if (ms[b] >= floor) { sum += ms[b]; count++; }
+      const rmsDb = 10 * Math.log10(sum / count);
+      if (normalize !== 'none' && rmsDb >= SILENT_DB) {
+        const ceiling = Math.pow(10, PEAK_CEILING_DB / 20) / peak;
+        g = normalize === 'peak' ? ceiling : Math.min(Math.pow(10, (TARGET_RMS_DB - rmsDb) / 20), ceiling);
+      }
+    }
+    g *= Math.pow(10, (gainDb || 0) / 20);
+    const gf = Math.fround(g);
+    for (let i = 0; i < y.length; i++) y[i] = Math.min(1, Math.max(-1, Math.fround(y[i] * gf)));
+    return y;
+  }
+
   function makeSource(score) {
     if (score.kind === 'trajectory') return new TrajectorySource(score);
     if (score.kind === 'notes') return new NoteSource(score);
@@ -1270,6 +1309,7 @@ function wmsDefineEngine(scope) {
     simdAvailable: () => !!affineWasmModule(),
     buildScore,
     makeSource,
+    applyLoudness,
     midiToHz,
     roundHalfEven,
     interp,
