@@ -24,7 +24,9 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -214,10 +216,36 @@ def _analyse_into_cache(path: str, key: str, cache_root: str, cfg: Config) -> di
     return {**status, "status": "ok", "seconds": meta["duration"]}
 
 
-def _init_worker() -> None:
-    """Worker start-up: one thread for libraries imported later (torch, numba read these)."""
+def _init_worker(parent: int) -> None:
+    """Worker start-up: one thread for libraries imported later (torch, numba read these),
+    and an exit as soon as the parent process ``parent`` is gone."""
     for var in _THREAD_ENV:
         os.environ[var] = "1"
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, however it dies (SIGKILL included).
+
+    Linux delivers SIGTERM at once through ``prctl(PR_SET_PDEATHSIG)``; everywhere a daemon
+    thread also polls ``getppid()`` (a re-parented process has another parent) twice a second.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog below does it
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the line above ran
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="wms-parent-watch", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -438,7 +466,9 @@ def _run_misses(
                     raise
             return results, n_workers
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as ex:
+        with cf.ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as ex:
             futures = {
                 ex.submit(_analyse_into_cache, str(p), k, str(cache.root), cfg): k for k, p in order
             }
