@@ -7,6 +7,7 @@ Tests must not modify the files it returns (copy them first).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,10 @@ def tiny_run(tmp_path_factory) -> TinyRun:
         args += ["--set", s]
     assert main(args) == 0, "tiny training run failed"
     return TinyRun(wav=wav, cache=cache, run=run, bundle=run / "model.wms")
+
+
+@pytest.fixture
+def tiny_cache(tiny_run, tmp_path) -> Path:
+    """A per-test copy of ``tiny_run.cache``: evaluating may write to a cache (new analyses,
+    the content-hash memo), and the shared one must stay as training left it."""
+    return Path(shutil.copytree(tiny_run.cache, tmp_path / "tiny_cache"))
