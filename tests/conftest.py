@@ -1,8 +1,9 @@
-"""Shared fixtures: one tiny trained run per test session.
+"""Shared fixtures: the tiny runs' training audio and one tiny trained run per session.
 
 ``tiny_run`` trains a real bundle with ``wms train`` (hidden 16, 8 s of basic
 waves, 1 epoch) once per session; tests that only read the bundle reuse it.
-Tests must not modify the files it returns (copy them first).
+Tests must not modify the files it returns (copy them first; ``tiny_cache`` is a
+per-test copy of its feature cache).
 """
 
 from __future__ import annotations
@@ -37,13 +38,21 @@ class TinyRun:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> TinyRun:
+def basic_waves_wav(tmp_path_factory) -> Path:
+    """8 s of basic waves at 16 kHz (seed 0): the training audio of the tiny runs (read only)."""
     from wms.analysis.audio import write_audio
     from wms.analysis.basic_waves import basic_waves
+
+    d = tmp_path_factory.mktemp("audio")
+    return write_audio(d / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(basic_waves_wav, tmp_path_factory) -> TinyRun:
     from wms.cli import main
 
     root = tmp_path_factory.mktemp("tiny_run")
-    wav = write_audio(root / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+    wav = basic_waves_wav
     cache, run = root / "cache", root / "run"
     args = ["train", str(wav), "--out", str(run), "--cache-dir", str(cache), "--jobs", "1"]
     for s in TINY_TRAIN:
