@@ -27,6 +27,21 @@ TINY_TRAIN = [
 ]
 
 
+def write_midi(path, events, tempo=500000):
+    """A one-track MIDI file; events: (tick, message) at 480 ticks per beat."""
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    last = 0
+    for tick, msg in sorted(events, key=lambda e: e[0]):
+        tr.append(msg.copy(time=tick - last))
+        last = tick
+    mid.save(path)
+
+
 @dataclass(frozen=True)
 class TinyRun:
     """A trained tiny run: the training audio, its feature cache, the run folder and bundle."""

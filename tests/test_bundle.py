@@ -89,6 +89,7 @@ def bundle_path(saved):
     return saved.path
 
 
+@pytest.mark.slow
 def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
     b = load_bundle(bundle_path)
     x = np.random.default_rng(1).normal(size=(40, b.model.n_inputs)).astype(np.float32)

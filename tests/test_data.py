@@ -32,6 +32,7 @@ def _random_case(rng):
     )
 
 
+@pytest.mark.slow
 def test_split_property_no_validation_frame_in_any_training_sequence():
     rng = np.random.default_rng(1234)
     checked, infeasible = 0, []

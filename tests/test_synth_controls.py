@@ -6,6 +6,7 @@ import mido
 import numpy as np
 import pytest
 
+from conftest import write_midi
 from wms.config import SynthConfig
 from wms.errors import ControlError
 from wms.synth import measure as M
@@ -112,19 +113,6 @@ def test_fixed_controls_are_clamped_to_the_training_range(model):
 
 
 # --------------------------------------------------------------------------- MIDI
-def write_midi(path, events, tempo=500000):
-    """events: (tick, message) at 480 ticks per beat."""
-    mid = mido.MidiFile(ticks_per_beat=480)
-    tr = mido.MidiTrack()
-    mid.tracks.append(tr)
-    tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
-    last = 0
-    for tick, msg in sorted(events, key=lambda e: e[0]):
-        tr.append(msg.copy(time=tick - last))
-        last = tick
-    mid.save(path)
-
-
 def test_midi_notes_bend_and_cc(tmp_path, model):
     p = tmp_path / "song.mid"
     # 480 ticks = 0.5 s at 120 bpm

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import write_midi
 from wms.cli import main
 from wms.synth.testing import random_bundle
 
@@ -71,16 +72,15 @@ def test_controls_file_midi_audio_and_paths(bundle, tmp_path):
     check_wav(tmp_path / "c.wav", 48000, control_frames(0.5, 48000, 768), "FLOAT")  # 36576
 
     m = tmp_path / "m.mid"
-    mid = mido.MidiFile(ticks_per_beat=480)
-    tr = mido.MidiTrack()
-    mid.tracks.append(tr)
-    tr += [
-        mido.Message("note_on", note=60, velocity=100, time=0),
-        mido.Message("note_on", note=64, velocity=100, time=0),
-        mido.Message("note_off", note=60, time=240),
-        mido.Message("note_off", note=64, time=0),
-    ]
-    mid.save(m)
+    write_midi(
+        m,
+        [
+            (0, mido.Message("note_on", note=60, velocity=100)),
+            (0, mido.Message("note_on", note=64, velocity=100)),
+            (240, mido.Message("note_off", note=60)),
+            (240, mido.Message("note_off", note=64)),
+        ],
+    )
     assert (
         wms_render(
             bundle,
