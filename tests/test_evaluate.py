@@ -101,7 +101,7 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(
     # Same frames, same model, same zero-state blocks as the training-time report.
     assert m["model"]["lsd_db"] == b.metrics["lsd_db"]
     assert m["model"]["sc"] == b.metrics["sc"]
-    # (the training-time baseline comes from the training map's float16 targets)
+    # (here the baseline reads the training map's float16 targets; at training time, float32)
     assert m["baseline_mean"]["lsd_db"] == pytest.approx(
         b.metrics["lsd_db_mean_baseline"], rel=2.5e-5
     )  # measured rel 4.7e-6
