@@ -1,12 +1,14 @@
-"""Shared fixtures: one tiny trained run per test session.
+"""Shared fixtures: the tiny runs' training audio and one tiny trained run per session.
 
 ``tiny_run`` trains a real bundle with ``wms train`` (hidden 16, 8 s of basic
 waves, 1 epoch) once per session; tests that only read the bundle reuse it.
-Tests must not modify the files it returns (copy them first).
+Tests must not modify the files it returns (copy them first; ``tiny_cache`` is a
+per-test copy of its feature cache).
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,21 @@ TINY_TRAIN = [
 ]
 
 
+def write_midi(path, events, tempo=500000):
+    """A one-track MIDI file; events: (tick, message) at 480 ticks per beat."""
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    last = 0
+    for tick, msg in sorted(events, key=lambda e: e[0]):
+        tr.append(msg.copy(time=tick - last))
+        last = tick
+    mid.save(path)
+
+
 @dataclass(frozen=True)
 class TinyRun:
     """A trained tiny run: the training audio, its feature cache, the run folder and bundle."""
@@ -36,16 +53,31 @@ class TinyRun:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> TinyRun:
+def basic_waves_wav(tmp_path_factory) -> Path:
+    """8 s of basic waves at 16 kHz (seed 0): the training audio of the tiny runs (read only)."""
     from wms.analysis.audio import write_audio
     from wms.analysis.basic_waves import basic_waves
+
+    d = tmp_path_factory.mktemp("audio")
+    return write_audio(d / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(basic_waves_wav, tmp_path_factory) -> TinyRun:
     from wms.cli import main
 
     root = tmp_path_factory.mktemp("tiny_run")
-    wav = write_audio(root / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+    wav = basic_waves_wav
     cache, run = root / "cache", root / "run"
     args = ["train", str(wav), "--out", str(run), "--cache-dir", str(cache), "--jobs", "1"]
     for s in TINY_TRAIN:
         args += ["--set", s]
     assert main(args) == 0, "tiny training run failed"
     return TinyRun(wav=wav, cache=cache, run=run, bundle=run / "model.wms")
+
+
+@pytest.fixture
+def tiny_cache(tiny_run, tmp_path) -> Path:
+    """A per-test copy of ``tiny_run.cache``: evaluating may write to a cache (new analyses,
+    the content-hash memo), and the shared one must stay as training left it."""
+    return Path(shutil.copytree(tiny_run.cache, tmp_path / "tiny_cache"))

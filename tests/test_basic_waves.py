@@ -77,9 +77,9 @@ def test_phase_continuous_sine_is_exact():
     for a, b in zip(bw.segment_starts, ends, strict=True):
         if SHAPES[bw.shape[a]] == "sine":
             s = a + fade if a > 0 else a
-            np.testing.assert_allclose(bw.y[s:b], ref[s:b], atol=2e-5)
+            np.testing.assert_allclose(bw.y[s:b], ref[s:b], atol=5e-7)  # measured 1.6e-7
             n_checked += 1
-    assert n_checked >= 2
+    assert n_checked == 3  # seed 2: three sine segments
 
 
 def test_high_square_has_only_odd_harmonics_below_nyquist():
@@ -90,13 +90,14 @@ def test_high_square_has_only_odd_harmonics_below_nyquist():
     near = np.zeros(freqs.shape, bool)
     for h in (1, 3, 5):
         near |= np.abs(freqs - h * f0) < 30
-    assert db[~near].max() < -60  # nothing at even harmonics, aliases or elsewhere
+    assert db[~near].max() < -60  # spec: nothing at even harmonics, aliases or elsewhere
+    assert db[~near].max() < -120  # regression: measured -130.5 dB
     # Odd harmonics in the 1/h ratio of a square wave.
     # (power summed over each main lobe: independent of where the bins fall)
     peaks = [10 * np.log10(np.sum(10 ** (db[np.abs(freqs - h * f0) < 30] / 10))) for h in (1, 3, 5)]
     np.testing.assert_allclose(
-        np.array(peaks) - peaks[0], 20 * np.log10([1, 1 / 3, 1 / 5]), atol=0.02
-    )
+        np.array(peaks) - peaks[0], 20 * np.log10([1, 1 / 3, 1 / 5]), atol=2e-4
+    )  # measured 4.1e-5 dB
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -106,7 +107,8 @@ def test_low_pitch_shapes_have_no_inharmonic_energy(shape):
     a, b = _segment(bw, shape)
     freqs, db = _spectrum_db(bw.y[a:b], SR)
     dist = np.abs(freqs / f0 - np.round(freqs / f0)) * f0  # Hz to the nearest harmonic
-    assert db[dist > 12].max() < -60
+    assert db[dist > 12].max() < -60  # spec
+    assert db[dist > 12].max() < -95  # regression: measured saw -101.9 ... triangle -141.8 dB
 
 
 def test_harmonic_series_matches_the_ideal_shapes():
@@ -118,11 +120,12 @@ def test_harmonic_series_matches_the_ideal_shapes():
     }
     np.testing.assert_allclose(synth["sine"], np.sin(2 * np.pi * phi), atol=1e-12)
     tri = np.where(phi < 0.25, 4 * phi, np.where(phi < 0.75, 2 - 4 * phi, 4 * phi - 4))
-    np.testing.assert_allclose(synth["triangle"], tri, atol=1e-3)
+    # (atol: the truncation error of the 4000-harmonic series, measured)
+    np.testing.assert_allclose(synth["triangle"], tri, atol=2e-4)  # measured 1.01e-4
     inner = (np.abs(phi - 0.5) > 0.02) & (phi > 0.02)
     np.testing.assert_allclose(synth["square"][inner], np.sign(0.5 - phi)[inner], atol=0.02)
     saw = np.where(phi < 0.5, 2 * phi, 2 * phi - 2)
-    np.testing.assert_allclose(synth["saw"][inner], saw[inner], atol=0.02)
+    np.testing.assert_allclose(synth["saw"][inner], saw[inner], atol=3e-3)  # measured 1.12e-3
 
 
 def test_bad_arguments_raise():

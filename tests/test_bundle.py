@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ CFG = Config().replace(model={"hidden_size": 16, "encoder_size": 16}, data={"seq
 
 
 @pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory):
+def saved(tmp_path_factory):
+    """The saved bundle's path and the interface it was saved with."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     n = 300
@@ -79,9 +81,15 @@ def bundle_path(tmp_path_factory):
             "n_frames": 30,
         },
     )
-    return path
+    return SimpleNamespace(path=path, interface=interface)
 
 
+@pytest.fixture(scope="module")
+def bundle_path(saved):
+    return saved.path
+
+
+@pytest.mark.slow
 def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
     b = load_bundle(bundle_path)
     x = np.random.default_rng(1).normal(size=(40, b.model.n_inputs)).astype(np.float32)
@@ -103,18 +111,17 @@ def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
         for t in range(3):
             o, h = b.model.step(torch.from_numpy(x[t : t + 1]), h)
             steps.append(o[0].numpy())
-    np.testing.assert_allclose(y[:3], np.stack(steps), atol=1e-6)
+    np.testing.assert_allclose(y[:3], np.stack(steps), atol=3e-7)  # measured 6.0e-8
 
 
-def test_bundle_restores_everything(bundle_path):
-    b = load_bundle(bundle_path)
+def test_bundle_restores_everything(saved):
+    b = load_bundle(saved.path)
     assert b.config == CFG
     i = b.interface
     assert i.control_names == tuple(f"mfcc{k}" for k in range(8))
     assert i.input_names[-2:] == ["log_pitch", "voicedness"]
-    assert (
-        i.control_ranges.shape == (8, 2) and (i.control_ranges[:, 0] < i.control_ranges[:, 1]).all()
-    )
+    assert i.control_ranges.shape == (8, 2)
+    np.testing.assert_array_equal(i.control_ranges, saved.interface.control_ranges)
     assert b.version == BUNDLE_VERSION == 2
     assert b.training_map["f0"].shape == (50,)
     assert b.data["files"][0]["val"] == [[270, 300]]
@@ -133,7 +140,7 @@ def test_inputs_from_audio_uses_the_saved_pipeline(bundle_path):
 
     x44, f044, _ = b.inputs_from_audio(soxr.resample(y, 16000, 44100), 44100)
     assert x44.shape == x.shape
-    assert np.median(np.abs(np.log2(f044 / f0))) < 0.01
+    assert np.max(np.abs(np.log2(f044 / f0))) < 1e-4  # octaves; measured 1.6e-5
     assert b.predict(x).shape == (n, 80)
 
 
@@ -142,7 +149,8 @@ def test_predict_rejects_wrong_width(bundle_path):
         load_bundle(bundle_path).predict(np.zeros((5, 3)))
 
 
-def _resave(src, dst, **changes):
+def _resave_raw(src, dst, **changes):
+    """Copy a bundle file with top-level fields of its torch.load dict replaced."""
     obj = torch.load(src, weights_only=True)
     obj.update(changes)
     torch.save(obj, dst)
@@ -150,7 +158,7 @@ def _resave(src, dst, **changes):
 
 
 def test_unknown_version_is_refused(bundle_path, tmp_path):
-    p = _resave(bundle_path, tmp_path / "v3.wms", version=BUNDLE_VERSION + 1)
+    p = _resave_raw(bundle_path, tmp_path / "v3.wms", version=BUNDLE_VERSION + 1)
     with pytest.raises(
         BundleError,
         match=r"v3.wms: bundle format version 3 is not supported.*reads versions 1, 2 .* newer wms",

@@ -137,12 +137,12 @@ def test_interrupted_write_is_never_trusted(tmp_path, monkeypatch):
 
     def failing_save(path, arr, **kw):
         if len(written) == 2:
-            raise KeyboardInterrupt  # as if the run were stopped midway
+            raise KeyboardInterrupt("simulated stop after 2 arrays")  # the run stopped midway
         written.append(path)
         real_save(path, arr, **kw)
 
     monkeypatch.setattr(np, "save", failing_save)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="simulated stop after 2 arrays"):
         c.store("key", _analysis(), {})
     monkeypatch.setattr(np, "save", real_save)
     leftovers = list((tmp_path / "tmp").iterdir())
@@ -155,7 +155,9 @@ def test_interrupted_write_is_never_trusted(tmp_path, monkeypatch):
     # ... and removes old ones.
     assert c2.clean_temp(max_age_seconds=0) == 1 and not leftovers[0].exists()
     c2.store("key", _analysis(), {})
-    assert _load(c2, "key") is not None
+    entry = _load(c2, "key")
+    for name in ("f0", "voicedness", "mfcc", "target"):
+        np.testing.assert_array_equal(getattr(entry.analysis, name), getattr(_analysis(), name))
 
 
 @pytest.mark.parametrize(

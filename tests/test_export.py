@@ -32,7 +32,12 @@ from wms.interface import ModelInterface, OutputLayout, log_pitch
 from wms.training.model import WMSNet
 
 REPO = Path(__file__).resolve().parents[1]
+#: The export spec: export() raises ExportError past it (test_failed_check_raises_and_records),
+#: so checking a returned result against it cannot fail.
 TOL = 1e-5
+#: Regression bound for the float32 model formats: measured 6e-8 .. 1.8e-7 (1-2 float32 ulps
+#: of outputs near 1) on these tiny models.
+REG = 1e-6
 
 
 def _source(root: Path, num_layers: int = 1, activation: str = "softplus", seed: int = 0) -> Bundle:
@@ -94,7 +99,7 @@ def _summary(out: Path) -> dict:
 
 def test_rtneural_json_reproduces_torch(src, tmp_path):
     res = ex.export(src, "rtneural", tmp_path)
-    assert res.max_abs_diff <= TOL and _summary(tmp_path)["passed"]
+    assert res.max_abs_diff <= REG and _summary(tmp_path)["passed"]  # measured 8.4e-8
     weights = json.loads((tmp_path / "wms_model.json").read_text())
     assert set(weights) == set(src.model.state_dict())
     for k, v in src.model.state_dict().items():
@@ -109,13 +114,13 @@ def test_rtneural_json_reproduces_torch(src, tmp_path):
         for row in torch.from_numpy(x):
             y, h = src.model.step(row[None], h)
             ys.append(y[0].numpy())
-    assert np.max(np.abs(got["y"] - np.stack(ys))) <= TOL
-    assert np.max(np.abs(got["pre"] - np.asarray(tv["pre_activation"]))) <= TOL
-    assert np.max(np.abs(np.asarray(tv["outputs"]) - np.stack(ys))) <= TOL
+    assert np.max(np.abs(got["y"] - np.stack(ys))) <= REG  # measured 8.2e-8
+    assert np.max(np.abs(got["pre"] - np.asarray(tv["pre_activation"]))) <= REG  # 8.3e-8
+    assert np.max(np.abs(np.asarray(tv["outputs"]) - np.stack(ys))) <= REG  # 1.4e-7
     # Softplus is applied outside the ModelT: outputs = softplus(pre-activation).
     np.testing.assert_allclose(
-        common.softplus(np.asarray(tv["pre_activation"])), tv["outputs"], atol=1e-6
-    )
+        common.softplus(np.asarray(tv["pre_activation"])), tv["outputs"], atol=3e-7
+    )  # measured 8.9e-8
 
 
 def test_rtneural_header_and_constants(src, tmp_path):
@@ -150,14 +155,14 @@ def test_rtneural_header_and_constants(src, tmp_path):
     # The documented formula is the one the features use.
     f0 = np.array([20.0, 46.0, 220.0])
     np.testing.assert_allclose(
-        np.log(np.maximum(f0, 46.0) - 46.0 + 1e-4), log_pitch(f0, 46.0), rtol=1e-6
-    )
+        np.log(np.maximum(f0, 46.0) - 46.0 + 1e-4), log_pitch(f0, 46.0), rtol=2e-7
+    )  # measured rel 3.2e-8
 
 
 def test_rtneural_two_layers_alias_keys(tmp_path):
     s = _source(tmp_path, num_layers=2)
     res = ex.export(s, "rtneural", tmp_path)
-    assert res.max_abs_diff <= TOL
+    assert res.max_abs_diff <= REG  # measured 7.4e-8
     weights = json.loads((tmp_path / "wms_model.json").read_text())
     for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         assert weights[f"gru_l1.{p}_l0"] == weights[f"gru.{p}_l1"]
@@ -167,6 +172,7 @@ def test_rtneural_two_layers_alias_keys(tmp_path):
     assert 'loadDense<float>(modelJson, "dense_layers.2.", model.get<6>())' in header
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 @pytest.mark.parametrize("num_layers,activation", [(1, "softplus"), (2, "relu")])
 def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
@@ -186,7 +192,8 @@ def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
     assert run.returncode == 0, run.stdout + run.stderr
     figures = dict(line.split() for line in run.stdout.splitlines())
     assert int(figures["steps"]) == ex.CHECK_STEPS
-    assert float(figures["max_abs_diff_outputs"]) <= TOL
+    assert float(figures["max_abs_diff_outputs"]) <= TOL  # spec (also wms_check's exit code)
+    assert float(figures["max_abs_diff_outputs"]) <= REG  # measured 1.2e-7 / 6.0e-8
     # The header's RTNeural part (ModelType, loadModel) against the API stand-in.
     exe = tmp_path / "wms_header_check"
     subprocess.run(
@@ -216,7 +223,7 @@ def _loop(step, x: np.ndarray, layers: int) -> np.ndarray:
 def test_onnx_step_matches_torch(tmp_path, num_layers, activation):
     s = _source(tmp_path, num_layers=num_layers, activation=activation)
     res = ex.export(s, "onnx", tmp_path)
-    assert res.max_abs_diff <= TOL
+    assert res.max_abs_diff <= REG  # measured 1.8e-7 [1-softplus], 6.0e-8 [2-none]
     sess = ort.InferenceSession(str(tmp_path / "wms_step.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in sess.get_inputs()] == [
         ("x", [1, 4]),
@@ -234,7 +241,7 @@ def test_onnx_step_matches_torch(tmp_path, num_layers, activation):
     x = common.check_inputs(s, 1000, seed=3)
     got = _loop(lambda a, h: sess.run(["y", "h_out"], {"x": a, "h": h}), x, num_layers)
     want = common.torch_reference(s.model, x)["y"]
-    assert np.max(np.abs(got - want)) <= TOL
+    assert np.max(np.abs(got - want)) <= REG  # measured 1.8e-7 / 6.0e-8
 
 
 def test_onnx_softplus_threshold(tmp_path):
@@ -243,12 +250,13 @@ def test_onnx_softplus_threshold(tmp_path):
     with torch.no_grad():
         s.model.dense_layers[2].bias.add_(60.0)
     res = ex.export(s, "onnx", tmp_path)
-    assert res.max_abs_diff <= TOL
+    # outputs near 60: two float32 ulps there (2 ** -18 each); measured one (3.8e-6)
+    assert res.max_abs_diff <= 2 * 2.0**-18
 
 
 def test_torchscript_step_matches_torch(src, tmp_path):
     res = ex.export(src, "torchscript", tmp_path)
-    assert res.max_abs_diff <= TOL
+    assert res.max_abs_diff <= REG  # measured 1.2e-7
     extra = {"wms_metadata.json": ""}
     with (
         warnings.catch_warnings()
@@ -265,7 +273,7 @@ def test_torchscript_step_matches_torch(src, tmp_path):
         return y.numpy(), h2.numpy()
 
     got = _loop(step, x, 1)
-    assert np.max(np.abs(got - common.torch_reference(src.model, x)["y"])) <= TOL
+    assert np.max(np.abs(got - common.torch_reference(src.model, x)["y"])) <= REG  # 1.2e-7
 
 
 # --------------------------------------------------------------------------- wavetable
@@ -308,8 +316,12 @@ def test_wavetable_frames_match_predicted_harmonics(src, tmp_path, fmt, subtype)
     q = 1e-6 + {"float": 0.0, "24": 2.0**-23, "16": 2.0**-15}[fmt]
     assert np.max(np.abs(y.reshape(n, 2048) - cycles / peak)) <= q
     mag = np.abs(np.fft.rfft(y.reshape(n, 2048), axis=1)) / 1024
-    assert np.max(np.abs(mag[:, 1 : amps.shape[1] + 1] - amps / peak)) <= wavetable.WAV_FORMATS[fmt]
-    assert res.max_abs_diff <= wavetable.WAV_FORMATS[fmt]
+    err = np.max(np.abs(mag[:, 1 : amps.shape[1] + 1] - amps / peak))
+    assert err <= wavetable.WAV_FORMATS[fmt]  # spec: the export's own tolerance
+    # regression bounds; measured float 9.5e-9, 24-bit 8.7e-9, 16-bit 1.3e-6
+    assert err <= {"float": 5e-8, "24": 5e-8, "16": 5e-6}[fmt]
+    # export() raises past WAV_FORMATS[fmt]; measured float 2.4e-9, 24-bit 7.0e-9, 16-bit 1.8e-6
+    assert res.max_abs_diff <= {"float": 2e-8, "24": 3e-8, "16": 5e-6}[fmt]
     assert side["f0_hz"] == pytest.approx(
         np.median(src.training_map["f0"][src.training_map["voicedness"] >= 0.5])
     )
@@ -334,7 +346,7 @@ def test_wavetable_path_follows_first_principal_direction(src):
     inside = np.all((path > lo) & (path < hi), axis=1)
     step = np.diff(path[inside], axis=0)
     cos = np.abs(step @ top) / np.linalg.norm(step, axis=1)
-    assert inside.sum() > 25 and np.all(cos > 0.999)
+    assert inside.all() and np.all(cos > 1 - 1e-12)  # measured: all 50 inside, 1 - cos = 0
 
 
 # --------------------------------------------------------------------------- bad input
@@ -395,15 +407,19 @@ def test_cli_export_from_bundle(bundle_path, tmp_path, capsys, fmt):
     text = capsys.readouterr().out
     assert f"{fmt} export of {bundle_path}" in text and "max abs diff" in text
     summary = _summary(out)
-    assert summary["passed"] and all(
-        v <= summary["tolerance"] for v in summary["max_abs_diff"].values()
-    )
+    # web: the weights read back bit-identical (tolerance 0); wavetable: its WAV tolerance
+    spec = {"web": 0.0, "wavetable": wavetable.WAV_FORMATS["24"]}.get(fmt, TOL)
+    assert summary["passed"] and summary["tolerance"] == spec
+    # export() raises past the tolerance; regression bounds instead. Measured: rtneural
+    # 1.6e-7, onnx 1.8e-7, torchscript 1.2e-7, wavetable (24-bit) 6.2e-9, web 0.
+    reg = {"wavetable": 3e-8, "web": 0.0}.get(fmt, REG)
+    assert max(summary["max_abs_diff"].values()) <= reg, summary["max_abs_diff"]
     b = load_bundle(bundle_path)
     if fmt == "onnx":  # the exported step agrees with the bundle's own predict()
         sess = ort.InferenceSession(str(out / "wms_step.onnx"), providers=["CPUExecutionProvider"])
         x = common.check_inputs(b, 200)
         got = _loop(lambda a, h: sess.run(None, {"x": a, "h": h}), x, 1)
-        assert np.max(np.abs(got - b.predict(x))) <= TOL
+        assert np.max(np.abs(got - b.predict(x))) <= REG  # measured 1.8e-7
     if fmt == "wavetable":
         y, _ = sf.read(str(out / "wms_wavetable.wav"))
         assert len(y) == 32 * 2048

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wms.analysis.crepe import CREPE_FRAME, bins_to_hz, crepe_weights_path, hz_to_bins, load_crepe
+from wms.analysis.crepe import (
+    CREPE_FRAME,
+    bins_to_hz,
+    crepe_frames,
+    crepe_weights_path,
+    hz_to_bins,
+    load_crepe,
+)
 from wms.analysis.pitch import (
     PITCH_METHODS,
     TIMBRES,
@@ -62,8 +69,10 @@ def _accuracy(method, timbres, f0s, **kw):
             list(TIMBRES),
             0.90,
         ),  # [0.932]: harmonic tones at 964 Hz read an octave down
-        ("pyin", ["saw", "missing_f0"], 0.90),  # [0.938]; same 964 Hz misses; slow: 2 timbres
-        ("crepe", list(TIMBRES), 0.93),  # [0.975]; misses near 46 Hz (pulse, sine)
+        # [0.938]; same 964 Hz misses; slow: 2 timbres
+        pytest.param("pyin", ["saw", "missing_f0"], 0.90, marks=pytest.mark.slow),
+        # [0.975]; misses near 46 Hz (pulse, sine)
+        pytest.param("crepe", list(TIMBRES), 0.93, marks=pytest.mark.slow),
     ],
 )
 def test_raw_pitch_accuracy(method, timbres, threshold):
@@ -75,8 +84,10 @@ def test_crepe_full_on_one_tone():
     f, v = estimate_pitch(
         y, sample_rate=SR, hop_size=HOP, method="crepe", fmin=FMIN, fmax=FMAX, crepe_model="full"
     )
-    assert np.all(np.abs(cents_error(f, 220.0)) < 50)
-    assert np.median(v) > 0.5
+    err = np.abs(cents_error(f, 220.0))
+    assert np.all(err < 50)  # spec: the usual "correct pitch" criterion
+    assert np.all(err < 10)  # regression: measured max 2.5 cents
+    assert np.median(v) > 0.9  # measured 0.951
 
 
 def test_fast_is_precise_at_high_and_low_pitch():
@@ -88,8 +99,8 @@ def test_fast_is_precise_at_high_and_low_pitch():
                 y, sample_rate=SR, hop_size=HOP, method="fast", fmin=FMIN, fmax=FMAX
             )
             inner = slice(3, -3)  # frames whose analysis region lies inside the tone
-            assert np.max(np.abs(cents_error(f[inner], f0))) < 5, (f0, name)
-            assert np.min(v[inner]) > 0.9, (f0, name)
+            assert np.max(np.abs(cents_error(f[inner], f0))) < 5, (f0, name)  # worst 3.26
+            assert np.min(v[inner]) > 0.99, (f0, name)  # measured min 0.99906
 
 
 def test_octave_guard_weak_fundamental():
@@ -97,24 +108,44 @@ def test_octave_guard_weak_fundamental():
     amps = [0.2, 1.0, 0.2, 0.5, 0.1, 0.3]
     y = harmonic_tone(300.0, amps, sample_rate=SR, n_samples=SR // 2, phase_seed=1)
     f, _ = estimate_pitch(y, sample_rate=SR, hop_size=HOP, method="fast", fmin=FMIN, fmax=FMAX)
-    assert np.mean(np.abs(cents_error(f, 300.0)) < 50) > 0.9
+    err = np.abs(cents_error(f, 300.0))
+    assert np.mean(err < 50) > 0.9  # spec: no octave errors
+    assert err.max() < 5  # regression: every frame right, measured max 1.13 cents
 
 
-@pytest.mark.parametrize("method", ["fast", "yin", "crepe"])
+def _voicing_signals():
+    noise = (0.3 * np.random.default_rng(0).standard_normal(SR // 4)).astype(np.float32)
+    tones = [
+        (f"saw {f0:g} Hz", harmonic_tone(f0, TIMBRES["saw"], sample_rate=SR, n_samples=SR // 4))
+        for f0 in (100.0, 440.0)
+    ]
+    return tones, [("noise", noise), ("silence", np.zeros(SR // 4, np.float32))]
+
+
+# "yin" takes its voicedness from yin_fast: see test_yin_voicedness_is_yin_fasts.
+@pytest.mark.parametrize("method", ["fast", "crepe"])
 def test_voicedness_tones_noise_silence(method):
-    rng = np.random.default_rng(0)
     kw = dict(sample_rate=SR, hop_size=HOP, method=method, fmin=FMIN, fmax=FMAX)
-    for f0 in (100.0, 440.0):
-        _, v = estimate_pitch(
-            harmonic_tone(f0, TIMBRES["saw"], sample_rate=SR, n_samples=SR // 4), **kw
-        )
-        # CREPE tiny's periodicity is lower on clean tones (~0.8 on a 100 Hz saw).
-        assert np.median(v) > (0.6 if method == "crepe" else 0.8), (method, f0)
-    noise = (0.3 * rng.standard_normal(SR // 4)).astype(np.float32)
-    for name, y in (("noise", noise), ("silence", np.zeros(SR // 4, np.float32))):
+    tones, others = _voicing_signals()
+    for name, y in tones:
+        _, v = estimate_pitch(y, **kw)
+        # CREPE tiny's periodicity is lower on clean tones (measured 0.797 on the 100 Hz saw,
+        # 0.936 at 440 Hz); fast measured 0.99963 / 0.9999997.
+        assert np.median(v) > (0.75 if method == "crepe" else 0.99), (method, name)
+    for name, y in others:
         f, v = estimate_pitch(y, **kw)
-        assert np.median(v) < 0.2, (method, name)
+        # spec 0.2; measured fast 0.137 (noise), 4e-15 (silence); crepe 0.055 / 0.008
+        assert np.median(v) < (0.1 if method == "crepe" else 0.2), (method, name)
         assert np.all(np.isfinite(f)) and f.min() >= FMIN and f.max() <= FMAX
+
+
+def test_yin_voicedness_is_yin_fasts():
+    kw = dict(sample_rate=SR, hop_size=HOP, fmin=FMIN, fmax=FMAX)
+    tones, others = _voicing_signals()
+    for name, y in tones + others:
+        _, v_yin = estimate_pitch(y, method="yin", **kw)
+        _, v_fast = estimate_pitch(y, method="fast", **kw)
+        np.testing.assert_array_equal(v_yin, v_fast, err_msg=name)
 
 
 def test_pyin_voicedness():
@@ -122,10 +153,10 @@ def test_pyin_voicedness():
     _, v = estimate_pitch(
         harmonic_tone(300.0, TIMBRES["saw"], sample_rate=SR, n_samples=SR // 4), **kw
     )
-    assert np.median(v) > 0.8
+    assert np.median(v) > 0.9  # measured 0.946
     noise = (0.3 * np.random.default_rng(1).standard_normal(SR // 4)).astype(np.float32)
     f, v = estimate_pitch(noise, **kw)
-    assert np.median(v) < 0.2 and np.all(np.isfinite(f))
+    assert np.median(v) < 0.05 and np.all(np.isfinite(f))  # measured 0.01
 
 
 # pyin is slow: two lengths suffice for it.
@@ -174,10 +205,14 @@ def test_frame_centring_at_a_pitch_step(method, lo, hi):
         & (centres > 2 * HOP)
         & (centres < n - 2 * HOP)
     )
-    assert np.all(np.abs(cents_error(f[far], truth[far])) < 50)
+    err = np.abs(cents_error(f[far], truth[far]))
+    assert np.all(err < 50)  # spec (the note steps are 702 and 498 cents)
+    # regression: measured max fast 1.70, yin 1.60, pyin 6.31, crepe 6.11 cents
+    assert err.max() < (5 if method in ("fast", "yin") else 15)
     if method == "fast":
         # Centred and median-smoothed: the frames either side of the step are right too.
-        assert np.all(np.abs(cents_error(f[[31, 32]], [lo, hi])) < 50), f[29:35]
+        # (measured 6.3 / -2.3 cents at 100 -> 150 Hz, -6.9 / 6.1 at 600 -> 450 Hz)
+        assert np.all(np.abs(cents_error(f[[31, 32]], [lo, hi])) < 15), f[29:35]
 
 
 def test_other_sample_rate_and_hop():
@@ -187,15 +222,17 @@ def test_other_sample_rate_and_hop():
     for method in ("fast", "crepe"):
         f, _ = estimate_pitch(y, sample_rate=sr, hop_size=200, method=method, fmin=FMIN, fmax=FMAX)
         assert f.shape == (1 + len(y) // 200,)
-        assert np.mean(np.abs(cents_error(f, 330.0)) < 50) > 0.9, method
+        err = np.abs(cents_error(f, 330.0))
+        assert np.mean(err < 50) > 0.9, method  # spec
+        assert err.max() < 5, method  # regression: measured max fast 0.68, crepe 1.63 cents
 
 
 def test_yin_fast_chunking_does_not_change_the_result():
     y = harmonic_tone(np.geomspace(80, 800, SR), TIMBRES["pulse"], sample_rate=SR, n_samples=SR)
     a = yin_fast(y, sample_rate=SR, hop_size=HOP, fmin=FMIN, fmax=FMAX, chunk_frames=7)
     b = yin_fast(y, sample_rate=SR, hop_size=HOP, fmin=FMIN, fmax=FMAX)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-9)
-    np.testing.assert_allclose(a[1], b[1], atol=1e-9)
+    np.testing.assert_array_equal(a[0], b[0])  # measured: identical
+    np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_bad_input_raises():
@@ -229,13 +266,19 @@ def test_missing_crepe_weights_say_how_to_install(monkeypatch):
 
 
 def test_crepe_net_loads_strictly_and_maps_bins():
-    net = load_crepe("tiny")
-    x = np.random.default_rng(0).standard_normal((3, CREPE_FRAME)).astype(np.float32)
     import torch
 
+    net = load_crepe("tiny")
+    # Functional: frames of a 220 Hz saw peak at the bin of 220 Hz (bins are 20 cents apart;
+    # measured 220.77 Hz, 6.1 cents, in all three frames).
+    y = harmonic_tone(220.0, TIMBRES["saw"], sample_rate=SR, n_samples=SR // 4)
+    frames = crepe_frames(y, np.array([1024.0, 2000.0, 3000.0]))
+    assert frames.shape == (3, CREPE_FRAME)
     with torch.inference_mode():
-        out = net(torch.from_numpy(x))
-    assert out.shape == (3, 360) and float(out.min()) >= 0 and float(out.max()) <= 1
+        act = net(torch.from_numpy(frames)).numpy()
+    assert act.shape == (3, 360)
+    hz = bins_to_hz(act.argmax(axis=1).astype(np.float64))
+    assert np.all(np.abs(cents_error(hz, 220.0)) < 20), hz
     # Bin 0 is ~31.7 Hz, bins are 20 cents apart, and the two maps invert each other.
     assert bins_to_hz(0) == pytest.approx(31.70, abs=0.01)
     assert cents_error(bins_to_hz(1), bins_to_hz(0)) == pytest.approx(20.0)
@@ -246,15 +289,16 @@ def test_harmonic_tone_is_band_limited_and_exact():
     y = harmonic_tone(1000.0, TIMBRES["saw"], sample_rate=SR, n_samples=SR)
     spec = np.abs(np.fft.rfft(y))
     freqs = np.fft.rfftfreq(SR, 1 / SR)
-    assert spec[freqs > 0.45 * SR].max() < 1e-3 * spec.max()  # nothing near Nyquist
+    # nothing near Nyquist: measured 9.6e-14 of the peak (rounding of the periodic tone)
+    assert spec[freqs > 0.45 * SR].max() < 1e-10 * spec.max()
     assert spec[1000] == pytest.approx(spec.max())  # fundamental on its bin
     np.testing.assert_allclose(
         harmonic_tone(250.0, [1.0], sample_rate=SR, n_samples=64),
         0.5
         * np.sin(2 * np.pi * 250.0 * np.arange(1, 65) / SR)
         / np.max(np.abs(np.sin(2 * np.pi * 250.0 * np.arange(1, 65) / SR))),
-        atol=1e-6,
-    )
+        atol=1e-7,
+    )  # measured 1.5e-8
 
 
 def test_banded_viterbi_equals_librosa():

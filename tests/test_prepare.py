@@ -79,8 +79,9 @@ def test_mixed_folder_uses_good_files_and_reports_the_rest(mixed, tmp_path):
         )
         assert all(isinstance(x, np.memmap) for x in (a.f0, a.voicedness, a.mfcc, a.target))
     good, stereo = corpus.files
-    assert np.median(good.analysis.f0) == pytest.approx(220.0, rel=0.01)
-    assert np.median(stereo.analysis.f0) == pytest.approx(330.0, rel=0.01)
+    # measured 220.0021 (rel 9.5e-6) and, resampled from 44.1 kHz, 330.034 (rel 1.0e-4)
+    assert np.median(good.analysis.f0) == pytest.approx(220.0, rel=5e-5)
+    assert np.median(stereo.analysis.f0) == pytest.approx(330.0, rel=5e-4)
     s = corpus.summary
     assert (s["files_used"], s["files_skipped"], s["cache_hits"], s["files_analysed"]) == (
         2,
@@ -88,7 +89,7 @@ def test_mixed_folder_uses_good_files_and_reports_the_rest(mixed, tmp_path):
         0,
         2,
     )
-    assert s["frames"] == 2 * n and s["voiced_share"] > 0.9
+    assert s["frames"] == 2 * n and s["voiced_share"] == 1.0  # two clean tones
     assert s["audio_seconds"] == pytest.approx(2.4)
 
 
@@ -213,6 +214,7 @@ def test_analyse_file_reports_bad_files(mixed):
     assert a.target.shape == (1 + round(1.2 * SR) // 256, 80)
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_identical_arrays(mixed, tmp_path):
     serial = _run(mixed, tmp_path / "c1", jobs=1)
     parallel = _run(mixed, tmp_path / "c2", jobs=2)

@@ -6,6 +6,7 @@ import mido
 import numpy as np
 import pytest
 
+from conftest import write_midi
 from wms.config import SynthConfig
 from wms.errors import ControlError
 from wms.synth import measure as M
@@ -112,19 +113,6 @@ def test_fixed_controls_are_clamped_to_the_training_range(model):
 
 
 # --------------------------------------------------------------------------- MIDI
-def write_midi(path, events, tempo=500000):
-    """events: (tick, message) at 480 ticks per beat."""
-    mid = mido.MidiFile(ticks_per_beat=480)
-    tr = mido.MidiTrack()
-    mid.tracks.append(tr)
-    tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
-    last = 0
-    for tick, msg in sorted(events, key=lambda e: e[0]):
-        tr.append(msg.copy(time=tick - last))
-        last = tick
-    mid.save(path)
-
-
 def test_midi_notes_bend_and_cc(tmp_path, model):
     p = tmp_path / "song.mid"
     # 480 ticks = 0.5 s at 120 bpm
@@ -143,12 +131,15 @@ def test_midi_notes_bend_and_cc(tmp_path, model):
     src = MidiSource(p, model, cfg)
     assert src.duration == pytest.approx(1.0)
     y, info = render(model, src, sample_rate=SR, config=cfg)
-    assert info.seconds == pytest.approx(1.0 + cfg.release + 0.05, abs=0.01)
+    assert y.size == round((1.0 + cfg.release + 0.05) * SR)  # + release + tail: 51360
+    assert info.seconds == pytest.approx(1.0 + cfg.release + 0.05, abs=1 / SR)
     a = y[int(0.05 * SR) : int(0.45 * SR)]
     b = y[int(0.55 * SR) : int(0.95 * SR)]
-    assert abs(M.cents(M.measure_f0(a, sample_rate=SR, f0=440.0), 440.0)) < 1
     bent = 220.0 * 2 ** (2 / 12)  # A3 + full bend (2 semitones)
-    assert abs(M.cents(M.measure_f0(b, sample_rate=SR, f0=bent), bent)) < 1
+    for seg, f0 in ((a, 440.0), (b, bent)):
+        err = abs(M.cents(M.measure_f0(seg, sample_rate=SR, f0=f0), f0))
+        assert err < 1  # spec
+        assert err < 2e-5, f0  # regression: measured 6.1e-7 / 2.0e-6 cents
     # velocity 64/127 -> half the amplitude (RMS normalised tables)
     assert np.sqrt(np.mean(b**2)) / np.sqrt(np.mean(a**2)) == pytest.approx(64 / 127, rel=0.05)
 
@@ -170,7 +161,11 @@ def test_midi_note_timing_is_sample_accurate(tmp_path, model):
     on, off = round(99 / 960 * SR), round(192 / 960 * SR)
     assert np.flatnonzero(y)[0] == on  # the onset is the event's own sample
     first = y[: int(0.4 * SR)]
-    assert abs(np.flatnonzero(first)[-1] - (off + int(0.01 * SR))) <= 2  # release ends on time
+    # release ends on time. BUG: measured exactly -2 samples, at the bound. One of them is
+    # the kernel starting a delayed release one sample early (see
+    # test_delayed_note_off_releases_on_its_sample); the other, the 480-sample ramp reaching
+    # zero on its last sample.
+    assert abs(np.flatnonzero(first)[-1] - (off + int(0.01 * SR))) <= 2
     assert np.all(y[on:off] != 0)
 
 
@@ -218,9 +213,9 @@ def test_tour_visits_spread_training_points_smoothly(model):
         assert np.min(np.linalg.norm(tr.timbre - pts[k], axis=1)) < 1e-9
     assert np.abs(np.diff(tr.timbre, axis=0)).max() < 0.2
     np.testing.assert_allclose(tr.f0, 330.0)
+    m = known_model()
+    m.training_map = None
     with pytest.raises(ControlError, match="no training map"):
-        m = known_model()
-        m.training_map = None
         tour_trajectory(m, seconds=2.0, f0=None, sample_rate=SR, step_seconds=STEP)
 
 
@@ -266,16 +261,16 @@ def test_audio_trajectory_follows_f0_rms_and_gates_unvoiced(model):
         traj.timbre[:, 0], np.interp(t, t_frames, np.linspace(-1, 1, n_frames))
     )
     quiet, loud = traj.level[(t > 0.1) & (t < 0.4)], traj.level[(t > 0.55) & (t < 0.75)]
-    assert loud.mean() / quiet.mean() == pytest.approx(4.0, rel=0.05)
+    assert loud.mean() / quiet.mean() == pytest.approx(4.0, rel=5e-4)  # measured 3.99969
     np.testing.assert_allclose(window_rms(np.ones(1000), 1000, np.array([0.5]), 0.1), [1.0])
-    # the rendered pitch follows the input's voiced f0 (median within 20 cents)
+    # the rendered pitch follows the input's voiced f0
     out, _ = render(model, traj, sample_rate=SR, config=SynthConfig())
     errs = []
     for tc in np.arange(0.1, 0.75, 0.05):
         seg = out[int((tc - 0.02) * SR) : int((tc + 0.02) * SR)]
         want = np.interp(tc, t_frames, f0)
         errs.append(M.cents(M.measure_f0(seg, sample_rate=SR, f0=want), want))
-    assert np.median(np.abs(errs)) < 20
+    assert np.median(np.abs(errs)) < 0.1  # measured 0.016 cents
 
 
 def test_curves_need_a_duration(model):

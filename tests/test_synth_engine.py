@@ -49,20 +49,24 @@ def test_sine_table_plays_numpy_cosine(model, sr):
     y = play(model, SINE, f0, 0.2, sr=sr)
     n = np.arange(y.size)
     ref = 0.5 * TABLE_RMS * np.sqrt(2) * np.cos(2 * np.pi * f0 * n / sr)
-    np.testing.assert_allclose(y, ref, atol=2e-6)
+    np.testing.assert_allclose(y, ref, atol=1e-7)  # measured 2.2e-8 (float32 output)
 
 
 @pytest.mark.parametrize("sr", [16000, 44100, 48000, 96000])
 @pytest.mark.parametrize("f0", [30.0, 440.3, 3999.7])
 def test_pitch_within_one_cent(model, sr, f0):
     y = play(model, SAW, f0, 1.0, sr=sr)[int(0.05 * sr) :]
-    assert abs(M.cents(M.measure_f0(y, sample_rate=sr, f0=f0), f0)) < 1.0
+    err = abs(M.cents(M.measure_f0(y, sample_rate=sr, f0=f0), f0))
+    assert err < 1.0  # spec
+    assert err < 1e-3  # regression: measured max 1.6e-4 cents (30 Hz)
 
 
 @pytest.mark.parametrize("f0", [30.0, 97.3, 1000.0, 2500.5, 3999.7])
 def test_no_aliasing_steady(model, f0):
     y = play(model, SAW, f0, 1.0)[int(0.05 * SR) :]
-    assert M.inharmonic_level_db(y, sample_rate=SR, f0=f0) < -70
+    level = M.inharmonic_level_db(y, sample_rate=SR, f0=f0)
+    assert level < -70  # spec
+    assert level < -85  # regression: measured -91.8 (30 Hz) ... -94.7 dB (3999.7 Hz)
 
 
 @pytest.mark.parametrize("sr", [16000, 48000])
@@ -92,21 +96,59 @@ def test_steady_controls_give_a_flat_rms_envelope(model, f0):
     )
     y, _ = render(model, traj, sample_rate=SR, config=SynthConfig(attack=0.01, decay=0.05))
     env = M.rms_envelope_db(y[int(0.3 * SR) : int(1.1 * SR)], sample_rate=SR, f0=f0)
-    assert env.max() - env.min() <= 0.1
+    assert env.max() - env.min() <= 0.1  # spec
+    assert env.max() - env.min() <= 0.005  # regression: measured 1.2e-3 dB (1 kHz), 1.4e-6
+
+
+def _documented_crossfade(steady: dict, names: list[str], step_len: int) -> np.ndarray:
+    """The output the kernels' docstring prescribes for a voice whose table changes between
+    steady tones ``steady[name]`` (rendered alone, same f0 and start, so same phase): during
+    step k, sample j mixes step k-1's and step k's tones with a = (j + 1) / L, times the
+    RMS correction c(a) from the tones' mean squares and cross term. Needs a whole number of
+    periods in the first 10 of them (for the moments), e.g. 48 samples at 1 kHz / 48 kHz."""
+    seg = slice(96, 96 + 480)
+    mom = {(p, q): np.mean(steady[p][seg] * steady[q][seg]) for p in steady for q in steady}
+    n = next(iter(steady.values())).size
+    out = np.empty(n)
+    for k in range(-(-n // step_len)):
+        sl = slice(k * step_len, min((k + 1) * step_len, n))
+        p, q = names[max(k - 1, 0)], names[k]
+        if p == q:
+            out[sl] = steady[p][sl]
+            continue
+        a = (np.arange(sl.stop - sl.start) + 1) / step_len
+        rp, rn, mpn = np.sqrt(mom[p, p]), np.sqrt(mom[q, q]), mom[p, q]
+        c = ((1 - a) * rp + a * rn) / np.sqrt(
+            (1 - a) ** 2 * rp**2 + a**2 * rn**2 + 2 * a * (1 - a) * mpn
+        )
+        out[sl] = c * ((1 - a) * steady[p][sl] + a * steady[q][sl])
+    return out
 
 
 @pytest.mark.parametrize("f0", [110.0, 1000.0])
 def test_timbre_jumps_every_50ms_do_not_click(model, f0):
-    rows = np.concatenate([np.repeat(SAW[None], 3, 0), np.repeat(SINE[None], 3, 0)] * 12)
-    y = play(model, rows, f0, 1.0)[2000:]
+    names = (["saw"] * 3 + ["sine"] * 3) * 12
+    rows = np.stack([{"saw": SAW, "sine": SINE}[n] for n in names])
+    y_full = play(model, rows, f0, 1.0)
+    y = y_full[2000:]
     ref = max(M.max_second_difference(play(model, s, f0, 0.3)[2000:]) for s in (SAW, SINE))
-    assert M.max_second_difference(y) <= 1.5 * ref
+    # Measured exactly 1.0000 x ref at both f0. At 110 Hz a step of 0.05 at one sample reads
+    # 2.3 x ref; at 1 kHz the tones' own second differences are so large that even a step of
+    # 0.2 reads 1.00 x: the detector is blind there, hence the exact check below.
+    assert M.max_second_difference(y) <= 1.02 * ref
     if f0 >= 1000:
+        # 48 samples per period: the render equals the documented crossfade of the two steady
+        # tones. Measured max difference 2.3e-8 (peak 0.51); a step (or a one-sample spike)
+        # of 0.001 anywhere, in a crossfade or between them, fails this (tried).
+        steady = {"saw": play(model, SAW, f0, 1.0), "sine": play(model, SINE, f0, 1.0)}
+        steady = {k: v.astype(np.float64) for k, v in steady.items()}
+        want = _documented_crossfade(steady, names, 768)
+        assert np.max(np.abs(y_full - want)) <= 1e-7
         # amplitude-stable crossfade: both tones have the same RMS, and so does every mix of
         # them (a plain linear crossfade of saw and sine dips by 0.5 dB half-way); measured
         # over windows of 10 periods so the window itself does not see the waveform change
         env = M.rms_envelope_db(y, sample_rate=SR, f0=f0)
-        assert env.max() - env.min() < 0.15
+        assert env.max() - env.min() < 0.15  # measured 0.0993 dB
 
 
 def test_model_driven_timbre_jumps_do_not_click(model):
@@ -124,7 +166,7 @@ def test_model_driven_timbre_jumps_do_not_click(model):
 
     jumps = tone([lo if (k // 3) % 2 else hi for k in range(60)])
     ref = max(M.max_second_difference(tone([c] * 60)) for c in (lo, hi))
-    assert M.max_second_difference(jumps) <= 1.5 * ref
+    assert M.max_second_difference(jumps) <= 1.02 * ref  # measured 0.9988 x
 
 
 # --------------------------------------------------------------------------- streaming
@@ -155,12 +197,13 @@ def test_offline_fast_path_equals_streaming_process(model, glide):
     cfg = SynthConfig(glide=glide)
     traj = curves_trajectory(curves, model, sample_rate=SR, step_seconds=768 / SR)
     fast, info = render(model, traj, sample_rate=SR, config=cfg, fast=True)
-    assert traj.spectra is not None  # the vectorised model pass was used
+    # the vectorised model pass was used: a row for every step rendered, plus two
+    assert traj.spectra.shape == (fast.size // 768 + 2, 80)
     traj.spectra = None
     e = SynthEngine(model, sample_rate=SR, config=cfg, source=traj, max_block=256)
     slow = run(e, fast.size, 256)
-    np.testing.assert_allclose(slow, fast, atol=1e-5)
-    assert np.abs(fast).max() > 0.05
+    np.testing.assert_allclose(slow, fast, atol=5e-7)  # measured 1.2e-7
+    assert np.abs(fast).max() > 0.5  # measured 0.991 / 0.993
 
 
 def test_process_allocates_nothing(model):
@@ -192,8 +235,9 @@ def test_stepper_matches_wmsnet():
         steps = np.stack(
             [st.step(np.ascontiguousarray(x[:, t].numpy()), h).copy() for t in range(20)], 1
         )
-        np.testing.assert_allclose(steps, ref.numpy(), atol=1e-5)
-        np.testing.assert_allclose(st.sequence(x[0].numpy()), ref[0].numpy(), atol=1e-5)
+        # measured 6.0e-8
+        np.testing.assert_allclose(steps, ref.numpy(), atol=3e-7)
+        np.testing.assert_allclose(st.sequence(x[0].numpy()), ref[0].numpy(), atol=3e-7)
 
 
 # --------------------------------------------------------------------------- voices
@@ -221,7 +265,25 @@ def test_stealing_a_sounding_voice_does_not_click(model):
     ref = max(
         M.max_second_difference(play(model, SAW, f, 0.2, cfg=cfg)[100:]) for f in (220.0, 330.0)
     )
-    assert M.max_second_difference(np.r_[y1, y2][100:]) <= 1.5 * ref
+    assert M.max_second_difference(np.r_[y1, y2][100:]) <= 1.02 * ref  # measured 0.99984 x
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a delayed note_off releases one sample early")
+def test_delayed_note_off_releases_on_its_sample(model):
+    """note_on(delay=d) sounds from sample d of the next step, and note_off(delay=d) must
+    start the release at sample d too. BUG (wms.synth.kernels: DELAY_OFF reaches 0 and the
+    release steps in the same sample): it starts at d - 1, so delay 1 == delay 0."""
+    cfg = SynthConfig(attack=0.0, decay=0.0, sustain=1.0, release=0.01)
+
+    def next_step(delay):
+        e = SynthEngine(model, sample_rate=SR, config=cfg)
+        e.note_on(220.0, spectra=SAW[None])
+        e.process(2 * e.step_len)
+        e.note_off(0, delay=delay)
+        return e.process(e.step_len).copy()
+
+    held = next_step(700)
+    assert [np.flatnonzero(next_step(d) != held)[0] for d in (0, 1, 5)] == [0, 1, 5]
 
 
 def test_adsr_envelope_and_velocity(model):
@@ -234,11 +296,12 @@ def test_adsr_envelope_and_velocity(model):
     env = np.abs(hilbert(y)) / (TABLE_RMS * np.sqrt(2) * 0.5)  # / table peak * velocity
     ms = SR // 1000
     assert env[5 * ms] == pytest.approx(0.5, abs=0.02)  # half-way up the 10 ms attack
-    assert env[20 * ms] == pytest.approx(0.75, abs=0.02)  # half-way down the decay
-    assert env[100 * ms] == pytest.approx(0.5, abs=0.01)  # sustain
+    # (attack measured 2.1e-3 off: one 1/480 increment; decay 3.4e-8, sustain 8.6e-9)
+    assert env[20 * ms] == pytest.approx(0.75, abs=2e-7)  # half-way down the decay
+    assert env[100 * ms] == pytest.approx(0.5, abs=5e-8)  # sustain
     # note_off takes effect at once (note_on waits for the next step boundary); 50 ms release
     rel = int(0.2 * SR)
-    assert env[rel + 25 * ms] == pytest.approx(0.25, abs=0.02)
+    assert env[rel + 25 * ms] == pytest.approx(0.25, abs=1e-3)  # measured 2.1e-4
     assert np.abs(y[rel + 52 * ms :]).max() == 0.0
     assert e.active_voices == 0
 
@@ -251,9 +314,9 @@ def test_pitch_bend_and_glide(model):
     e.note_on(440.0, spectra=SAW[None])
     e.set_pitch_bend(5.0)  # clamped to the +-2 semitone range
     y = run(e, SR, 4096)[2000:]
-    assert M.cents(M.measure_f0(y, sample_rate=SR, f0=440 * 2 ** (2 / 12)), 440.0) == pytest.approx(
-        200, abs=1
-    )
+    bent = M.cents(M.measure_f0(y, sample_rate=SR, f0=440 * 2 ** (2 / 12)), 440.0)
+    assert bent == pytest.approx(200, abs=1)  # spec
+    assert bent == pytest.approx(200, abs=1e-4)  # regression: measured 1.2e-5 cents off
 
     g = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=1, glide=0.05))
     g.note_on(200.0, spectra=SAW[None])
@@ -264,29 +327,37 @@ def test_pitch_bend_and_glide(model):
         g.process(768)
         path.append(2 ** g._vf[K.LOGF, 0])
     path = np.array(path)
-    assert np.all(np.diff(path) > 0) and 200 < path[0] < 300
-    # one-pole glide: after 3 time constants within 5 % of the octave
+    assert np.all(np.diff(path) > 0)
+    # one-pole glide in log f0, per step: 200 * 2 ** (1 - exp(-(k + 1) * step / tau));
+    # measured rel 1.6e-15 (path[0] = 241.80615418170...)
+    k = np.arange(40)
+    np.testing.assert_allclose(
+        path, 200 * 2 ** (1 - np.exp(-(k + 1) * 768 / SR / 0.05)), rtol=1e-14
+    )
+    # spec: after 3 time constants within 5 % of the octave (measured 48.91 cents)
     assert 1200 * np.log2(400 / path[int(0.15 / (768 / SR))]) < 0.05 * 1200 * 1.0
 
 
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("sr", [0, 7000, 1_000_000, 44100.5, -48000])
 def test_unsupported_rates_raise(model, sr):
-    with pytest.raises(ConfigError, match="is not supported"):
+    with pytest.raises(ConfigError, match=rf"output sample rate {sr} is not supported"):
         SynthEngine(model, sample_rate=sr)
 
 
 def test_bad_notes_and_controls_raise(model):
     e = SynthEngine(model, sample_rate=SR)
-    with pytest.raises(ControlError, match="out of range"):
+    with pytest.raises(ControlError, match=r"note f0 = 0\.0 Hz is out of range"):
         e.note_on(0.0)
-    with pytest.raises(ControlError, match="out of range"):
+    with pytest.raises(ControlError, match=r"note f0 = 24000\.0 Hz is out of range"):
         e.note_on(24000.0)
     with pytest.raises(ControlError, match="valid controls are c0, c1, c2"):
         e.set_control("brightness", 1.0)
-    with pytest.raises(ControlError, match="velocity"):
+    with pytest.raises(ControlError, match=r"velocity = 1\.5 must be in \[0, 1\]"):
         e.note_on(220.0, 1.5)
-    with pytest.raises(ValueError, match="max_block"):
+    with pytest.raises(
+        ValueError, match=r"block of 1000000 samples: need 0 <= n <= max_block = 8192"
+    ):
         e.process(10**6)
 
 
@@ -294,5 +365,5 @@ def test_out_of_range_rule(model):
     np.testing.assert_array_equal(model.apply_range([[5.0, -5.0, 0.5]]), [[1.0, -1.0, 0.5]])
     ext = known_model(out_of_range="extrapolate")
     np.testing.assert_array_equal(ext.apply_range([[5.0, -5.0, 0.5]]), [[5.0, -5.0, 0.5]])
-    with pytest.raises(ControlError, match="NaN"):
+    with pytest.raises(ControlError, match="timbre controls hold NaN"):
         model.apply_range([[np.nan, 0, 0]])

@@ -34,9 +34,9 @@ def test_table_is_the_zero_phase_inverse_rfft_of_one_cycle():
     spec[1:5] = amps * size / 2  # irfft scaling of a cosine of amplitude a
     ref = np.fft.irfft(spec, size)
     np.testing.assert_allclose(table[1 : size + 1], ref, atol=1e-6)
-    # guard samples wrap around the cycle
-    np.testing.assert_allclose(table[0], ref[-1], atol=1e-6)
-    np.testing.assert_allclose(table[size + 1 : size + 3], ref[:2], atol=1e-6)
+    # guard samples wrap around the cycle (measured 7.5e-10: float32 rounding)
+    np.testing.assert_allclose(table[0], ref[-1], atol=5e-9)
+    np.testing.assert_allclose(table[size + 1 : size + 3], ref[:2], atol=5e-9)
 
 
 def test_normalised_tables_have_the_stated_rms():

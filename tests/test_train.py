@@ -11,23 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from wms.analysis.audio import write_audio
-from wms.analysis.basic_waves import basic_waves
+from conftest import TINY_TRAIN
+from wms.analysis.cache import FeatureCache
 from wms.analysis.features import Analysis
 from wms.bundle import load_bundle
 from wms.cli import main
 from wms.config import Config
+from wms.training import train as train_mod
 from wms.training.data import SequenceSampler, range_mask
 from wms.training.train import build_training_data, fit
 
+#: conftest's tiny run with 2 s validation blocks, checkpoints every 3 s, epochs per test.
 TINY = [
-    "model.hidden_size=16",
-    "model.encoder_size=16",
-    "data.seq_len=8",
-    "data.batch_size=64",
+    *(s for s in TINY_TRAIN if not s.startswith(("data.val_block_seconds", "train.max_epochs"))),
     "data.val_block_seconds=2.0",
-    "data.gap_frames=8",
-    "train.lr=0.003",
     "runtime.checkpoint_minutes=0.05",
 ]
 TINY_CFG = Config().replace(
@@ -70,9 +67,10 @@ def test_input_map_is_fitted_on_training_frames_only():
     )
     np.testing.assert_allclose(data.input_map.mfcc_mean, train.mean(axis=0))
     assert np.abs(data.input_map.mfcc_mean).max() < 1.0
-    assert data.summary["val_frames"] > 0 and data.summary["gap_frames"] > 0
+    assert (data.summary["val_frames"], data.summary["gap_frames"]) == (210, 64)  # seeded
 
 
+@pytest.mark.slow
 def test_training_is_reproducible(tmp_path):
     corpus = _fake_corpus()
     data = build_training_data(corpus, TINY_CFG)
@@ -82,26 +80,40 @@ def test_training_is_reproducible(tmp_path):
     assert [h["val_loss"] for h in m1.history] == [h["val_loss"] for h in m2.history]
     for k, v in m1.model.state_dict().items():
         torch.testing.assert_close(v, m2.model.state_dict()[k], rtol=0, atol=0)
-    assert (
-        m1.history[-1]["train_loss"] < m1.history[0]["train_loss"] * 1.5
-    )  # it trains, not diverges
+    # it trains: measured 1.3044 -> 1.2156 (x 0.932)
+    assert m1.history[-1]["train_loss"] < 0.97 * m1.history[0]["train_loss"]
 
 
-def test_training_without_validation_records_epochs_and_schedules_on_train_loss(tmp_path):
+@pytest.mark.slow
+def test_training_without_validation_records_epochs_and_schedules_on_train_loss(
+    tmp_path, monkeypatch
+):
     cfg = TINY_CFG.replace(data={"val_fraction": 0.0}, train={"plateau_patience": 0})
     data = build_training_data(_fake_corpus(), cfg)
     assert len(data.arrays.val_starts) == 0
-    module, _ = fit(data, cfg, tmp_path, progress=False)
+    module, _ = fit(data, cfg, tmp_path / "a", progress=False)
     assert [(h["epoch"], h["val_loss"]) for h in module.history] == [(0, None), (1, None)]
     assert module.best is None
-    # patience 0: the plateau schedule (on the epoch's training loss) may halve the lr, never raise it
-    assert module.history[-1]["lr"] in (3e-3, 1.5e-3)
+    # patience 0, and the training loss improves (measured 1.2914 -> 1.2023): lr unchanged.
+    # (the history records each epoch's lr before that epoch's scheduler step)
+    assert [h["lr"] for h in module.history] == [3e-3, 3e-3]
+
+    # A flat training loss (value 1, gradient 0): every epoch after the first is
+    # non-improving, so the schedule halves the lr after each of them.
+    class FlatLoss(train_mod.WMSLoss):
+        def forward(self, pred, target):
+            return 0.0 * super().forward(pred, target) + 1.0
+
+    monkeypatch.setattr(train_mod, "WMSLoss", FlatLoss)
+    module, _ = fit(data, cfg.replace(train={"max_epochs": 3}), tmp_path / "b", progress=False)
+    assert [h["train_loss"] for h in module.history] == [1.0, 1.0, 1.0]
+    assert [h["lr"] for h in module.history] == [3e-3, 3e-3, 1.5e-3]
 
 
-@pytest.fixture(scope="module")
-def wav(tmp_path_factory):
-    d = tmp_path_factory.mktemp("audio")
-    return write_audio(d / "waves.wav", basic_waves(8.0, sample_rate=16000, seed=0), 16000)
+@pytest.fixture
+def wav(basic_waves_wav):
+    """The tiny run's 8 s basic-waves WAV (conftest; read only)."""
+    return basic_waves_wav
 
 
 def _train(wav, run, cache, *extra):
@@ -111,6 +123,7 @@ def _train(wav, run, cache, *extra):
     return main(args + list(extra))
 
 
+@pytest.mark.slow
 def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
     wav, tmp_path, capsys
 ):
@@ -132,7 +145,10 @@ def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
     (f,) = b.data["files"]
     frames = b.training_map["frames"][:, 1]
     assert range_mask(f["n_frames"], f["train"])[frames].all()
-    assert np.all(b.training_map["f0"] > 0) and len(frames) == sum(e - s for s, e in f["train"])
+    assert len(frames) == sum(e - s for s, e in f["train"])
+    cfg = b.config.features
+    cached = FeatureCache(cache).load(f["key"], n_mfcc=cfg.n_mfcc, n_bins=cfg.n_bins)
+    np.testing.assert_array_equal(b.training_map["f0"], cached.analysis.f0[frames])
     assert [h["epoch"] for h in first] == [0, 1]
 
     code = (
@@ -158,6 +174,7 @@ def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
     assert (run / "logs" / "csv" / "version_1" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_model(wav, tmp_path, capsys):
     run, cache = tmp_path / "run", tmp_path / "cache"
     assert _train(wav, run, cache, "--set", "train.max_epochs=1") == 0
@@ -177,6 +194,7 @@ def test_resume_refuses_a_changed_model(wav, tmp_path, capsys):
     assert "nope.ckpt: no such checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_one_epoch(wav, tmp_path):
     run, cache = tmp_path / "run", tmp_path / "cache"
     args = [
@@ -206,9 +224,6 @@ def test_ddp_two_cpu_processes_one_epoch(wav, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("bundle: ") == 1  # only rank 0 finishes the run
     b = load_bundle(run / "model.wms")
-    n_train = int(
-        b.data["files"][0]["n_frames"]
-    )  # upper bound; exact count from the stored ranges:
     n_train = sum(max(0, e - s - 8 + 1) for s, e in b.data["files"][0]["train"])
     assert b.history[-1]["step"] == len(
         SequenceSampler(n_train, batch_size=64, shuffle=True, world_size=2)
@@ -218,8 +233,6 @@ def test_ddp_two_cpu_processes_one_epoch(wav, tmp_path):
 
 def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
     """With n_fft = 2 W harmonics sit every 2N bins; the loss must weight by harmonic."""
-    import torch
-
     from wms.config import load_config
     from wms.training.losses import lowfreq_weights
     from wms.training.train import WMSModule
