@@ -161,11 +161,9 @@ def test_midi_note_timing_is_sample_accurate(tmp_path, model):
     on, off = round(99 / 960 * SR), round(192 / 960 * SR)
     assert np.flatnonzero(y)[0] == on  # the onset is the event's own sample
     first = y[: int(0.4 * SR)]
-    # release ends on time. BUG: measured exactly -2 samples, at the bound. One of them is
-    # the kernel starting a delayed release one sample early (see
-    # test_delayed_note_off_releases_on_its_sample); the other, the 480-sample ramp reaching
-    # zero on its last sample.
-    assert abs(np.flatnonzero(first)[-1] - (off + int(0.01 * SR))) <= 2
+    # the release starts at the event's own sample and its 480-sample ramp reaches zero on its
+    # last sample: the last sounding sample is off + 480 - 1, exactly
+    assert np.flatnonzero(first)[-1] == off + int(0.01 * SR) - 1
     assert np.all(y[on:off] != 0)
 
 

@@ -268,11 +268,9 @@ def test_stealing_a_sounding_voice_does_not_click(model):
     assert M.max_second_difference(np.r_[y1, y2][100:]) <= 1.02 * ref  # measured 0.99984 x
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a delayed note_off releases one sample early")
 def test_delayed_note_off_releases_on_its_sample(model):
-    """note_on(delay=d) sounds from sample d of the next step, and note_off(delay=d) must
-    start the release at sample d too. BUG (wms.synth.kernels: DELAY_OFF reaches 0 and the
-    release steps in the same sample): it starts at d - 1, so delay 1 == delay 0."""
+    """note_on(delay=d) sounds from sample d of the next step, and note_off(delay=d) starts
+    the release at sample d too (it once started at d - 1, so delay 1 was delay 0)."""
     cfg = SynthConfig(attack=0.0, decay=0.0, sustain=1.0, release=0.01)
 
     def next_step(delay):

@@ -312,13 +312,10 @@ def render_voices(
         d_off = vi[DELAY_OFF, v]
         for i in range(n):
             a = (j0 + i + 1) / step_len
-            if d_off > 0:
-                d_off -= 1
-                if d_off == 0 and st != 0:
-                    st = 4
-                    rel = el / release_samples if release_samples >= 1.0 else 1.0
             if d_on > 0:
                 d_on -= 1
+                if d_off > 0:  # d_off > d_on: it cannot run out while the onset waits
+                    d_off -= 1
                 continue
             # envelope
             if st == 1:
@@ -338,6 +335,13 @@ def render_voices(
                 if el <= 0.0:
                     el = 0.0
                     st = 0
+            # a release delayed by D samples takes its first step at sample D: this sample
+            # still plays the current stage
+            if d_off > 0:
+                d_off -= 1
+                if d_off == 0 and st != 0:
+                    st = 4
+                    rel = el / release_samples if release_samples >= 1.0 else 1.0
             # 4-point Lagrange read of both tables at the same phase
             x = ph * s
             k = int(x)

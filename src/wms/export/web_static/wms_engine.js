@@ -918,15 +918,9 @@ function wmsDefineEngine(scope) {
       let first = 0;
       for (let i = 0; i < n; i++) {
         const a = (j0 + i + 1) / L;
-        if (dOff > 0) {
-          dOff -= 1;
-          if (dOff === 0 && st !== IDLE) {
-            st = RELEASE;
-            rel = relS >= 1.0 ? el / relS : 1.0;
-          }
-        }
         if (dOn > 0) {
           dOn -= 1;
+          if (dOff > 0) dOff -= 1; // dOff > dOn: it cannot run out while the onset waits
           first = i + 1;
           continue;
         }
@@ -949,6 +943,14 @@ function wmsDefineEngine(scope) {
           if (el <= 0.0) {
             el = 0.0;
             st = IDLE;
+          }
+        }
+        // a release delayed by D samples takes its first step at sample D (kernels.render_voices)
+        if (dOff > 0) {
+          dOff -= 1;
+          if (dOff === 0 && st !== IDLE) {
+            st = RELEASE;
+            rel = relS >= 1.0 ? el / relS : 1.0;
           }
         }
         g[i] = (l0 + dl * a) * el * vel;
