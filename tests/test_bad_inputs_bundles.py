@@ -77,7 +77,7 @@ def _set(path: list, value):
         ),
         (
             _set(["metrics"], {"lsd_db": "5 dB"}),
-            r"malformed bundle: metrics lsd_db are not numbers",
+            r"malformed bundle: metrics is not a held-out report",
         ),
         (_set(["metrics"], [1, 2]), r"malformed bundle: metrics is not a table"),
         (_set(["history"], [{"epoch": 0}]), r"malformed bundle: history is not a list of"),

@@ -74,11 +74,15 @@ def saved(tmp_path_factory):
         },
         history=history,
         metrics={
-            "lsd_db": 5.0,
-            "sc": 0.3,
-            "lsd_db_mean_baseline": 9.0,
-            "lsd_db_nn_baseline": 7.0,
-            "n_frames": 30,
+            "split": "test",
+            "frames": 30,
+            "quiet_frames": 2,
+            "model": {"sc": 0.3, "lsd_db": 5.0, "harm_sc": 0.25, "harm_lsd_db": 4.5},
+            "baseline_mean": {"sc": 0.8, "lsd_db": 9.0, "harm_sc": 0.7, "harm_lsd_db": 8.5},
+            "baseline_nearest": {"sc": 0.5, "lsd_db": 7.0, "harm_sc": 0.45, "harm_lsd_db": 6.5},
+            "energy_db": -0.4,
+            "beats_both_baselines": True,
+            "flags": [],
         },
     )
     return SimpleNamespace(path=path, interface=interface)
@@ -125,8 +129,14 @@ def test_bundle_restores_everything(saved):
     assert b.version == BUNDLE_VERSION == 2
     assert b.training_map["f0"].shape == (50,)
     assert b.data["files"][0]["val"] == [[270, 300]]
-    assert b.history[-1]["val_loss"] == 1.1 and b.metrics["lsd_db"] == 5.0
-    assert "mfcc0" in describe(b) and "LSD 5.00 dB" in describe(b)
+    assert b.history[-1]["val_loss"] == 1.1 and b.metrics["model"]["lsd_db"] == 5.0
+    text = describe(b)
+    assert "mfcc0" in text and "test blocks (30 frames, 2 silent ones left out" in text
+    assert (
+        "harmonic-bin LSD (dB, what the synth plays): model 4.50   mean spectrum 8.50   "
+        "nearest frame 6.50" in text
+    )
+    assert "the model beats both baselines; predicted energy -0.4 dB" in text
 
 
 def test_inputs_from_audio_uses_the_saved_pipeline(bundle_path):

@@ -22,18 +22,25 @@ from wms.training.data import (
 def _random_case(rng):
     n_files = int(rng.integers(1, 6))
     block = int(rng.integers(20, 400))
+    lengths = [int(x) for x in rng.integers(5, 3000, size=n_files)]
+    excluded = []
+    for n in lengths:  # up to three trimmed silences per file, possibly touching the ends
+        cuts = sorted(int(x) for x in rng.integers(0, n, size=2 * int(rng.integers(0, 4))))
+        excluded.append([(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=True) if b > a])
     return dict(
-        lengths=[int(x) for x in rng.integers(5, 3000, size=n_files)],
+        lengths=lengths,
         seq_len=int(rng.integers(1, 60)),
         val_fraction=float(rng.choice([0.0, 0.05, 0.1, 0.3])),
+        test_fraction=float(rng.choice([0.0, 0.1, 0.2])),
         block_frames=block,
         gap_frames=int(rng.integers(0, 80)),
         seed=int(rng.integers(0, 1000)),
+        excluded=excluded,
     )
 
 
 @pytest.mark.slow
-def test_split_property_no_validation_frame_in_any_training_sequence():
+def test_split_property_no_held_out_or_trimmed_frame_in_any_training_sequence():
     rng = np.random.default_rng(1234)
     checked, infeasible = 0, []
     for _ in range(400):
@@ -50,22 +57,28 @@ def test_split_property_no_validation_frame_in_any_training_sequence():
             continue
         checked += 1
         T, gap = case["seq_len"], case["gap_frames"]
-        for n, s in zip(case["lengths"], splits, strict=True):
+        for n, s, ex in zip(case["lengths"], splits, case["excluded"], strict=True):
             assert s.n_frames == n
-            val = range_mask(n, s.val)
+            val, test, cut = range_mask(n, s.val), range_mask(n, s.test), range_mask(n, ex)
             assert val.sum() == sum(b - a for a, b in s.val)  # blocks do not overlap
-            # Validation frames widened by the gap: no training frame may come that close.
-            near_val = np.convolve(val, np.ones(2 * gap + 1), mode="same") > 0 if gap else val
+            assert test.sum() == sum(b - a for a, b in s.test)
+            assert not (val & test).any() and not ((val | test) & cut).any()
+            # Held-out frames widened by the gap: no training frame may come that close,
+            # and no training sequence may contain a trimmed silence.
+            held = val | test
+            near = np.convolve(held, np.ones(2 * gap + 1), mode="same") > 0 if gap else held
             for start in sequence_starts(s.train, T):
                 assert 0 <= start and start + T <= n  # inside its own file
-                assert not near_val[start : start + T].any()
-        if case["val_fraction"] > 0:
-            assert sum(len(s.val) for s in splits) > 0
-    # Seed 1234: 390 of the 400 cases are feasible (measured); the other 10 are genuinely
-    # infeasible (a single file shorter than its block, or blocks of 27-48 frames with
-    # gaps of 49-78 frames that leave no room for a training sequence).
-    assert checked == 390
-    assert sorted(infeasible) == ["no training sequence"] * 4 + ["nothing could be held out"] * 6
+                assert not near[start : start + T].any()
+                assert not cut[start : start + T].any()
+        for kind in ("val", "test"):
+            if case[f"{kind}_fraction"] > 0:
+                assert sum(len(getattr(s, kind)) for s in splits) > 0
+    # Seed 1234: 363 of the 400 cases are feasible (measured); the other 37 are genuinely
+    # infeasible (a single file shorter than its block, blocks and gaps that leave no room
+    # for a training sequence, or trimmed silences covering what would be held out).
+    assert checked == 363
+    assert sorted(infeasible) == ["no training sequence"] * 20 + ["nothing could be held out"] * 17
 
 
 def test_split_sequences_never_cross_file_boundaries():

@@ -337,6 +337,21 @@ def migrate_v1(obj: dict, config: Config) -> dict:
         "version": BUNDLE_VERSION,
         "interface": interface.to_state(),
         "input_map": input_map,
+        "metrics": migrate_v1_metrics(_to_numpy(obj["metrics"])),
+    }
+
+
+def migrate_v1_metrics(m: dict) -> dict:
+    """wms 0.1.0's flat held-out figures (all bins, on its validation blocks) in today's layout
+    (``wms.evaluation.metrics.heldout_report``); empty stays empty."""
+    if not isinstance(m, dict) or not all(_number(m.get(k)) for k in _FLAT_METRICS):
+        return {}
+    return {
+        "split": "validation",
+        "frames": int(m.get("n_frames", 0)),
+        "model": {"lsd_db": m["lsd_db"], "sc": m["sc"]},
+        "baseline_mean": {"lsd_db": m["lsd_db_mean_baseline"], "sc": m["sc_mean_baseline"]},
+        "baseline_nearest": {"lsd_db": m["lsd_db_nn_baseline"], "sc": m["sc_nn_baseline"]},
     }
 
 
@@ -354,8 +369,17 @@ def _number(x: Any) -> bool:
 
 #: history entry fields and whether None is allowed
 _HISTORY = {"epoch": False, "step": False, "train_loss": False, "val_loss": True, "lr": False}
-#: metrics ``wms info`` reads, when metrics are present
-_METRIC_NUMBERS = ("lsd_db", "sc", "lsd_db_mean_baseline", "lsd_db_nn_baseline")
+#: wms 0.1.0's (and early 0.2 development builds') flat metrics
+_FLAT_METRICS = (
+    "lsd_db",
+    "sc",
+    "lsd_db_mean_baseline",
+    "sc_mean_baseline",
+    "lsd_db_nn_baseline",
+    "sc_nn_baseline",
+)
+#: the predictors a metrics table holds (wms.evaluation.metrics.heldout_report)
+_PREDICTORS = ("model", "baseline_mean", "baseline_nearest")
 
 
 def _checked_contents(obj: dict, interface: ModelInterface, path: Path) -> tuple:
@@ -406,9 +430,24 @@ def _checked_contents(obj: dict, interface: ModelInterface, path: Path) -> tuple
     metrics = obj["metrics"]
     if not isinstance(metrics, dict) or not _json_like(metrics):
         raise bad("metrics", "is not a table of plain values")
-    wrong = [k for k in _METRIC_NUMBERS if k in metrics and not _number(metrics[k])]
-    if wrong:
-        raise bad("metrics", f"{', '.join(wrong)} are not numbers")
+    if "model" not in metrics and all(_number(metrics.get(k)) for k in _FLAT_METRICS):
+        metrics = migrate_v1_metrics(metrics)  # the flat layout: same figures, renamed
+    if metrics:
+        scores_ok = all(
+            isinstance(metrics.get(k), dict)
+            and all(_number(v) for v in metrics[k].values())
+            and {"sc", "lsd_db"} <= set(metrics[k])
+            for k in _PREDICTORS
+        )
+        flags = metrics.get("flags", [])
+        if not (
+            scores_ok
+            and isinstance(metrics.get("split"), str)
+            and _number(metrics.get("frames"))
+            and isinstance(flags, list)
+            and all(isinstance(f, dict) and {"message", "advice"} <= set(f) for f in flags)
+        ):
+            raise bad("metrics", "is not a held-out report (split, frames, model, baselines)")
     return tm, data, list(history), dict(metrics)
 
 
@@ -518,12 +557,9 @@ def describe(b: Bundle) -> str:
             f"final train loss {last['train_loss']:.4f}"
             + (f", best val loss {best:.4f}" if best is not None else "")
         )
-    m = b.metrics
-    if all(k in m for k in _METRIC_NUMBERS):
-        lines.append(
-            f"held-out: LSD {m['lsd_db']:.2f} dB (mean-spectrum baseline {m['lsd_db_mean_baseline']:.2f}, "
-            f"nearest-frame baseline {m['lsd_db_nn_baseline']:.2f}); spectral convergence {m['sc']:.3f}"
-        )
+    from wms.evaluation.metrics import describe_heldout
+
+    lines += describe_heldout(b.metrics)
     return "\n".join(lines)
 
 

@@ -70,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _config_args(p)
     _data_args(p)
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training steps (default: train.max_steps; 0 there = scaled to the corpus)",
+    )
+    p.add_argument(
+        "--max-minutes", type=float, default=None, metavar="M", help="wall-clock cap in minutes"
+    )
     p.add_argument("--resume", metavar="CKPT", help="continue from a Lightning checkpoint")
     p.add_argument(
         "--force",
@@ -119,9 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "audio",
         metavar="AUDIO",
         nargs="?",
-        help="held-out audio (default: the bundle's validation data)",
+        help="held-out audio (default: the bundle's test blocks)",
     )
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--allow-seen",
+        action="store_true",
+        help="evaluate AUDIO even if the bundle was trained on it (the figures are then optimistic)",
+    )
     _data_args(p)
     p.set_defaults(handler="wms.evaluation.evaluate:run_evaluate")
 

@@ -107,12 +107,20 @@ class DataConfig:
     #: Training sequence length T in frames.
     seq_len: int = 50
     batch_size: int = 512
-    #: Share of each file's frames held out for validation, in contiguous blocks.
+    #: Share of each file's frames held out for validation, in contiguous blocks: early
+    #: stopping, the LR schedule and the choice of weights look at these.
     val_fraction: float = 0.1
+    #: Share held out for test, in blocks of their own: reported, never used for a choice.
+    test_fraction: float = 0.1
     #: Length of one held-out block in seconds.
     val_block_seconds: float = 10.0
-    #: Frames left unused between a training region and a validation block.
+    #: Frames left unused between a training region and a held-out block.
     gap_frames: int = 50
+    #: A frame is silent when its level is this many dB (< 0) under its file's loud level
+    #: (the 95th percentile of its frames); runs of silent frames of at least
+    #: ``trim_silence_seconds`` are trimmed: no sequence, loss or metric uses them.
+    silence_db: float = -60.0
+    trim_silence_seconds: float = 0.5
     seed: int = 0
 
 
@@ -147,6 +155,9 @@ class TrainConfig:
     #: Weight of the smoothness-along-frequency penalty (0 disables it).
     smoothness_weight: float = 0.0
     max_epochs: int = 1000
+    #: Step budget (0: automatic, a number of passes over the training data scaled to the
+    #: corpus; see wms.training.train.step_budget). Steps, not minutes: the same on any machine.
+    max_steps: int = 0
     early_stopping_patience: int = 20
     gradient_clip: float = 1.0
     #: Validation runs this many times per epoch at most (1.0 = once an epoch).
@@ -295,6 +306,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("data", "seq_len"): _in(1, 10000),
     ("data", "batch_size"): _in(1, 65536),
     ("data", "val_fraction"): _in(0, 1, hi_open=True),
+    ("data", "test_fraction"): _in(0, 1, hi_open=True),
+    ("data", "silence_db"): _in(-200, 0, hi_open=True),
+    ("data", "trim_silence_seconds"): _in(0, 3600),
     ("data", "val_block_seconds"): _in(0, 3600, lo_open=True),
     ("data", "gap_frames"): _in(0, 100000),
     ("data", "seed"): _in(0, 2**32 - 1),
@@ -312,6 +326,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("train", "loss"): _one_of("log_spectral", "spectral", "mse", "weighted_mse"),
     ("train", "smoothness_weight"): _in(0, 1000),
     ("train", "max_epochs"): _in(1, 10**6),
+    ("train", "max_steps"): _in(0, 10**8),
     ("train", "early_stopping_patience"): _in(0, 10**6),
     ("train", "gradient_clip"): _in(0, 10**6),
     ("train", "val_check_interval"): _in(0, 1, lo_open=True),
@@ -422,6 +437,12 @@ def _check(cfg: Config, origin: dict[tuple[str, str], str]) -> Config:
         fail(
             (("features", "reduction_dims"), ("features", "n_mfcc")),
             f"features.reduction_dims = {f.reduction_dims} must be <= features.n_mfcc = {f.n_mfcc}",
+        )
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 0.9:
+        fail(
+            (("data", "val_fraction"), ("data", "test_fraction")),
+            f"data.val_fraction + test_fraction = "
+            f"{cfg.data.val_fraction + cfg.data.test_fraction:g} leaves too little to train on",
         )
     mel_top = f.mel_fmax or a.sample_rate / 2
     if not f.mel_fmin < mel_top <= a.sample_rate / 2:

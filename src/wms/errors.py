@@ -8,6 +8,7 @@ Classes follow the *kind* of failure, not the command it happens in:
   :class:`ControlError` (control files, MIDI files, control values), :class:`BundleError`
   (a model bundle or checkpoint that is missing, corrupt or of another version);
 - :class:`PitchError`: a pitch tracker that cannot run here (missing weights);
+- :class:`TrainingError`: training that diverged (no bundle is written);
 - :class:`ExportError`: an export that does not reproduce the PyTorch model;
 - :class:`PlayError`: ``wms play`` cannot serve (no free port);
 - :class:`OutputError`: an output that cannot be written, or would replace an input.
@@ -60,6 +61,10 @@ class BundleError(WMSError):
 
 class ControlError(WMSError):
     """Bad synthesis controls: malformed control/MIDI files, out-of-range values."""
+
+
+class TrainingError(WMSError):
+    """Training that cannot go on (the loss diverged); no bundle is written."""
 
 
 class ExportError(WMSError):

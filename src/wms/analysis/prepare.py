@@ -58,12 +58,14 @@ _THREAD_ENV = (
 
 @dataclass(frozen=True)
 class PreparedFile:
-    """One usable file: its path, cache key, analysis (memory-mapped arrays) and meta.json."""
+    """One usable file: its path, cache key, analysis (memory-mapped arrays), meta.json,
+    and the frame ranges of its long silences (``excluded``: used by nothing downstream)."""
 
     path: Path
     key: str
     analysis: Analysis
     meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    excluded: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,13 @@ def prepare(
         if reason:
             skipped[p] = reason
         else:
-            files.append(PreparedFile(p, k, entry.analysis, entry.meta))
+            cut = silent_ranges(
+                np.asarray(entry.analysis.target),
+                frame_seconds=cfg.features.hop_size / cfg.audio.sample_rate,
+                floor_db=cfg.data.silence_db,
+                min_seconds=cfg.data.trim_silence_seconds,
+            )
+            files.append(PreparedFile(p, k, entry.analysis, entry.meta, cut))
 
     skipped_list = sorted([*scan.skipped, *((p, skipped[p]) for p in paths if p in skipped)])
     wall = time.perf_counter() - t0
@@ -516,10 +524,41 @@ def _duration(p: Path) -> float:
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 
+def silent_ranges(
+    target: np.ndarray, *, frame_seconds: float, floor_db: float, min_seconds: float
+) -> tuple[tuple[int, int], ...]:
+    """Frame ranges of a file's long silences, from its analysed spectra ``target[n, K]``.
+
+    A frame is silent when its energy (``sum expm1(target)^2``) is more than ``-floor_db`` dB
+    under the file's loud level, the 95th percentile of its frames' energies (digital
+    silence, a noise floor, a reverb tail's end); a run of silent frames lasting at least
+    ``min_seconds`` is returned (0 disables trimming). The frames keep their places: the
+    ranges are simply used by nothing downstream.
+    """
+    if min_seconds <= 0 or len(target) == 0:
+        return ()
+    mag = np.expm1(np.asarray(target, dtype=np.float64))
+    energy = np.sum(mag * mag, axis=1)
+    loud = float(np.percentile(energy, 95))
+    silent = energy <= loud * 10 ** (floor_db / 10) if loud > 0 else np.ones(len(energy), bool)
+    edges = np.flatnonzero(np.diff(np.r_[0, silent.astype(np.int8), 0]))
+    need = max(1, math.ceil(min_seconds / frame_seconds))
+    return tuple(
+        (int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= need
+    )
+
+
 def _summary(files, skipped, cache, hits, misses, wall, notes) -> dict[str, Any]:
     frames = sum(int(f.meta.get("frames", len(f.analysis.f0))) for f in files)
     voiced = sum(int(f.meta.get("voiced_frames", 0)) for f in files)
     seconds = sum(float(f.meta.get("duration", 0.0)) for f in files)
+    trimmed = {
+        str(f.path): sum(b - a for a, b in f.excluded)
+        * float(f.meta["duration"])
+        / len(f.analysis.f0)
+        for f in files
+        if f.excluded
+    }
     return {
         "files_used": len(files),
         "files_skipped": len(skipped),
@@ -534,30 +573,41 @@ def _summary(files, skipped, cache, hits, misses, wall, notes) -> dict[str, Any]
         "cache_hits": hits,
         "cache_misses": misses,
         "notes": list(notes),
+        "trimmed_seconds": trimmed,
     }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The closing summary of ``wms prepare`` as printable lines."""
     s = summary
-    rechecked = s["cache_misses"] - s.get("files_analysed", 0)
+    analysed = s.get("files_analysed", 0)
+    rechecked = s["cache_misses"] - analysed
+    trimmed = s.get("trimmed_seconds", {})
     lines = [
         f"files: {s['files_used']} used, {s['files_skipped']} skipped",
         *(f"  skipped {p}: {why}" for p, why in s["skipped"]),
-        f"frames: {s['frames']} ({100 * s['voiced_share']:.1f} % voiced), "
-        f"audio: {s['audio_seconds']:.1f} s",
-        f"time: {s['wall_seconds']:.2f} s wall, {s['x_realtime']:.1f} audio seconds per second "
-        "(x realtime)"
-        + (
-            f"; analysed {s['analysed_seconds']:.1f} s of audio at "
-            f"{s['analysis_x_realtime']:.1f}x realtime with {s['jobs']} process(es)"
-            if s.get("analysed_seconds")
-            else ""
-        ),
-        f"cache: {s['cache_hits']} hits, {s.get('files_analysed', 0)} analysed in {s['cache_dir']}"
-        + (f" ({rechecked} unusable file(s) re-checked)" if rechecked else ""),
-        *(f"note: {n}" for n in s["notes"]),
+        f"audio: {s['audio_seconds']:.1f} s in {s['frames']} frames, "
+        f"{100 * s['voiced_share']:.1f} % voiced",
     ]
+    if trimmed:
+        lines.append(
+            f"silence trimmed: {sum(trimmed.values()):.1f} s ("
+            + ", ".join(f"{Path(p).name} {v:.1f} s" for p, v in trimmed.items())
+            + ")"
+        )
+    if s.get("analysed_seconds"):
+        lines.append(
+            f"analysed {s['analysed_seconds']:.1f} s of audio in {s['analysis_wall_seconds']:.1f} s "
+            f"({s['analysis_x_realtime']:.0f}x realtime, {s['jobs']} process(es)); "
+            f"{s['cache_hits']} file(s) from the cache"
+        )
+    else:
+        lines.append(f"all {s['cache_hits']} file(s) from the cache: nothing analysed")
+    lines.append(
+        f"cache: {s['cache_dir']}"
+        + (f" ({rechecked} unusable file(s) re-checked)" if rechecked else "")
+    )
+    lines += [f"note: {n}" for n in s["notes"]]
     return "\n".join(lines)
 
 

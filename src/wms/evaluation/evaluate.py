@@ -1,19 +1,21 @@
-"""``wms evaluate BUNDLE [AUDIO] --out DIR``: held-out metrics, resynthesis, plots and audio.
+"""``wms evaluate BUNDLE [AUDIO] --out DIR``: test metrics, resynthesis, plots and audio.
 
 Read top to bottom:
 
-1. :func:`heldout_data` — the evaluation frames. By default the bundle's own
-   validation blocks (``bundle.data["files"][i]["val"]``), re-read through the
-   feature cache with the bundle's config; with ``AUDIO``, every frame of every
-   usable file under ``AUDIO``, analysed with the bundle's config and mapped with
-   the bundle's (not refitted) input map.
-2. :func:`spectral_metrics` — spectral convergence and log-spectral distance of
-   the model and both baselines (``wms.evaluation.metrics``) on those frames. The model
-   runs over each held-out block from a zero GRU state, as in training.
-3. :func:`resynthesise` — each held-out segment's audio played through the synth's
-   timbre-transfer path (``synth.controls.audio_trajectory`` + ``synth.render``),
-   compared with the original by :func:`multi_resolution_stft_distance` and by the
-   f0 error (cents) of the rendered output.
+1. :func:`heldout_data` — the evaluation frames. By default the bundle's own **test**
+   blocks (never used for any choice during training), re-read through the feature cache
+   with the bundle's config; a wms 0.1.0 bundle has none and reports its validation blocks
+   (marked as such). With ``AUDIO``, every frame of every usable file under ``AUDIO``,
+   analysed with the bundle's config and mapped with its input map — refused when a file is
+   one the bundle was trained on, unless ``allow_seen``.
+2. :func:`spectral_metrics` — the model and both baselines (``wms.evaluation.metrics``):
+   SC and LSD over all bins and over the harmonic bins the synth plays. The model runs
+   over each held-out block from a zero GRU state, as in training.
+3. :func:`resynthesise` — each held-out segment played through the same synth four ways:
+   by the model (timbre transfer), by both baselines and by an oracle (the analysed
+   harmonics themselves: the ceiling of the representation), each scored against the
+   original by :func:`~wms.evaluation.metrics.multi_resolution_stft_distance` at the
+   audio's own sample rate, full band.
 4. :func:`evaluate` — all of the above plus figures and audio examples
    (``wms.evaluation.report``), ``DIR/metrics.json``, ``DIR/report.md`` and ``DIR/index.html``.
 """
@@ -46,12 +48,20 @@ SEGMENT_GAP = 0.25
 #: An f0 error above this many cents counts as a gross error.
 GROSS_CENTS = 50.0
 #: Every file an evaluation writes into its folder (checked against its inputs first).
+#: The four ways the held-out audio is played through the synth.
+RESYNTH_KINDS = ("model", "baseline_mean", "baseline_nearest", "oracle")
+RESYNTH_LABELS = {
+    "model": "model",
+    "baseline_mean": "baseline: mean spectrum",
+    "baseline_nearest": "baseline: nearest training frame",
+    "oracle": "oracle: the audio's own harmonics",
+}
 REPORT_FILES = (
     "metrics.json",
     "report.md",
     "index.html",
     "original.wav",
-    "resynthesis.wav",
+    *(f"resynthesis_{k}.wav" for k in RESYNTH_KINDS),
     *(f"example{i}_{k}.wav" for i in range(1, EXAMPLE_FRAMES + 1) for k in ("target", "predicted")),
     *(f"{n}.png" for n in ("spectra", "waveforms", "loss_curves", "control_map", "spectrogram")),
 )
@@ -66,7 +76,8 @@ class Segment:
 
     Arrays cover only the segment: ``f0[n]`` Hz, ``voicedness[n]``, ``inputs[n, D]``
     (the bundle's input map), ``target[n, K]`` log1p; ``audio`` holds the samples
-    ``[start * hop, stop * hop)`` at the analysis rate.
+    ``[start * hop, stop * hop)`` at the analysis rate, ``native`` the same stretch at the
+    file's own rate ``native_rate`` (what resynthesis is scored against).
     """
 
     path: Path
@@ -77,6 +88,8 @@ class Segment:
     inputs: np.ndarray
     target: np.ndarray
     audio: np.ndarray
+    native: np.ndarray
+    native_rate: int
 
     @property
     def n_frames(self) -> int:
@@ -88,7 +101,7 @@ class HeldOut:
     """The evaluation data: segments, where they came from, and the training frames
     used by the baselines (``train_inputs[M, D]``, ``train_targets[M, K]``)."""
 
-    source: str  # "validation" or "audio"
+    source: str  # "test", "validation" or "audio"
     segments: list[Segment]
     train_inputs: np.ndarray
     train_targets: np.ndarray
@@ -98,7 +111,8 @@ class HeldOut:
 
 
 def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
-    """One file through the feature cache: ``(PreparedFile, y at the analysis rate)``.
+    """One file through the feature cache: ``(PreparedFile, y at the analysis rate, y at the
+    file's own rate, that rate)``.
 
     With ``stored`` (the bundle's record of a training file), the file must still
     exist and hold the same bytes and frame count as at training time.
@@ -125,11 +139,20 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
             f"{path}: {pf.analysis.n_frames} frames now but {stored['n_frames']} at training "
             f"time; pass held-out audio instead: wms evaluate BUNDLE AUDIO --out DIR"
         )
-    return pf, read_audio(path, cfg.audio.sample_rate)
+    import soundfile as sf
+
+    native_rate = int(sf.info(str(path)).samplerate)
+    return (
+        pf,
+        read_audio(path, cfg.audio.sample_rate),
+        read_audio(path, native_rate),
+        native_rate,
+    )
 
 
-def _segment(pf, y: np.ndarray, start: int, stop: int, bundle, hop: int) -> Segment:
+def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int) -> Segment:
     a = pf.analysis
+    sr = bundle.config.audio.sample_rate
     sl = slice(start, stop)
     f0 = np.asarray(a.f0[sl], dtype=np.float32)
     v = np.asarray(a.voicedness[sl], dtype=np.float32)
@@ -142,6 +165,11 @@ def _segment(pf, y: np.ndarray, start: int, stop: int, bundle, hop: int) -> Segm
         inputs=bundle.interface.inputs(bundle.input_map.controls(a.mfcc[sl]), f0, v),
         target=np.asarray(a.target[sl], dtype=np.float32),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
+        native=np.asarray(
+            native[round(start * hop * native_rate / sr) : round(stop * hop * native_rate / sr)],
+            dtype=np.float32,
+        ),
+        native_rate=native_rate,
     )
 
 
@@ -165,15 +193,21 @@ def _ranges(r) -> list[tuple[int, int]]:
 
 
 def heldout_data(
-    bundle, audio: str | Path | None = None, *, cache_dir=None, jobs: int | None = None
+    bundle,
+    audio: str | Path | None = None,
+    *,
+    cache_dir=None,
+    jobs: int | None = None,
+    allow_seen: bool = False,
 ) -> HeldOut:
     """The held-out frames and audio, and the training frames for the baselines.
 
     Args:
         bundle: a loaded :class:`wms.bundle.Bundle`.
-        audio: ``None`` for the bundle's validation blocks, else an audio file or
-            folder whose every frame is held out.
+        audio: ``None`` for the bundle's test blocks (validation blocks for a wms 0.1.0
+            bundle, which has none), else an audio file or folder whose every frame is held out.
         cache_dir, jobs: feature cache and analysis processes (``wms.analysis.prepare.prepare``).
+        allow_seen: evaluate ``audio`` even when a file of it trained the bundle.
 
     Returns:
         :class:`HeldOut`. Baselines use the bundle's training map when it stores
@@ -182,17 +216,18 @@ def heldout_data(
 
     Raises:
         AudioError: ``audio`` is missing, unreadable, silent or too short.
-        DataError: a training file is gone or changed (validation mode), or nothing
-            is held out.
+        DataError: a training file is gone or changed, ``audio`` is training data (without
+            ``allow_seen``), or nothing is held out.
     """
+    from wms.analysis.cache import FeatureCache
     from wms.analysis.prepare import read_checked
 
     cfg = bundle.config
     hop = cfg.features.hop_size
-    out = HeldOut("audio" if audio is not None else "validation", [], None, None, "")
     tm = bundle.training_map or {}
     has_map = "inputs" in tm and "targets" in tm and len(tm["targets"]) > 0
     cache: dict[str, tuple] = {}
+    files = _stored_or_empty(bundle)
 
     def load(f: dict):
         p = str(f["path"])
@@ -201,54 +236,76 @@ def heldout_data(
         return cache[p]
 
     if audio is not None:
-        from wms.analysis.audio import find_audio_files
-
+        out = HeldOut("audio", [], None, None, "")
         scan = find_audio_files(audio, cfg.audio.extensions)
-        paths = scan.files
         out.skipped += [(str(p), why) for p, why in scan.skipped]
-        if not paths:
+        if not scan.files:
             raise DataError(
                 f"{audio}: no audio files found (looked for {', '.join(cfg.audio.extensions)})"
             )
-        for p in paths:
+        trained = {str(f.get("key", "")).split("-")[0] for f in files}
+        hashes = FeatureCache(cache_dir)
+        seen = [p for p in scan.files if hashes.content_hash(p)[:32] in trained]
+        if seen and not allow_seen:
+            names = ", ".join(str(p) for p in seen)
+            raise DataError(
+                f"{names}: the bundle was trained on this audio (same content), so its frames "
+                "are (partly) training data and the figures would flatter the model; evaluate "
+                "on the bundle's own test blocks (wms evaluate BUNDLE --out DIR), on other "
+                "audio, or add --allow-seen to evaluate it anyway"
+            )
+        if seen:
+            out.notes.append(
+                f"{len(seen)} file(s) trained the bundle (--allow-seen): the figures are optimistic"
+            )
+        for p in scan.files:
             try:
                 read_checked(p, cfg)  # AudioError naming the file
-                pf, y = _prepared(p, cfg, cache_dir=cache_dir, jobs=jobs)
+                loaded = _prepared(p, cfg, cache_dir=cache_dir, jobs=jobs)
             except WMSError as e:
-                if len(paths) == 1:
+                if len(scan.files) == 1:
                     raise
                 out.skipped.append((str(p), str(e)))
                 continue
-            out.segments.append(_segment(pf, y, 0, pf.analysis.n_frames, bundle, hop))
+            pf = loaded[0]
+            out.segments.append(_segment(*loaded, 0, pf.analysis.n_frames, bundle, hop))
         if not out.segments:
             lines = "\n".join(f"  {why}" for _, why in out.skipped)
             raise DataError(f"{audio}: no usable audio to evaluate on:\n{lines}")
     else:
-        files = _stored_files(bundle)
-        held = [f for f in files if _ranges(f.get("val", []))]
+        stored = _stored_files(bundle)
+        part = "test" if any(_ranges(f.get("test", [])) for f in stored) else "val"
+        out = HeldOut("test" if part == "test" else "validation", [], None, None, "")
+        if part == "val":
+            out.notes.append(
+                "the bundle holds no test blocks (a wms 0.1.0 bundle, or data.test_fraction = 0): "
+                "these are its validation blocks, which also chose its weights, so the figures "
+                "are optimistic; evaluate on other audio for an independent figure"
+            )
+        held = [f for f in stored if _ranges(f.get(part, []))]
         if not held:
             raise DataError(
-                f"{bundle.path}: the bundle holds no validation frames (trained with "
-                f"data.val_fraction = {cfg.data.val_fraction}); pass held-out audio: "
-                f"wms evaluate BUNDLE AUDIO --out DIR"
+                f"{bundle.path}: the bundle holds no held-out frames (trained with "
+                f"data.val_fraction = {cfg.data.val_fraction}, data.test_fraction = "
+                f"{cfg.data.test_fraction}); pass held-out audio: wms evaluate BUNDLE AUDIO --out DIR"
             )
-        need = held if has_map else files
+        need = held if has_map else stored
         missing = [str(f["path"]) for f in need if not Path(str(f["path"])).is_file()]
         if missing:
             raise DataError(
-                f"{bundle.path}: the training file(s) holding the validation frames are gone: "
+                f"{bundle.path}: the training file(s) holding the held-out frames are gone: "
                 f"{', '.join(missing)}. Restore them, or evaluate on other held-out audio: "
                 f"wms evaluate BUNDLE AUDIO --out DIR"
             )
         for f in held:
-            pf, y = load(f)
-            for a, b in _ranges(f["val"]):
-                out.segments.append(_segment(pf, y, a, b, bundle, hop))
+            loaded = load(f)
+            for a, b in _ranges(f[part]):
+                out.segments.append(_segment(*loaded, a, b, bundle, hop))
 
     if has_map:
         out.train_inputs = np.asarray(tm["inputs"], dtype=np.float32)
         out.train_targets = np.asarray(tm["targets"], dtype=np.float32)
-        n_train = sum(b - a for f in _stored_or_empty(bundle) for a, b in _ranges(f["train"]))
+        n_train = sum(b - a for f in files for a, b in _ranges(f["train"]))
         m = len(out.train_targets)
         out.baseline_from = f"the bundle's training map ({m} training frames, " + (
             "all of them)" if m == n_train else f"a seeded subsample of {n_train})"
@@ -256,9 +313,9 @@ def heldout_data(
     else:
         xs, ts = [], []
         for f in _stored_files(bundle):
-            pf, y = load(f)
+            loaded = load(f)
             for a, b in _ranges(f.get("train", [])):
-                s = _segment(pf, y, a, b, bundle, hop)
+                s = _segment(*loaded, a, b, bundle, hop)
                 xs.append(s.inputs)
                 ts.append(s.target)
         if not xs:
@@ -281,49 +338,48 @@ def predict_segments(bundle, segments: list[Segment]) -> np.ndarray:
     return np.concatenate([bundle.predict(s.inputs) for s in segments])
 
 
+def energy_floor(bundle, held: HeldOut, target: np.ndarray) -> float:
+    """The frame energy under which frames are not scored: the training corpus's floor for
+    its own held-out blocks; for other audio (or a wms 0.1.0 bundle) ``data.silence_db``
+    under that audio's own loud frames, since its level is not the corpus's."""
+    from wms.evaluation.metrics import relative_floor
+
+    stored = bundle.data.get("energy_floor")
+    if held.source != "audio" and isinstance(stored, (int, float)):
+        return float(stored)
+    return relative_floor(target, bundle.config.data.silence_db)
+
+
 def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Spectral convergence and LSD (dB) of the model and both baselines on the held-out frames.
+    """The model and both baselines on the held-out frames (``metrics.heldout_report``).
 
     Returns:
-        ``(metrics, arrays)``: metrics ``{"model", "baseline_mean", "baseline_nearest"}``
-        each ``{"sc", "lsd_db"}``, plus ``"frames"``; arrays ``{"target", "model",
-        "mean", "nearest"}`` ``[n, K]`` log1p and ``"frame_lsd_db"`` ``[n]`` (per frame, model).
+        ``(metrics, arrays)``: the held-out report (split, frames, each predictor's SC and
+        LSD over all bins and over the harmonic bins, energy ratio, verdict, flags) and
+        ``{"target", "model", "baseline_mean", "baseline_nearest"}`` ``[n, K]`` log1p plus
+        ``"frame_lsd_db"`` ``[n]`` (per frame, model, harmonic bins).
     """
     from wms.evaluation.metrics import (
+        baseline_predictions,
+        heldout_report,
         log_spectral_distance,
-        mean_spectrum_baseline,
-        nearest_neighbour_baseline,
-        spectral_convergence,
     )
 
     target = np.concatenate([s.target for s in held.segments])
     inputs = np.concatenate([s.inputs for s in held.segments])
-    pred = predict_segments(bundle, held.segments)
-    mean = mean_spectrum_baseline(held.train_targets, len(target))
-    nearest = nearest_neighbour_baseline(held.train_inputs, held.train_targets, inputs)
-    m: dict[str, Any] = {}
-    for name, p in (("model", pred), ("baseline_mean", mean), ("baseline_nearest", nearest)):
-        m[name] = {
-            "sc": spectral_convergence(p, target),
-            "lsd_db": log_spectral_distance(p, target),
-        }
+    floor = energy_floor(bundle, held, target)
+    preds = {
+        "model": predict_segments(bundle, held.segments),
+        **baseline_predictions(held.train_inputs, held.train_targets, inputs, energy_floor=floor),
+    }
+    h = bundle.interface.outputs.harmonic_index
+    m = heldout_report(preds, target, harmonic_index=h, split=held.source, energy_floor=floor)
     m["baseline_nearest"]["from"] = held.baseline_from
-    m["frames"] = int(len(target))
+    pm, tg = preds["model"][:, h], target[:, h]
     frame_lsd = np.array(
-        [log_spectral_distance(pred[i : i + 1], target[i : i + 1]) for i in range(len(target))]
+        [log_spectral_distance(pm[i : i + 1], tg[i : i + 1]) for i in range(len(target))]
     )
-    arrays = {"target": target, "model": pred, "mean": mean, "nearest": nearest}
-    arrays["frame_lsd_db"] = frame_lsd
-    return m, arrays
-
-
-def beats_baselines(m: dict[str, Any]) -> bool:
-    """True when the model's SC and LSD are both below both baselines'."""
-    return all(
-        m["model"][k] < m[b][k]
-        for k in ("sc", "lsd_db")
-        for b in ("baseline_mean", "baseline_nearest")
-    )
+    return m, {"target": target, **preds, "frame_lsd_db": frame_lsd}
 
 
 # --------------------------------------------------------------------------- resynthesis
@@ -331,37 +387,56 @@ def beats_baselines(m: dict[str, Any]) -> bool:
 
 @dataclass
 class Resynthesis:
-    """Original and resynthesised held-out audio at the analysis rate (segments joined
-    with ``SEGMENT_GAP`` s of silence), the render at ``render_rate`` and the metrics."""
+    """The held-out audio at its own rate (segments joined with ``SEGMENT_GAP`` s of
+    silence) and its resynthesis by each of :data:`RESYNTH_KINDS` at that rate (level
+    matched), with the metrics."""
 
     original: np.ndarray
-    resynthesis: np.ndarray
-    render: np.ndarray
-    render_rate: int
+    renders: dict[str, np.ndarray]
+    sample_rate: int
     metrics: dict[str, Any]
     boundaries: list[float] = field(default_factory=list)  # seconds where segments join
 
 
-def resynthesise(
-    bundle, segments: list[Segment], *, max_seconds: float = RESYNTH_MAX_SECONDS
-) -> Resynthesis:
-    """Play each held-out segment through the synth by its own features and compare.
+def _step_spectra(frames: np.ndarray, n_steps: int, step_s: float, frame_s: float) -> np.ndarray:
+    """Per control step ``k`` (ending at ``(k + 1) * step_s``) the row of ``frames`` nearest in
+    time (frames are centred at ``i * frame_s``): spectra a Trajectory plays as they are."""
+    idx = np.round((np.arange(n_steps) + 1) * step_s / frame_s).astype(np.int64)
+    return np.ascontiguousarray(frames[np.clip(idx, 0, len(frames) - 1)], dtype=np.float32)
 
-    Each segment's audio drives ``audio_trajectory`` (the ``wms render --audio``
-    timbre-transfer path) rendered at ``synth.sample_rate``; the render is resampled
-    to the analysis rate, cut to the segment's length and scaled by one gain so its
-    RMS matches the original's (the synth's gain, velocity and envelope settings are
-    a mixing choice, not the model's; the gain is reported as ``level_match_db``).
-    Then: :func:`multi_resolution_stft_distance` (length-weighted mean over segments)
-    and the f0 of the render (:func:`rendered_f0`) against the input's f0 over the
-    frames voiced in the input.
+
+def resynthesise(
+    bundle,
+    segments: list[Segment],
+    spectra: dict[str, np.ndarray],
+    *,
+    max_seconds: float = RESYNTH_MAX_SECONDS,
+) -> Resynthesis:
+    """Play each held-out segment through the synth four ways and score each against it.
+
+    The segment's own audio drives ``audio_trajectory`` (``wms render --audio``: its pitch,
+    voicedness and loudness at each control step); the timbre comes from
+
+    - ``model``: the network on the segment's features (timbre transfer),
+    - ``baseline_mean`` / ``baseline_nearest``: those baselines' spectra per frame,
+    - ``oracle``: the analysed spectra of the audio itself (the representation's ceiling:
+      what a perfect model could play through this synth).
+
+    Each is rendered at the audio file's **own** sample rate, scaled by one gain so its RMS
+    matches the original's (reported as ``level_match_db``), and scored by
+    :func:`multi_resolution_stft_distance` against the original at that rate (full band,
+    so what the model cannot play, e.g. content above its harmonics, counts). The pitch
+    figure is an **oscillator check**: the render's f0 against the f0 the synth was given.
+
+    Args:
+        spectra: ``{"baseline_mean", "baseline_nearest", "oracle"}`` ``[sum n_frames, K]``
+            rows for the segments in order (``spectral_metrics``' arrays and the targets).
 
     Returns:
-        :class:`Resynthesis`; ``metrics`` = ``{"stft_distance": {...}, "f0_cents":
-        {"median_abs", "p90_abs", "gross_fraction", "frames"}, "level_match_db",
-        "render_sample_rate", "seconds", "segments"}``.
+        :class:`Resynthesis`; ``metrics`` = ``{"sample_rate", "seconds", "segments",
+        "stft_distance": {kind: {"sc", "log_mag_l1", "total"}}, "level_match_db": {kind: dB},
+        "oscillator_f0_cents": {...}, "fft_sizes", ...}``.
     """
-    from wms.analysis.audio import resample
     from wms.analysis.pitch import cents_error
     from wms.synth.controls import audio_trajectory
     from wms.synth.network import SynthModel
@@ -369,91 +444,110 @@ def resynthesise(
 
     cfg = bundle.config
     sr, hop = cfg.audio.sample_rate, cfg.features.hop_size
-    rr = int(cfg.synth.sample_rate)
-    step_s = max(1, round(cfg.synth.control_interval * rr)) / rr
+    frame_s = hop / sr
     model = SynthModel.from_bundle(bundle)
-    gap = np.zeros(round(SEGMENT_GAP * sr), np.float32)
-    gap_r = np.zeros(round(SEGMENT_GAP * rr), np.float32)
-    originals, resyn, renders, weights, dists, errs, gains = [], [], [], [], [], [], []
-    starts: list[float] = []
-    used = 0.0
+    rates = {s.native_rate for s in segments}
+    rr = max(rates)  # one output rate; segments of other rates are compared at their own
+    originals: list[np.ndarray] = []
+    renders: dict[str, list[np.ndarray]] = {k: [] for k in RESYNTH_KINDS}
+    dists: dict[str, list[dict]] = {k: [] for k in RESYNTH_KINDS}
+    gains: dict[str, list[float]] = {k: [] for k in RESYNTH_KINDS}
+    errs, weights, starts = [], [], []
+    used, row = 0.0, 0
     for s in segments:
+        first, row = row, row + s.n_frames
         if used >= max_seconds:
             break
-        y = s.audio[: int(round((max_seconds - used) * sr))]
-        n_frames = len(y) // hop
+        nr = s.native_rate
+        y = s.native[: int(round((max_seconds - used) * nr))]
+        n_frames = min(s.n_frames, len(y) * sr // (nr * hop))
         if n_frames < 2:
             continue
-        used += len(y) / sr
-        traj = audio_trajectory(
-            bundle,
-            y,
-            audio_rate=sr,
-            model=model,
-            sample_rate=rr,
-            step_seconds=step_s,
-            where=f"{s.path} frames {s.start}-{s.stop}",
-            voicing_threshold=cfg.pitch.voicing_threshold,
-        )
-        out, _ = render(model, traj, sample_rate=rr, config=cfg.synth)
-        out_r = out[: int(math.ceil(len(y) * rr / sr))]
-        z = resample(out, rr, sr)[: len(y)]
-        z = np.pad(z, (0, len(y) - len(z)))
-        ry, rz = (
-            float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))),
-            float(np.sqrt(np.mean(np.square(z, dtype=np.float64)))),
-        )
-        g = ry / rz if rz > 0 else 1.0
-        z, out_r = (z * g).astype(np.float32), (out_r * g).astype(np.float32)
-        gains.append(20 * math.log10(g) if g > 0 else float("-inf"))
-        dists.append(multi_resolution_stft_distance(z, y))
-        weights.append(len(y))
-        f0_out = rendered_f0(out_r, rr, n_frames, hop_seconds=hop / sr, cfg=cfg)
-        f0_in, v_in = s.f0[:n_frames], s.voicedness[:n_frames]
-        voiced = v_in >= cfg.pitch.voicing_threshold
-        errs.append(cents_error(f0_out[:n_frames][voiced], f0_in[voiced]))
-        starts.append(sum(len(o) for o in originals) / sr)
-        originals += [y, gap]
-        resyn += [z, gap]
-        renders += [out_r, gap_r]
+        used += len(y) / nr
+        step_s = max(1, round(cfg.synth.control_interval * nr)) / nr
+        where = f"{s.path} frames {s.start}-{s.stop}"
+        kw = dict(audio_rate=nr, model=model, sample_rate=nr, step_seconds=step_s, where=where)
+        for kind in RESYNTH_KINDS:
+            traj = audio_trajectory(bundle, y, voicing_threshold=cfg.pitch.voicing_threshold, **kw)
+            fast = kind == "model"
+            if not fast:
+                total = len(y) + round((cfg.synth.release + 0.05) * nr)
+                n_steps = total // round(step_s * nr) + 2
+                frames = spectra[kind][first : first + s.n_frames]
+                traj.spectra = _step_spectra(frames, n_steps, step_s, frame_s)
+            out, _ = render(model, traj, sample_rate=nr, config=cfg.synth, fast=fast)
+            z = np.pad(out[: len(y)], (0, max(0, len(y) - len(out))))
+            ry = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+            rz = float(np.sqrt(np.mean(np.square(z, dtype=np.float64))))
+            g = ry / rz if rz > 0 else 1.0
+            z = (z * g).astype(np.float32)
+            gains[kind].append(20 * math.log10(g) if g > 0 else float("-inf"))
+            dists[kind].append(multi_resolution_stft_distance(z, y))
+            if kind == "model":
+                f0_out = rendered_f0(z, nr, n_frames, hop_seconds=frame_s, cfg=cfg)
+                voiced = s.voicedness[:n_frames] >= cfg.pitch.voicing_threshold
+                f_in = s.f0[:n_frames]  # the pitch the synth was told to play
+                errs.append(cents_error(f0_out[voiced], f_in[voiced]))
+            renders[kind].append(_at_rate(z, nr, rr))
+        weights.append(len(y) / nr)
+        starts.append(sum(len(o) for o in originals) / rr)
+        originals.append(_at_rate(y, nr, rr))
     if not weights:
         raise DataError("no held-out segment is long enough to resynthesise (2 frames or more)")
-    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    stft = {k: float(np.dot(w, [d[k] for d in dists])) for k in ("sc", "log_mag_l1", "total")}
-    stft["fft_sizes"] = list(STFT_FFT_SIZES)
-    stft["hop"] = "fft_size / 4"
-    cents = np.abs(np.concatenate(errs))
-    f0m: dict[str, Any] = {
+    w = np.asarray(weights) / np.sum(weights)
+    stft = {
+        kind: {
+            k: float(np.dot(w, [d[k] for d in dists[kind]])) for k in ("sc", "log_mag_l1", "total")
+        }
+        for kind in RESYNTH_KINDS
+    }
+    cents = np.abs(np.concatenate(errs)) if errs else np.zeros(0)
+    osc: dict[str, Any] = {
         "frames": int(cents.size),
-        "tracker": f"estimate_pitch method 'fast' on the render at {rr} Hz",
+        "what": "f0 of the model's render against the f0 the synth was given (an oscillator "
+        "check, not a measure of the model)",
     }
     if cents.size:
-        f0m.update(
+        osc.update(
             median_abs=float(np.median(cents)),
             p90_abs=float(np.percentile(cents, 90)),
             gross_fraction=float(np.mean(cents > GROSS_CENTS)),
         )
     else:
-        f0m.update(median_abs=None, p90_abs=None, gross_fraction=None)
+        osc.update(median_abs=None, p90_abs=None, gross_fraction=None)
     metrics = {
-        "stft_distance": stft,
-        "f0_cents": f0m,
-        "level_match_db": float(np.median(gains)),
-        "render_sample_rate": rr,
-        "compared_at_sample_rate": sr,
-        "seconds": float(sum(weights) / sr),
+        "sample_rate": rr,
+        "sample_rates": sorted(rates),
+        "seconds": float(np.sum(weights)),
         "segments": len(weights),
+        "stft_distance": stft,
+        "fft_sizes": list(STFT_FFT_SIZES),
+        "level_match_db": {k: float(np.median(v)) for k, v in gains.items()},
+        "oscillator_f0_cents": osc,
     }
     if used >= max_seconds:
         metrics["note"] = f"only the first {max_seconds:g} s of held-out audio were resynthesised"
+    gap = np.zeros(round(SEGMENT_GAP * rr), np.float32)
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for x in parts:
+            out += [x, gap]
+        return np.concatenate(out[:-1])
+
     return Resynthesis(
-        np.concatenate(originals[:-1]),
-        np.concatenate(resyn[:-1]),
-        np.concatenate(renders[:-1]),
+        joined(originals),
+        {k: joined(v) for k, v in renders.items()},
         rr,
         metrics,
-        starts[1:],
+        [st + i * SEGMENT_GAP for i, st in enumerate(starts)][1:],
     )
+
+
+def _at_rate(y: np.ndarray, rate: int, target: int) -> np.ndarray:
+    from wms.analysis.audio import resample
+
+    return y if rate == target else resample(y, rate, target)
 
 
 def rendered_f0(
@@ -577,11 +671,14 @@ def data_info(held: HeldOut, hop: int, sr: int, voicing_threshold: float) -> dic
     voiced = sum(int(np.sum(s.voicedness >= voicing_threshold)) for s in held.segments)
     return {
         "source": held.source,
-        "description": (
-            "the bundle's validation blocks (contiguous, never trained on)"
-            if held.source == "validation"
-            else "every frame of the given audio, analysed with the bundle's config and input map"
-        ),
+        "description": {
+            "test": "the bundle's test blocks (contiguous, never trained on, never used for a "
+            "choice)",
+            "validation": "the bundle's validation blocks (never trained on, but they chose "
+            "the weights)",
+            "audio": "every frame of the given audio, analysed with the bundle's config and "
+            "input map",
+        }[held.source],
         "files": list(files.values()),
         "frames": n,
         "voiced_frames": voiced,
@@ -598,22 +695,29 @@ def evaluate(
     *,
     cache_dir: str | Path | None = None,
     jobs: int | None = None,
+    allow_seen: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a bundle and write ``out_dir/metrics.json``, the report, figures and WAVs.
 
     Args:
         bundle_path: ``model.wms``.
         out_dir: report folder (created).
-        audio: held-out audio file or folder; ``None`` = the bundle's validation blocks.
+        audio: held-out audio file or folder; ``None`` = the bundle's test blocks.
         cache_dir, jobs: feature cache and analysis processes.
+        allow_seen: evaluate ``audio`` even if the bundle was trained on it.
 
     Returns:
-        The metrics dict written to ``metrics.json`` (``"files"`` lists what was written).
+        The metrics dict written to ``metrics.json`` (``"files"`` lists what was written):
+        the held-out report (``split``, ``frames``, ``model`` / ``baseline_mean`` /
+        ``baseline_nearest`` each with ``sc``, ``lsd_db``, ``harm_sc``, ``harm_lsd_db``,
+        ``energy_db``, ``beats_both_baselines``, ``flags``), ``resynthesis``, ``bundle``,
+        ``data``, ``notes``.
 
     Raises:
         BundleError: missing or corrupt bundle. AudioError: unreadable ``audio``.
-        DataError: the validation frames' source files are gone or changed.
-        OutputError: ``out_dir`` cannot be written.
+        DataError: the held-out frames' source files are gone or changed, or ``audio``
+            trained the bundle (without ``allow_seen``).
+        OutputError: ``out_dir`` cannot be written, or would replace an input.
     """
     from wms.analysis.audio import write_audio
     from wms.bundle import load_bundle
@@ -626,19 +730,19 @@ def evaluate(
     )
     out = writable_dir(out_dir, what="--out report folder")
     cfg = bundle.config
-    held = heldout_data(bundle, audio, cache_dir=cache_dir, jobs=jobs)
+    held = heldout_data(bundle, audio, cache_dir=cache_dir, jobs=jobs, allow_seen=allow_seen)
     spec, arrays = spectral_metrics(bundle, held)
-    resyn = resynthesise(bundle, held.segments)
+    resyn = resynthesise(bundle, held.segments, {**arrays, "oracle": arrays["target"]})
 
     metrics: dict[str, Any] = {
         "wms_version": __version__,
+        **spec,
+        "resynthesis": resyn.metrics,
         "bundle": bundle_info(bundle),
         "data": data_info(
             held, cfg.features.hop_size, cfg.audio.sample_rate, cfg.pitch.voicing_threshold
         ),
-        **spec,
-        "beats_both_baselines": beats_baselines(spec),
-        "resynthesis": resyn.metrics,
+        "notes": held.notes,
     }
 
     # Audio examples: a few frames' target and predicted tables, and the resynthesis.
@@ -660,7 +764,7 @@ def evaluate(
             "lsd_db": float(arrays["frame_lsd_db"][r]),
             "target": arrays["target"][r],
             "model": arrays["model"][r],
-            "nearest": arrays["nearest"][r],
+            "nearest": arrays["baseline_nearest"][r],
         }
         for kind in ("target", "model"):
             name = f"example{j + 1}_{'target' if kind == 'target' else 'predicted'}.wav"
@@ -674,11 +778,12 @@ def evaluate(
             ex[f"wav_{kind}"] = name
         examples.append(ex)
     files["original"] = write_audio(
-        out / "original.wav", resyn.original, cfg.audio.sample_rate, what="evaluation copy"
+        out / "original.wav", resyn.original, resyn.sample_rate, what="evaluation copy"
     ).name
-    files["resynthesis"] = write_audio(
-        out / "resynthesis.wav", resyn.render, resyn.render_rate, what="resynthesis"
-    ).name
+    for kind, y in resyn.renders.items():
+        files[f"resynthesis_{kind}"] = write_audio(
+            out / f"resynthesis_{kind}.wav", y, resyn.sample_rate, what=f"resynthesis ({kind})"
+        ).name
 
     figures = write_figures_and_report(
         out,
@@ -699,35 +804,28 @@ def evaluate(
 
 def format_metrics(m: dict[str, Any]) -> str:
     """The metrics table ``wms evaluate`` prints (plain text)."""
-    r = m["resynthesis"]
-    st, fc = r["stft_distance"], r["f0_cents"]
-    d = m["data"]
+    from wms.evaluation.metrics import describe_heldout
+
+    r, d = m["resynthesis"], m["data"]
     lines = [
-        f"held-out: {m['frames']} frames ({d['seconds']:.1f} s, {d['source']}) from "
-        f"{len(d['files'])} file(s)",
-        f"{'':<30}{'spectral conv.':>16}{'LSD (dB)':>12}",
+        f"held-out: {m['frames']} frames ({d['seconds']:.1f} s) from {len(d['files'])} file(s)",
+        *describe_heldout(m),
+        f"resynthesis of {r['seconds']:.1f} s at {r['sample_rate']} Hz, multi-resolution STFT "
+        "distance to the original (full band; lower is better):",
     ]
-    for key, label in (
-        ("model", "model"),
-        ("baseline_mean", "baseline: mean spectrum"),
-        ("baseline_nearest", "baseline: nearest frame"),
-    ):
-        lines.append(f"{label:<30}{m[key]['sc']:>16.3f}{m[key]['lsd_db']:>12.2f}")
-    lines.append(
-        "the model beats both baselines"
-        if m["beats_both_baselines"]
-        else "the model does NOT beat both baselines"
-    )
-    cents = (
-        f"median |error| {fc['median_abs']:.1f} cents, 90th percentile {fc['p90_abs']:.1f} cents "
-        f"over {fc['frames']} voiced frames"
-        if fc["frames"]
-        else "no voiced frame to compare"
-    )
-    lines.append(
-        f"resynthesis ({r['seconds']:.1f} s): multi-resolution STFT distance {st['total']:.3f} "
-        f"(SC {st['sc']:.3f} + log-mag L1 {st['log_mag_l1']:.3f}); f0 {cents}"
-    )
+    for kind in RESYNTH_KINDS:
+        st = r["stft_distance"][kind]
+        lines.append(
+            f"  {RESYNTH_LABELS[kind]:<34} {st['total']:.3f} (SC {st['sc']:.3f} + "
+            f"log-mag L1 {st['log_mag_l1']:.3f})"
+        )
+    osc = r["oscillator_f0_cents"]
+    if osc["frames"]:
+        lines.append(
+            f"oscillator check: the render's f0 is {osc['median_abs']:.1f} cents (median) from "
+            f"the pitch the synth was given, over {osc['frames']} voiced frames"
+        )
+    lines += [f"note: {n}" for n in m.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -739,6 +837,7 @@ def run_evaluate(args) -> int:
         getattr(args, "audio", None),
         cache_dir=getattr(args, "cache_dir", None),
         jobs=getattr(args, "jobs", None),
+        allow_seen=getattr(args, "allow_seen", False),
     )
     print(format_metrics(m))
     out = Path(args.out)

@@ -71,30 +71,170 @@ def nearest_neighbour_baseline(
     return np.asarray(train_targets)[idx]
 
 
-def heldout_report(
-    pred: np.ndarray,
-    target: np.ndarray,
-    *,
-    inputs: np.ndarray,
+#: The predictors every report compares.
+PREDICTORS = ("model", "baseline_mean", "baseline_nearest")
+#: A model whose predicted harmonic energy is this far (dB) under the targets' is dead.
+DEAD_ENERGY_DB = -20.0
+
+
+def spectrum_scores(pred: np.ndarray, target: np.ndarray, harmonic_index: np.ndarray) -> dict:
+    """SC and LSD over all bins and over the harmonic bins only (what the synth plays).
+
+    Returns ``{"sc", "lsd_db", "harm_sc", "harm_lsd_db"}`` (floats).
+    """
+    h = np.asarray(harmonic_index)
+    return {
+        "sc": spectral_convergence(pred, target),
+        "lsd_db": log_spectral_distance(pred, target),
+        "harm_sc": spectral_convergence(pred[:, h], target[:, h]),
+        "harm_lsd_db": log_spectral_distance(pred[:, h], target[:, h]),
+    }
+
+
+def energy_ratio_db(pred: np.ndarray, target: np.ndarray, harmonic_index: np.ndarray) -> float:
+    """Mean predicted harmonic energy over the targets', in dB (0 = as loud; -inf = silent)."""
+    h = np.asarray(harmonic_index)
+    p = np.expm1(np.maximum(np.asarray(pred, np.float64)[:, h], 0.0))
+    q = np.expm1(np.asarray(target, np.float64)[:, h])
+    ep, eq = float(np.sum(p * p)), float(np.sum(q * q))
+    if eq <= 0:
+        return 0.0
+    return 10 * np.log10(ep / eq) if ep > 0 else float("-inf")
+
+
+def frame_energy(target: np.ndarray) -> np.ndarray:
+    """``[n]`` each frame's energy ``sum_k expm1(target)^2`` (the training loss's measure)."""
+    return np.sum(np.expm1(np.asarray(target, np.float64)) ** 2, axis=1)
+
+
+def sounding(target: np.ndarray, energy_floor: float) -> np.ndarray:
+    """``[n]`` bool: frames above ``energy_floor``, the frames the training loss uses
+    (``wms.training.losses.frame_weights``) and the figures are computed on."""
+    return frame_energy(target) > energy_floor
+
+
+def relative_floor(target: np.ndarray, silence_db: float) -> float:
+    """The energy ``silence_db`` under the 95th-percentile frame of ``target``: how
+    ``wms train`` sets the floor for a corpus (``data.silence_db``)."""
+    e = frame_energy(target)
+    return float(np.percentile(e, 95)) * 10 ** (silence_db / 10) if len(e) else 0.0
+
+
+def baseline_predictions(
     train_inputs: np.ndarray,
     train_targets: np.ndarray,
-) -> dict[str, float]:
-    """Model and baseline figures on held-out frames.
+    inputs: np.ndarray,
+    *,
+    energy_floor: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """What the two baselines predict for held-out frames with ``inputs[n, D]``:
+    ``{"baseline_mean": [n, K], "baseline_nearest": [n, K]}``.
 
-    Returns ``{"lsd_db", "sc", "lsd_db_mean_baseline", "sc_mean_baseline",
-    "lsd_db_nn_baseline", "sc_nn_baseline", "n_frames"}``.
+    The mean spectrum averages the sounding training frames only (averaging in silences
+    would make it a weaker bar); the nearest frame is searched among all of them (a
+    silent input lies far from a sounding one).
     """
-    mean = mean_spectrum_baseline(train_targets, len(target))
-    nn = nearest_neighbour_baseline(train_inputs, train_targets, inputs)
+    keep = sounding(train_targets, energy_floor)
     return {
-        "lsd_db": log_spectral_distance(pred, target),
-        "sc": spectral_convergence(pred, target),
-        "lsd_db_mean_baseline": log_spectral_distance(mean, target),
-        "sc_mean_baseline": spectral_convergence(mean, target),
-        "lsd_db_nn_baseline": log_spectral_distance(nn, target),
-        "sc_nn_baseline": spectral_convergence(nn, target),
-        "n_frames": int(len(target)),
+        "baseline_mean": mean_spectrum_baseline(
+            train_targets[keep] if keep.any() else train_targets, len(inputs)
+        ),
+        "baseline_nearest": nearest_neighbour_baseline(train_inputs, train_targets, inputs),
     }
+
+
+def heldout_report(
+    preds: dict[str, np.ndarray],
+    target: np.ndarray,
+    *,
+    harmonic_index: np.ndarray,
+    split: str,
+    energy_floor: float = 0.0,
+) -> dict[str, Any]:
+    """The model and both baselines on held-out frames, and what that says about the model.
+
+    Args:
+        preds: ``{"model", "baseline_mean", "baseline_nearest"}`` predictions ``[n, K]``
+            (:func:`baseline_predictions` makes the two baselines).
+        target: ``[n, K]`` log1p. harmonic_index: ``[H]`` output index of each harmonic.
+        split: ``"test"``, ``"validation"`` or ``"audio"`` (what the frames are).
+        energy_floor: only frames above it are scored (:func:`sounding`), as in training:
+            a silent frame predicted silent would flatter every predictor. All frames
+            are scored when none is above it.
+
+    Returns ``{"split", "frames", "quiet_frames", "model", "baseline_mean",
+    "baseline_nearest", "energy_db", "beats_both_baselines", "flags"}``: ``frames`` scored
+    and ``quiet_frames`` left out; each predictor's :func:`spectrum_scores`; ``energy_db``
+    the model's :func:`energy_ratio_db`; ``beats_both_baselines`` decided on
+    ``harm_lsd_db`` (what the synth plays); ``flags`` :func:`quality_flags`.
+    """
+    keep = sounding(target, energy_floor)
+    if not keep.any():
+        keep[:] = True
+    target = target[keep]
+    preds = {k: v[keep] for k, v in preds.items()}
+    out: dict[str, Any] = {
+        "split": split,
+        "frames": int(keep.sum()),
+        "quiet_frames": int((~keep).sum()),
+    }
+    for name in PREDICTORS:
+        out[name] = spectrum_scores(preds[name], target, harmonic_index)
+    out["energy_db"] = energy_ratio_db(preds["model"], target, harmonic_index)
+    out["beats_both_baselines"] = beats_both_baselines(out)
+    out["flags"] = quality_flags(out)
+    return out
+
+
+def beats_both_baselines(m: dict[str, Any]) -> bool:
+    """True when the model's harmonic-bin LSD is below both baselines'."""
+    return all(
+        m["model"]["harm_lsd_db"] < m[b]["harm_lsd_db"]
+        for b in ("baseline_mean", "baseline_nearest")
+    )
+
+
+def quality_flags(m: dict[str, Any]) -> list[dict[str, str]]:
+    """What is wrong with a model, judged from its held-out figures, with advice.
+
+    ``dead``: the predicted harmonic energy is far (:data:`DEAD_ENERGY_DB`) under the
+    targets' — the model learnt (near) silence; ``loses_to_mean``: no better than predicting
+    the average spectrum; ``loses_to_nearest``: no better than looking up the closest
+    training frame (common after a short budget, or with too little audio).
+    """
+    flags = []
+    model = m["model"]["harm_lsd_db"]
+    if m["energy_db"] < DEAD_ENERGY_DB:
+        flags.append(
+            {
+                "flag": "dead",
+                "message": f"the model's predictions are {-m['energy_db']:.0f} dB quieter than the "
+                "held-out audio: it learnt (near) silence",
+                "advice": "check that the recordings are not mostly silence or noise (wms prepare "
+                "reports trimmed silence), then train again with a lower train.lr",
+            }
+        )
+    if model >= m["baseline_mean"]["harm_lsd_db"]:
+        flags.append(
+            {
+                "flag": "loses_to_mean",
+                "message": f"harmonic LSD {model:.2f} dB is no better than the mean spectrum's "
+                f"{m['baseline_mean']['harm_lsd_db']:.2f} dB: the model has not learnt the timbre",
+                "advice": "train longer (--max-steps), give it more audio, or lower train.lr if "
+                "the loss curve is erratic",
+            }
+        )
+    elif model >= m["baseline_nearest"]["harm_lsd_db"]:
+        flags.append(
+            {
+                "flag": "loses_to_nearest",
+                "message": f"harmonic LSD {model:.2f} dB is no better than the nearest training "
+                f"frame's {m['baseline_nearest']['harm_lsd_db']:.2f} dB",
+                "advice": "train longer (--max-steps) or on more audio; the nearest-frame "
+                "lookup is a strong bar when test and training audio are alike",
+            }
+        )
+    return flags
 
 
 # --------------------------------------------------------------------------- STFT distance
@@ -163,3 +303,42 @@ def multi_resolution_stft_distance(
         "fft_sizes": [int(n) for n in fft_sizes],
         "per_size": per,
     }
+
+
+def describe_heldout(m: dict[str, Any]) -> list[str]:
+    """Printable lines for a :func:`heldout_report` (``wms train``, ``wms info``): the three
+    predictors side by side, the verdict, and a WARNING line per quality flag. A wms 0.1.0
+    report (all-bin figures on its validation blocks) prints what it holds."""
+    if not m:
+        return ["held-out: nothing held out (data.val_fraction = data.test_fraction = 0)"]
+    cols = [
+        ("model", "model"),
+        ("baseline_mean", "mean spectrum"),
+        ("baseline_nearest", "nearest frame"),
+    ]
+
+    def row(key: str, fmt: str) -> str:
+        return "   ".join(f"{label} {m[k][key]:{fmt}}" for k, label in cols)
+
+    quiet = f", {m['quiet_frames']} silent ones left out" if m.get("quiet_frames") else ""
+    lines = [
+        f"{m['split']} blocks ({m['frames']} frames{quiet}, never used for a choice)"
+        if m["split"] == "test"
+        else f"{m['split']} blocks ({m['frames']} frames{quiet}; they also chose the weights)"
+    ]
+    for key, label, fmt in (
+        ("harm_lsd_db", "harmonic-bin LSD (dB, what the synth plays)", ".2f"),
+        ("lsd_db", "all-bin LSD (dB)", ".2f"),
+        ("harm_sc", "harmonic-bin spectral convergence", ".3f"),
+    ):
+        if all(key in m[k] for k, _ in cols):
+            lines.append(f"  {label}: {row(key, fmt)}")
+    if "beats_both_baselines" in m:
+        verdict = "beats" if m["beats_both_baselines"] else "does NOT beat"
+        lines.append(
+            f"  the model {verdict} both baselines; predicted energy {m['energy_db']:+.1f} dB "
+            "vs the held-out audio"
+        )
+    for f in m.get("flags", []):
+        lines.append(f"WARNING: {f['message']}. {f['advice']}")
+    return lines

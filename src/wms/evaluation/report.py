@@ -33,49 +33,63 @@ def _fmt(v: Any, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+_LABELS = {
+    "model": "**model**",
+    "baseline_mean": "baseline: mean spectrum",
+    "baseline_nearest": "baseline: nearest training frame",
+    "oracle": "oracle: the audio's own harmonics",
+}
+
+
 def metrics_markdown(m: dict[str, Any]) -> str:
-    """The metrics table and the verdict sentence, as Markdown."""
+    """The spectral table, the verdict and flags, and the resynthesis table, as Markdown
+    (blocks separated by blank lines; tables start with ``|``)."""
     rows = [
-        "| | spectral convergence | LSD (dB) |",
-        "|---|---:|---:|",
+        "| | harmonic LSD (dB) | harmonic SC | LSD, all bins (dB) | SC, all bins |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for key, label in (
-        ("model", "**model**"),
-        ("baseline_mean", "baseline: mean spectrum"),
-        ("baseline_nearest", "baseline: nearest training frame"),
-    ):
-        rows.append(f"| {label} | {m[key]['sc']:.3f} | {m[key]['lsd_db']:.2f} |")
+    for key in ("model", "baseline_mean", "baseline_nearest"):
+        s = m[key]
+        rows.append(
+            f"| {_LABELS[key]} | {s['harm_lsd_db']:.2f} | {s['harm_sc']:.3f} | "
+            f"{s['lsd_db']:.2f} | {s['sc']:.3f} |"
+        )
     verdict = (
-        "The model **beats both baselines** (lower spectral convergence and LSD than each)."
+        "The model **beats both baselines** on the harmonic bins (what the synth plays)."
         if m["beats_both_baselines"]
-        else "The model does **not** beat both baselines: "
-        + _which_lose(m)
-        + ". Train longer or check the data before trusting it."
+        else "The model does **not** beat both baselines on the harmonic bins."
     )
+    verdict += f" Its predicted energy is {m['energy_db']:+.1f} dB against the held-out audio's."
+    blocks = ["\n".join(rows), verdict]
+    blocks += [f"**Warning:** {f['message']}. {f['advice']}." for f in m.get("flags", [])]
     r = m["resynthesis"]
-    st, fc = r["stft_distance"], r["f0_cents"]
-    resyn = (
-        f"Resynthesis ({r['seconds']:.1f} s of held-out audio through the synth's timbre-transfer "
-        f"path at {r['render_sample_rate']} Hz, compared at {r['compared_at_sample_rate']} Hz, "
-        f"level matched by {r['level_match_db']:+.1f} dB): multi-resolution STFT distance "
-        f"**{st['total']:.3f}** (spectral convergence {st['sc']:.3f} + log-magnitude L1 "
-        f"{st['log_mag_l1']:.3f}, FFT sizes {', '.join(map(str, st['fft_sizes']))}); "
-        f"f0 error of the rendered output over {fc['frames']} frames voiced in the input: median "
-        f"**{_fmt(fc['median_abs'], '.1f')} cents**, 90th percentile {_fmt(fc['p90_abs'], '.1f')} "
-        f"cents, {_fmt(None if fc['gross_fraction'] is None else 100 * fc['gross_fraction'], '.1f')} % "
-        f"of frames off by more than 50 cents."
+    res = [
+        "| resynthesis by | MR-STFT distance | SC | log-magnitude L1 | level match (dB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key in ("model", "baseline_mean", "baseline_nearest", "oracle"):
+        st = r["stft_distance"][key]
+        res.append(
+            f"| {_LABELS[key]} | {st['total']:.3f} | {st['sc']:.3f} | {st['log_mag_l1']:.3f} | "
+            f"{r['level_match_db'][key]:+.1f} |"
+        )
+    blocks.append(
+        f"Resynthesis: {r['seconds']:.1f} s of held-out audio played through the synth four ways "
+        f"(same pitch and loudness, the timbre from each predictor) at the audio's own rate "
+        f"({r['sample_rate']} Hz) and compared with the original over the full band by a "
+        f"multi-resolution STFT distance (FFT sizes {', '.join(map(str, r['fft_sizes']))}; "
+        "lower is better; the oracle is the best this representation can do)."
     )
-    return "\n".join(rows) + "\n\n" + verdict + "\n\n" + resyn + "\n"
-
-
-def _which_lose(m: dict[str, Any]) -> str:
-    bad = []
-    for b, label in (("baseline_mean", "mean spectrum"), ("baseline_nearest", "nearest frame")):
-        for k, name in (("sc", "spectral convergence"), ("lsd_db", "LSD")):
-            if not m["model"][k] < m[b][k]:
-                bad.append(f"{name} vs {label}")
-        # keep the sentence short: one entry per metric/baseline pair that loses
-    return "it loses on " + ", ".join(bad)
+    blocks.append("\n".join(res))
+    osc = r["oscillator_f0_cents"]
+    if osc["frames"]:
+        blocks.append(
+            f"Oscillator check: the model's render plays the pitch it is given to within "
+            f"{_fmt(osc['median_abs'], '.1f')} cents (median; 90th percentile "
+            f"{_fmt(osc['p90_abs'], '.1f')} cents) over {osc['frames']} voiced frames."
+        )
+    blocks += [f"Note: {n}" for n in m.get("notes", [])]
+    return "\n\n".join(blocks) + "\n"
 
 
 def _data_line(m: dict[str, Any]) -> str:
@@ -129,27 +143,29 @@ def write_report(
         s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
         return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
 
-    table = metrics_markdown(metrics).split("\n\n")
-    rows = [r for r in table[0].splitlines() if not r.startswith("|---")]
-    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
-    thtml = (
-        "<table>"
-        + "".join(
-            "<tr>"
+    def table(block: str) -> str:
+        rows = [r for r in block.splitlines() if not r.startswith("|---")]
+        cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+        return (
+            "<table>"
             + "".join(
-                f"<{'th' if i == 0 else 'td'}>{inline(c)}</{'th' if i == 0 else 'td'}>" for c in row
+                "<tr>"
+                + "".join(
+                    f"<{'th' if i == 0 else 'td'}>{inline(c)}</{'th' if i == 0 else 'td'}>"
+                    for c in row
+                )
+                + "</tr>"
+                for i, row in enumerate(cells)
             )
-            + "</tr>"
-            for i, row in enumerate(cells)
+            + "</table>"
         )
-        + "</table>"
-    )
+
+    blocks = [b for b in metrics_markdown(metrics).split("\n\n") if b.strip()]
     body = [
         "<h1>WMS evaluation report</h1>",
         f"<p>{inline(_data_line(metrics))}</p>",
         "<h2>Metrics</h2>",
-        thtml,
-        *(f"<p>{inline(p)}</p>" for p in table[1:] if p.strip()),
+        *(table(b) if b.startswith("|") else f"<p>{inline(b)}</p>" for b in blocks),
         "<h2>Figures</h2>",
     ]
     for name, title, caption in figures:
@@ -257,8 +273,8 @@ def write_figures_and_report(
         )
     fig = spectrogram_figure(
         resyn.original,
-        resyn.resynthesis,
-        sample_rate=cfg.audio.sample_rate,
+        resyn.renders["model"],
+        sample_rate=resyn.sample_rate,
         boundaries=resyn.boundaries,
     )
     n_harm = layout.n_harmonics
@@ -266,18 +282,19 @@ def write_figures_and_report(
         "spectrogram",
         fig,
         "Original vs resynthesis",
-        "Spectrograms (first 10 s) of the held-out audio and of its resynthesis by the synth "
-        "driven with the audio's own features (timbre transfer), at the analysis rate; dashed "
-        f"lines mark where held-out segments join. The model holds {n_harm} harmonics, so the "
-        f"resynthesis of a note stops at {n_harm}·f0.",
+        "Spectrograms (first 10 s) of the held-out audio and of its resynthesis by the model "
+        f"(timbre transfer), at the audio's own rate ({resyn.sample_rate} Hz); dashed lines mark "
+        f"where held-out segments join. The model holds {n_harm} harmonics, so the resynthesis "
+        f"of a note stops at {n_harm}·f0.",
     )
 
-    audio = [
-        (audio_files["original"], "the held-out audio (segments joined by short silences)"),
+    audio = [(audio_files["original"], "the held-out audio (segments joined by short silences)")]
+    audio += [
         (
-            audio_files["resynthesis"],
-            f"its resynthesis at {resyn.render_rate} Hz (level matched to the original)",
-        ),
+            audio_files[f"resynthesis_{k}"],
+            f"its resynthesis by the {_LABELS[k].strip('*')} (level matched to the original)",
+        )
+        for k in ("model", "baseline_mean", "baseline_nearest", "oracle")
     ]
     for e in examples:
         audio.append(

@@ -3,11 +3,12 @@
 Three steps, each a plain function:
 
 1. :func:`split_frames` decides, per file, which frame ranges are held out for
-   validation (contiguous blocks, or whole files when a file is shorter than a
-   block) and which remain for training, leaving ``gap_frames`` unused frames
-   on each side of every validation block. A training sequence lies entirely
-   inside one training range, so no validation frame is ever inside a training
-   sequence and no sequence crosses a file boundary.
+   validation and for test (contiguous blocks, or whole files when a file is shorter
+   than a block) and which remain for training, leaving ``gap_frames`` unused frames on
+   each side of every held-out block. A training sequence lies entirely inside one
+   training range, so no held-out frame is ever inside a training sequence and no
+   sequence crosses a file boundary or a trimmed silence. Validation chooses (early
+   stopping, the LR schedule, the weights kept); test is only ever reported.
 2. :func:`build_arrays` concatenates every file's model inputs and targets once
    into two contiguous arrays ``inputs[N_total, D]`` and ``targets[N_total, K]``
    (memory-mapped ``.npy`` files when large) plus int64 arrays of valid
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +38,40 @@ MEMMAP_BYTES = 1 << 30
 class FileSplit:
     """How one file's frames are used. Ranges are half-open ``(start, stop)`` frame indices.
 
-    ``train`` ranges are where training sequences may lie; ``val`` ranges are held
-    out. Frames in neither are the gaps around validation blocks.
+    ``train`` ranges are where training sequences may lie; ``val`` ranges are held out for
+    validation (early stopping, the LR schedule, the choice of weights) and ``test`` ranges
+    for the reported figures only. ``excluded`` ranges (long silences, see
+    ``wms.analysis.prepare``) are in none of them. Frames in no range are the gaps around
+    held-out blocks.
     """
 
     n_frames: int
     train: tuple[tuple[int, int], ...]
     val: tuple[tuple[int, int], ...]
+    test: tuple[tuple[int, int], ...] = ()
+    excluded: tuple[tuple[int, int], ...] = ()
 
 
 def block_frames_for(cfg_data, *, sample_rate: int, hop_size: int) -> int:
-    """Frames in one validation block: ``val_block_seconds`` at the frame rate."""
+    """Frames in one held-out block: ``val_block_seconds`` at the frame rate."""
     return max(1, round(cfg_data.val_block_seconds * sample_rate / hop_size))
+
+
+def subtract(ranges, cuts) -> tuple[tuple[int, int], ...]:
+    """``ranges`` minus ``cuts`` (both half-open, sorted or not): the parts left, in order."""
+    out = []
+    cuts = sorted(cuts)
+    for a, b in sorted(ranges):
+        start = a
+        for c, d in cuts:
+            if d <= start or c >= b:
+                continue
+            if c > start:
+                out.append((start, c))
+            start = max(start, d)
+        if start < b:
+            out.append((start, b))
+    return tuple(out)
 
 
 def split_frames(
@@ -59,29 +82,34 @@ def split_frames(
     block_frames: int,
     gap_frames: int,
     seed: int,
+    test_fraction: float = 0.0,
+    excluded: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> list[FileSplit]:
-    """Hold out contiguous validation blocks; the rest (minus gaps) is for training.
+    """Hold out contiguous validation and test blocks; the rest (minus gaps) is for training.
 
     Args:
         lengths: frames per file.
-        seq_len: T, the training sequence length; a validation block holds at
-            least T frames so that it yields at least one validation sequence.
-        val_fraction: share of each file's frames held out (0 disables validation).
-        block_frames: longest validation block. A file of at least this many
-            frames holds ``ceil(val_fraction * n / block_frames)`` blocks, one at a
-            seeded random place in each of as many equal chunks of the file. Files
-            shorter than a block are held out whole: in a seeded random order, until
-            ``val_fraction`` of the short files' frames is reached, keeping at least
-            one file for training.
-        gap_frames: frames left unused on each side of a validation block.
-        seed: seeds the block positions and the choice of whole files.
+        seq_len: T, the training sequence length; a held-out block holds at least T frames
+            so that it yields at least one sequence.
+        val_fraction, test_fraction: share of each file's frames held out for validation
+            and for test (0 disables one).
+        block_frames: longest held-out block. A file of at least this many frames holds
+            ``ceil(fraction * n / block_frames)`` blocks of each kind, one at a seeded place
+            in each of as many equal chunks of the file (which chunk holds which kind is
+            seeded too). Files shorter than a block are held out whole: in a seeded order,
+            first for validation, then for test, until each fraction of the short files'
+            frames is reached, keeping at least one file for training.
+        gap_frames: frames left unused on each side of a held-out block.
+        seed: seeds the block positions, their kinds and the choice of whole files.
+        excluded: per file, frame ranges used by nothing (trimmed silences); training
+            sequences, held-out sequences and metrics all skip them.
 
     Returns:
         One :class:`FileSplit` per file, in order.
 
     Raises:
-        DataError: when there is no training sequence at all, or ``val_fraction > 0``
-            and nothing could be held out (e.g. a single file shorter than a block).
+        DataError: when there is no training sequence at all, or a fraction is > 0 and
+            nothing could be held out for it (e.g. a single file shorter than a block).
     """
     if seq_len < 1 or block_frames < 1 or gap_frames < 0:
         raise DataError(
@@ -89,35 +117,45 @@ def split_frames(
         )
     rng = np.random.default_rng(seed)
     lengths = [int(n) for n in lengths]
-    val: list[list[tuple[int, int]]] = [[] for _ in lengths]
+    excluded = [tuple(map(tuple, e)) for e in (excluded or [()] * len(lengths))]
+    held: list[dict[str, list[tuple[int, int]]]] = [{"val": [], "test": []} for _ in lengths]
+    fractions = {"val": val_fraction, "test": test_fraction}
 
-    if val_fraction > 0:
-        short = [i for i, n in enumerate(lengths) if n < block_frames]
-        for i, n in enumerate(lengths):
-            if n < block_frames:
+    short = [i for i, n in enumerate(lengths) if n < block_frames]
+    for i, n in enumerate(lengths):
+        if n < block_frames:
+            continue
+        kinds, sizes = [], {}
+        for kind, frac in fractions.items():
+            v = round(frac * n)
+            if v <= 0:
                 continue
-            v = round(val_fraction * n)
-            n_blocks = math.ceil(v / block_frames)
-            blen = max(math.ceil(v / n_blocks), seq_len)
-            chunk = n // n_blocks
-            if blen > chunk:  # only when seq_len is larger than a chunk of the file
-                continue
-            for b in range(n_blocks):
-                start = b * chunk + int(rng.integers(0, chunk - blen + 1))
-                val[i].append((start, start + blen))
-        target = val_fraction * sum(lengths[i] for i in short)
-        # Keep at least one whole file for training when every file is short.
-        max_whole = len(short) - (1 if len(short) == len(lengths) else 0)
-        held = 0
-        for i in rng.permutation(short)[:max_whole] if short else []:
-            if held >= target:
-                break
-            val[int(i)].append((0, lengths[int(i)]))
-            held += lengths[int(i)]
+            nb = math.ceil(v / block_frames)
+            kinds += [kind] * nb
+            sizes[kind] = max(math.ceil(v / nb), seq_len)
+        if not kinds:
+            continue
+        chunk = n // len(kinds)
+        if max(sizes.values()) > chunk:  # only when seq_len is larger than a chunk of the file
+            continue
+        for c, kind in enumerate(rng.permutation(kinds)):
+            blen = sizes[kind]
+            start = c * chunk + int(rng.integers(0, chunk - blen + 1))
+            held[i][kind].append((start, start + blen))
+    # Keep at least one whole file for training when every file is short.
+    budget = len(short) - (1 if len(short) == len(lengths) else 0)
+    order = [int(i) for i in rng.permutation(short)] if short else []
+    for kind, frac in fractions.items():
+        target, got = frac * sum(lengths[i] for i in short), 0
+        while order and budget > 0 and got < target:
+            i = order.pop(0)
+            held[i][kind].append((0, lengths[i]))
+            got += lengths[i]
+            budget -= 1
 
     splits = []
-    for n, blocks in zip(lengths, val, strict=True):
-        blocks.sort()
+    for n, h, ex in zip(lengths, held, excluded, strict=True):
+        blocks = sorted(h["val"] + h["test"])
         train, cursor = [], 0
         for a, b in blocks:
             stop = max(cursor, a - gap_frames)
@@ -126,22 +164,30 @@ def split_frames(
             cursor = max(cursor, b + gap_frames)
         if cursor < n:
             train.append((cursor, n))
-        splits.append(FileSplit(n, tuple(train), tuple(blocks)))
+        splits.append(
+            FileSplit(
+                n,
+                subtract(train, ex),
+                subtract(h["val"], ex),
+                subtract(h["test"], ex),
+                tuple(sorted(ex)),
+            )
+        )
 
     n_train = sum(len(sequence_starts(s.train, seq_len)) for s in splits)
-    n_val = sum(b - a for s in splits for a, b in s.val)
     if n_train == 0:
         raise DataError(
             f"no training sequence of {seq_len} frames fits in {len(lengths)} file(s) of "
-            f"{lengths} frames after holding out validation blocks; use more or longer audio, "
-            f"a shorter data.seq_len or a smaller data.val_fraction"
+            f"{lengths} frames after holding out validation and test blocks; use more or "
+            f"longer audio, a shorter data.seq_len or smaller data.val_fraction / test_fraction"
         )
-    if val_fraction > 0 and n_val == 0:
-        raise DataError(
-            f"nothing could be held out for validation from {len(lengths)} file(s) of {lengths} "
-            f"frames (block {block_frames} frames, sequence {seq_len}); use more audio or a "
-            f"shorter data.val_block_seconds"
-        )
+    for kind, frac in fractions.items():
+        if frac > 0 and not any(getattr(s, kind) for s in splits):
+            raise DataError(
+                f"nothing could be held out for {'validation' if kind == 'val' else 'test'} "
+                f"from {len(lengths)} file(s) of {lengths} frames (block {block_frames} "
+                f"frames, sequence {seq_len}); use more audio or a shorter data.val_block_seconds"
+            )
     return splits
 
 
@@ -187,6 +233,7 @@ class SequenceData:
         offsets: int64 ``[n_files + 1]``; file ``i`` owns rows ``offsets[i]:offsets[i+1]``.
         train_starts: int64 rows where a training sequence of ``seq_len`` starts.
         val_starts: int64 rows where a (non-overlapping) validation sequence starts.
+        test_starts: the same for the test ranges (used only for the final figures).
         seq_len: T.
     """
 
@@ -196,6 +243,7 @@ class SequenceData:
     train_starts: np.ndarray
     val_starts: np.ndarray
     seq_len: int
+    test_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: the memory-mapped ``.npy`` files written under ``out_dir`` (empty when in memory)
     files: tuple[Path, ...] = ()
 
@@ -237,13 +285,14 @@ def build_arrays(
     else:
         arrays = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    train, val = [], []
+    train, val, test = [], [], []
     for i, s in enumerate(splits):
         a, b = offsets[i], offsets[i + 1]
         arrays["inputs"][a:b] = per_file_inputs[i]
         arrays["targets"][a:b] = per_file_targets[i]
         train.append(a + sequence_starts(s.train, seq_len))
         val.append(a + sequence_starts(s.val, seq_len, stride=seq_len))
+        test.append(a + sequence_starts(s.test, seq_len, stride=seq_len))
     return SequenceData(
         inputs=arrays["inputs"],
         targets=arrays["targets"],
@@ -251,6 +300,7 @@ def build_arrays(
         train_starts=np.concatenate(train),
         val_starts=np.concatenate(val),
         seq_len=seq_len,
+        test_starts=np.concatenate(test),
         files=files,
     )
 

@@ -1,8 +1,9 @@
-"""Training losses on log1p magnitude spectra (docs/DESIGN.md §2).
+"""Training losses on log1p magnitude spectra (docs/DESIGN.md §2, §6.1).
 
-Stateless functions with torch-style ``reduction`` (``"mean"``, ``"sum"``,
-``"none"``) and one thin :class:`WMSLoss` module that picks and combines them
-from the config (``train.loss``, ``train.smoothness_weight``).
+Stateless functions with torch-style ``reduction`` (``"mean"``, ``"sum"``, ``"none"``),
+including the reference's per-sequence formulas, and one :class:`WMSLoss` module that
+training uses: the configured loss (``train.loss``, ``train.smoothness_weight``) made robust
+to silence (batch-pooled convergence, quiet frames left out).
 
 Shapes: predictions and targets are ``[B, ..., K]`` log1p magnitudes, K
 frequency bins last. Where a loss is a ratio (spectral convergence) it is taken
@@ -17,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wms.errors import ConfigError
-
 _REDUCTIONS = ("mean", "sum", "none")
 #: The names ``train.loss`` accepts.
 LOSSES = ("spectral", "log_spectral", "mse", "weighted_mse")
@@ -31,7 +30,7 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
         return x.sum()
     if reduction == "none":
         return x
-    raise ConfigError(f"reduction = {reduction!r} is not one of {', '.join(_REDUCTIONS)}")
+    raise ValueError(f"reduction = {reduction!r} is not one of {', '.join(_REDUCTIONS)}")
 
 
 def _per_item(x: torch.Tensor) -> tuple[int, ...]:
@@ -123,32 +122,83 @@ def smoothness_penalty(pred: torch.Tensor, *, reduction: str = "mean") -> torch.
     return _reduce(torch.diff(pred, dim=-1) ** 2, reduction)
 
 
+def frame_weights(target: torch.Tensor, energy_floor: float) -> torch.Tensor:
+    """``[B, T]`` (or ``[B]``) 1.0 for frames whose energy ``sum_k expm1(target)^2`` exceeds
+    ``energy_floor``, else 0.0: the quiet frames a silence-robust loss leaves out."""
+    energy = torch.sum(torch.expm1(target) ** 2, dim=-1)
+    return (energy > energy_floor).to(target.dtype)
+
+
+def pooled_convergence(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Spectral convergence pooled over the whole batch, on kept frames only:
+    ``||w (T - P)||_F / ||w T||_F`` on magnitudes ``expm1`` (``w`` per frame, 0 or 1).
+
+    Unlike the per-sequence ratio, a silent sequence cannot make it explode: its frames are
+    left out, and the denominator is the batch's sounding energy. 0 when nothing is kept.
+    """
+    w = weight.unsqueeze(-1)
+    p, t = torch.expm1(pred), torch.expm1(target)
+    num = torch.linalg.vector_norm(w * (t - p))
+    den = torch.linalg.vector_norm(w * t)
+    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(num))
+
+
+def masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x[..., K]`` over the kept frames (``weight[...]`` 0 or 1) and the K bins."""
+    kept = weight.sum()
+    return (x.mean(dim=-1) * weight).sum() / kept.clamp_min(1.0)
+
+
 class WMSLoss(nn.Module):
     """The configured training loss: ``loss(pred, target) + w * smoothness(pred)``.
 
+    Robust to silence (docs/DESIGN.md §6.1): frames whose target energy is at most
+    ``energy_floor`` are left out of every term, and spectral convergence is pooled over the
+    batch (:func:`pooled_convergence`) instead of divided per sequence, so a quiet sequence
+    can neither dominate a batch nor produce an enormous loss.
+
     Args:
-        name: one of :data:`LOSSES`.
+        name: one of :data:`LOSSES`: ``spectral`` (pooled convergence + L1 on log1p),
+            ``log_spectral`` (pooled convergence + L1 on ``log(magnitude + 0.01)``), ``mse``,
+            ``weighted_mse``.
         n_bins: K (for the weights of ``"weighted_mse"``).
         cycles: bins between harmonics, ``features.bins_per_harmonic`` (bin cycles*h is harmonic h).
         smoothness_weight: weight of :func:`smoothness_penalty` (0 disables it).
+        energy_floor: frame energy (sum of squared magnitudes) at or below which a frame is
+            left out; 0 keeps every frame with any energy.
     """
 
-    def __init__(self, name: str, *, n_bins: int, cycles: int, smoothness_weight: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        *,
+        n_bins: int,
+        cycles: int,
+        smoothness_weight: float = 0.0,
+        energy_floor: float = 0.0,
+    ):
         super().__init__()
         if name not in LOSSES:
-            raise ConfigError(f"train.loss = {name!r} is not one of {', '.join(LOSSES)}")
+            raise ValueError(f"train.loss = {name!r} is not one of {', '.join(LOSSES)}")
         self.name, self.smoothness_weight = name, float(smoothness_weight)
+        self.energy_floor = float(energy_floor)
         self.register_buffer("weights", lowfreq_weights(n_bins, cycles=cycles), persistent=False)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = frame_weights(target, self.energy_floor)
         if self.name == "spectral":
-            loss = spectral_loss(pred, target)
+            loss = pooled_convergence(pred, target, w) + masked_mean((pred - target).abs(), w)
         elif self.name == "log_spectral":
-            loss = log_spectral_loss(pred, target)
+            eps = 1e-2
+            p = torch.log(torch.expm1(pred).clamp_min(0) + eps)
+            t = torch.log(torch.expm1(target) + eps)
+            loss = pooled_convergence(pred, target, w) + masked_mean((p - t).abs(), w)
         elif self.name == "mse":
-            loss = mse(pred, target)
+            loss = masked_mean((pred - target) ** 2, w)
         else:
-            loss = weighted_mse(pred, target, self.weights)
+            loss = masked_mean(self.weights * (pred - target) ** 2, w)
         if self.smoothness_weight > 0:
-            loss = loss + self.smoothness_weight * smoothness_penalty(pred)
+            loss = loss + self.smoothness_weight * masked_mean(torch.diff(pred, dim=-1) ** 2, w)
         return loss

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from wms.config import Config, from_dict, load_config
-from wms.errors import BundleError, ConfigError, DataError, OutputError
+from wms.errors import BundleError, ConfigError, DataError, OutputError, TrainingError
+from wms.evaluation.metrics import relative_floor
 from wms.interface import ModelInterface
 from wms.io import refuse_to_replace_inputs, write_text
 from wms.training.data import (
@@ -54,6 +55,11 @@ from wms.training.rundir import RUN_FILES, open_run_dir, remove_arrays
 TRAINING_MAP_FRAMES = 5000
 #: Config sections a resumed run must share with its checkpoint (they fix the data and model).
 _FIXED_ON_RESUME = ("audio", "pitch", "features", "data", "model")
+#: How the frames of a file are used (wms.training.data.FileSplit).
+_PARTS = ("train", "val", "test", "excluded")
+#: The automatic step budget (``train.max_steps = 0``): epochs over the training sequences,
+#: at least / at most this many steps (measured in benchmarks/bench_train.py).
+AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 30, 300, 3000
 
 
 # --------------------------------------------------------------------------- data
@@ -74,6 +80,7 @@ class TrainingData:
     input_map: Any
     interface: ModelInterface
     summary: dict[str, Any]
+    energy_floor: float = 0.0
 
 
 def build_training_data(
@@ -102,9 +109,11 @@ def build_training_data(
         lengths,
         seq_len=d.seq_len,
         val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
         block_frames=block,
         gap_frames=d.gap_frames,
         seed=d.seed,
+        excluded=[getattr(f, "excluded", ()) for f in corpus.files],
     )
     # Fitted on training-range frames only: held-out statistics must not leak in.
     masks = [range_mask(s.n_frames, s.train) for s in splits]
@@ -129,6 +138,8 @@ def build_training_data(
         )
     inputs = [interface.inputs(imap.controls(a.mfcc), a.f0, a.voicedness) for a in analyses]
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
+    # The loss leaves out frames this far under the corpus's loud frames (docs/DESIGN.md §6.1).
+    energy_floor = relative_floor(train_rows("target"), d.silence_db)
     arrays = build_arrays(inputs, targets, splits, seq_len=d.seq_len, out_dir=out_dir)
     if d.val_fraction > 0 and len(arrays.val_starts) == 0:
         raise DataError(
@@ -139,20 +150,19 @@ def build_training_data(
         {"path": str(Path(f.path).resolve()), "key": f.key, "n_frames": n}
         for f, n in zip(corpus.files, lengths, strict=True)
     ]
-    n_val = sum(b - a for s in splits for a, b in s.val)
-    n_train = sum(b - a for s in splits for a, b in s.train)
+    count = {k: sum(b - a for s in splits for a, b in getattr(s, k)) for k in _PARTS}
     summary = {
         "files": len(files),
         "frames": int(sum(lengths)),
-        "train_frames": int(n_train),
-        "val_frames": int(n_val),
-        "gap_frames": int(sum(lengths) - n_train - n_val),
+        **{f"{k}_frames": int(v) for k, v in count.items()},
+        "gap_frames": int(sum(lengths) - sum(count.values())),
         "train_sequences": int(len(arrays.train_starts)),
         "val_sequences": int(len(arrays.val_starts)),
+        "test_sequences": int(len(arrays.test_starts)),
         "inputs": int(arrays.inputs.shape[1]),
         "bins": int(arrays.targets.shape[1]),
     }
-    return TrainingData(files, splits, arrays, imap, interface, summary)
+    return TrainingData(files, splits, arrays, imap, interface, summary, energy_floor)
 
 
 # --------------------------------------------------------------------------- module
@@ -175,6 +185,7 @@ class WMSModule(L.LightningModule):
         input_map: dict,
         interface: dict,
         file_keys: list,
+        energy_floor: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -186,6 +197,7 @@ class WMSModule(L.LightningModule):
             n_bins=n_outputs,
             cycles=f.bins_per_harmonic,
             smoothness_weight=self.cfg.train.smoothness_weight,
+            energy_floor=energy_floor,
         )
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"val_loss", "epoch", "state_dict"}
@@ -202,6 +214,8 @@ class WMSModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.loss_fn(self.model(x)[0], y)
+        if not torch.isfinite(loss):
+            raise Diverged(int(self.global_step), float(loss), self._lr())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
         self.log("lr", self._lr(), prog_bar=True, batch_size=len(x))
         self._train_losses.append(loss.detach())
@@ -285,6 +299,14 @@ class WMSModule(L.LightningModule):
         }
 
 
+class Diverged(Exception):
+    """Internal: a non-finite training loss (turned into a TrainingError by :func:`fit`)."""
+
+    def __init__(self, step: int, loss: float, lr: float):
+        super().__init__(f"loss {loss} at step {step}")
+        self.step, self.loss, self.lr = step, loss, lr
+
+
 class _Batches(L.LightningDataModule):
     """Builds the loaders once the trainer knows this process's rank and the world size."""
 
@@ -323,6 +345,17 @@ def _devices(value: str) -> int | str:
     return v
 
 
+class StepBudget(L.Callback):
+    """Stop once ``trainer.global_step`` reaches ``max_steps`` (the same on every rank)."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+
+
 def make_trainer(
     cfg: Config,
     out_dir: Path,
@@ -334,8 +367,10 @@ def make_trainer(
 ) -> L.Trainer:
     """The Lightning Trainer for ``cfg.train`` writing logs and checkpoints under ``out_dir``.
 
-    ``max_steps`` (-1: none) is a step budget for benchmarks on a shared machine;
-    ``callbacks`` are added to WMS's own (checkpoints, early stopping).
+    ``max_steps`` (-1: none) is the step budget, enforced by :class:`StepBudget` rather
+    than Lightning's ``max_steps`` (which makes a resumed run skip an epoch: Lightning 2.6
+    treats every step-limited run as restarting mid-epoch); ``callbacks`` are added to
+    WMS's own (checkpoints, early stopping).
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -349,6 +384,7 @@ def make_trainer(
     )
     callbacks = [
         *callbacks,
+        *([StepBudget(max_steps)] if max_steps >= 0 else []),
         ModelCheckpoint(
             dirpath=out_dir / "checkpoints",
             filename="last",
@@ -360,14 +396,21 @@ def make_trainer(
     # One version per (resumed) run: logs/{tensorboard,csv}/version_N.
     version = f"version_{len(list((out_dir / 'logs' / 'csv').glob('version_*')))}"
     if cfg.data.val_fraction > 0 and t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
+        # checked when validation ends, the only time val_loss is fresh (also on resume)
+        callbacks.append(
+            EarlyStopping(
+                "val_loss",
+                patience=t.early_stopping_patience,
+                mode="min",
+                check_on_train_epoch_end=False,
+            )
+        )
     return L.Trainer(
         accelerator=r.accelerator,
         devices=devices,
         num_nodes=r.num_nodes,
         strategy="ddp" if multi else "auto",
         max_epochs=t.max_epochs,
-        max_steps=max_steps,
         max_time=timedelta(minutes=r.max_minutes) if r.max_minutes > 0 else None,
         gradient_clip_val=t.gradient_clip if t.gradient_clip > 0 else None,
         val_check_interval=t.val_check_interval,
@@ -458,8 +501,11 @@ def fit(
         data.input_map.to_state(),
         data.interface.to_state(),
         [f["key"] for f in data.files],
+        data.energy_floor,
     )
     n_batches = math.ceil(len(a.train_starts) / cfg.data.batch_size)
+    if max_steps < 0:
+        max_steps = step_budget(cfg, len(a.train_starts))
     trainer = make_trainer(
         cfg,
         out_dir,
@@ -468,18 +514,39 @@ def fit(
         max_steps=max_steps,
         callbacks=callbacks,
     )
-    trainer.fit(
-        module,
-        datamodule=_Batches(a, cfg),
-        ckpt_path=str(resume) if resume else None,
-        weights_only=True,
-    )
+    try:
+        trainer.fit(
+            module,
+            datamodule=_Batches(a, cfg),
+            ckpt_path=str(resume) if resume else None,
+            weights_only=True,
+        )
+    except Diverged as e:
+        # No final checkpoint: the last one on disk holds weights from before the failure.
+        kept = out_dir / "checkpoints" / "last.ckpt"
+        raise TrainingError(
+            f"training diverged: the loss became {e.loss} at step {e.step} (learning rate "
+            f"{e.lr:g}). Usually the learning rate is too high for this data (try "
+            f"--set train.lr={e.lr / 4:g}); otherwise check the audio for clipping or "
+            "corruption. No bundle was written"
+            + (f"; the last good checkpoint is {kept}" if kept.is_file() else "")
+        ) from None
     # The final checkpoint (all ranks call it; rank 0 writes), so --resume can extend any run.
     trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt", weights_only=False)
     return module, trainer
 
 
 # --------------------------------------------------------------------------- finish
+
+
+def step_budget(cfg: Config, n_train_sequences: int) -> int:
+    """The training's step budget: ``train.max_steps``, or when 0, :data:`AUTO_EPOCHS`
+    passes over the training sequences, kept within [AUTO_MIN_STEPS, AUTO_MAX_STEPS]; early
+    stopping may end it sooner. A budget in steps gives the same model on any machine."""
+    if cfg.train.max_steps > 0:
+        return cfg.train.max_steps
+    per_epoch = math.ceil(n_train_sequences / cfg.data.batch_size)
+    return int(min(AUTO_MAX_STEPS, max(AUTO_MIN_STEPS, AUTO_EPOCHS * per_epoch)))
 
 
 def predict_ranges(model: WMSNet, inputs: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
@@ -494,28 +561,40 @@ def predict_ranges(model: WMSNet, inputs: np.ndarray, ranges: list[tuple[int, in
     return np.concatenate(outs) if outs else np.zeros((0, model.n_outputs), np.float32)
 
 
-def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, float]:
-    """LSD / spectral convergence of ``model`` and both baselines on every validation block.
+def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
+    """The model and both baselines on the **test** blocks (``wms.evaluation.metrics``):
+    SC and LSD over all bins and the harmonic bins, the energy ratio, the verdict and flags.
 
-    Each block is predicted as one sequence from a zero state; the baselines look at
-    every training frame. Empty when nothing is held out.
+    Each block is predicted as one sequence from a zero state; the baselines look at every
+    training frame. Without test blocks (``data.test_fraction = 0``) the validation blocks
+    are used and ``split`` says so; empty when nothing is held out.
     """
-    from wms.evaluation.metrics import heldout_report
+    from wms.evaluation.metrics import baseline_predictions, heldout_report
 
+    split = "test" if any(sp.test for sp in data.splits) else "validation"
+    part = "test" if split == "test" else "val"
     a = data.arrays
-    val = [
-        (a.offsets[i] + s, a.offsets[i] + e) for i, sp in enumerate(data.splits) for s, e in sp.val
-    ]
-    if not val:
+    held = [getattr(sp, part) for sp in data.splits]
+    ranges = [(a.offsets[i] + s, a.offsets[i] + e) for i, rs in enumerate(held) for s, e in rs]
+    if not ranges:
         return {}
-    rows = global_rows(a.offsets, [sp.val for sp in data.splits])
+    rows = global_rows(a.offsets, held)
     train_rows = global_rows(a.offsets, [sp.train for sp in data.splits])
+    preds = {
+        "model": predict_ranges(model, a.inputs, ranges),
+        **baseline_predictions(
+            a.inputs[train_rows],
+            a.targets[train_rows],
+            a.inputs[rows],
+            energy_floor=data.energy_floor,
+        ),
+    }
     return heldout_report(
-        predict_ranges(model, a.inputs, val),
+        preds,
         a.targets[rows],
-        inputs=a.inputs[rows],
-        train_inputs=a.inputs[train_rows],
-        train_targets=a.targets[train_rows],
+        harmonic_index=data.interface.outputs.harmonic_index,
+        split=split,
+        energy_floor=data.energy_floor,
     )
 
 
@@ -558,9 +637,11 @@ def finish(
         metrics["best_epoch"] = module.best["epoch"]
     data_map = {
         "files": [
-            {**f, "train": [list(r) for r in s.train], "val": [list(r) for r in s.val]}
+            {**f, **{k: [list(r) for r in getattr(s, k)] for k in _PARTS}}
             for f, s in zip(data.files, data.splits, strict=True)
-        ]
+        ],
+        # frames at or under this energy were left out of the loss and the figures
+        "energy_floor": data.energy_floor,
     }
     bundle = save_bundle(
         out_dir / "model.wms",
@@ -640,6 +721,7 @@ def train(
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from wms.analysis.prepare import format_summary, prepare
+    from wms.evaluation.metrics import describe_heldout
 
     out_dir = Path(out_dir)
     rank0 = rank_zero_only.rank == 0
@@ -665,24 +747,25 @@ def train(
         s = data.summary
         print(
             f"data: {s['files']} file(s), {s['frames']} frames: {s['train_frames']} train "
-            f"({s['train_sequences']} sequences of {cfg.data.seq_len}), {s['val_frames']} held out "
-            f"in contiguous blocks, {s['gap_frames']} in gaps; {s['inputs']} inputs -> {s['bins']} bins"
+            f"({s['train_sequences']} sequences of {cfg.data.seq_len}), {s['val_frames']} "
+            f"validation and {s['test_frames']} test in contiguous blocks, {s['gap_frames']} in "
+            f"gaps" + (f", {s['excluded_frames']} trimmed" if s["excluded_frames"] else "")
         )
         probe = WMSNet.from_config(s["inputs"], s["bins"], cfg.model)
-        print(f"model: {count_parameters(probe):,} parameters")
+        budget = step_budget(cfg, s["train_sequences"])
+        print(
+            f"model: {s['inputs']} inputs -> {s['bins']} outputs, {count_parameters(probe):,} "
+            f"parameters; budget {budget} steps (batch {cfg.data.batch_size}"
+            + (", or early stopping" if cfg.data.val_fraction > 0 else "")
+            + ")"
+        )
     module, trainer = fit(data, cfg, out_dir, resume=resume, progress=progress)
     bundle = out_dir / "model.wms"
     if trainer.is_global_zero:
         bundle, m = finish(module, data, corpus, cfg, out_dir)
         # Large corpora's memory-mapped training arrays: --resume rebuilds them from the cache.
         remove_arrays(out_dir, list(data.arrays.files))
-        if m:
-            print(
-                f"held-out ({m['n_frames']} frames): LSD {m['lsd_db']:.2f} dB "
-                f"(mean-spectrum baseline {m['lsd_db_mean_baseline']:.2f}, nearest training frame "
-                f"{m['lsd_db_nn_baseline']:.2f}); spectral convergence {m['sc']:.3f} "
-                f"(baselines {m['sc_mean_baseline']:.3f}, {m['sc_nn_baseline']:.3f})"
-            )
+        print("\n".join(describe_heldout(m)))
         print(
             f"bundle: {bundle}\nlogs: {out_dir / 'logs'} "
             f"(tensorboard --logdir {out_dir / 'logs' / 'tensorboard'})"
@@ -698,12 +781,16 @@ def run_train(args) -> int:
     [--devices D] [--num-nodes N] [--cache-dir D] [--jobs N]``."""
     from wms.analysis.prepare import _reference_audio_path
 
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"--max-steps = {args.max_steps} must be at least 1")
+    steps = [("--max-steps", {"train": {"max_steps": args.max_steps}})] if args.max_steps else []
     flags = {
         "max_minutes": ("--max-minutes", args.max_minutes),
         "devices": ("--devices", None if args.devices is None else str(args.devices)),
         "num_nodes": ("--num-nodes", args.num_nodes),
     }
     extra = [(flag, {"runtime": {key: v}}) for key, (flag, v) in flags.items() if v is not None]
+    extra += steps
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ConfigError(f"--max-minutes = {args.max_minutes} must be a positive number")
     if args.resume:
