@@ -39,15 +39,14 @@ def _marked(mark: str) -> list[int]:
     return pids
 
 
-def _start(argv: list[str], mark: str) -> subprocess.Popen:
+def _start(argv: list[str], mark: str, log: Path) -> subprocess.Popen:
+    """``wms ARGV`` in a child process whose output goes to ``log`` (a pipe nobody reads
+    while it runs would fill up and block the child)."""
     env = {**os.environ, "WMS_TEST_MARK": mark, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "wms.cli", *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with open(log, "w") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wms.cli", *argv], env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
 
 
 def _wait_for(cond, timeout: float, what: str) -> None:
@@ -71,13 +70,14 @@ def test_killed_prepare_leaves_no_worker_and_the_rerun_trusts_only_whole_entries
     folder, tmp_path, sig
 ):
     cache, mark = tmp_path / "cache", uuid.uuid4().hex
-    proc = _start(["prepare", str(folder), "--cache-dir", str(cache), "--jobs", "2"], mark)
+    log = tmp_path / "prepare.log"
+    proc = _start(["prepare", str(folder), "--cache-dir", str(cache), "--jobs", "2"], mark, log)
     # the parent and its two spawn workers are running, analysing
     _wait_for(lambda: len(_marked(mark)) >= 3, 60, "the worker processes")
     time.sleep(1.0)
     proc.send_signal(sig)
     proc.wait(timeout=30)
-    out = proc.stdout.read()
+    out = log.read_text()
     if sig == signal.SIGTERM:
         assert proc.returncode == 143 and "wms prepare: terminated" in out, out
     _wait_for(lambda: not _marked(mark), 10, "every worker to end with its parent")
@@ -97,7 +97,7 @@ def test_killed_train_leaves_nothing_running_and_no_half_bundle(tmp_path, sig):
     args = ["train", str(wav), "--out", str(run), "--cache-dir", str(cache), "--jobs", "1"]
     for s in [*TINY_TRAIN, "train.max_epochs=100000", "runtime.checkpoint_minutes=0.002"]:
         args += ["--set", s]
-    proc = _start(args, mark)
+    proc = _start(args, mark, tmp_path / "train.log")
     _wait_for(lambda: (run / "checkpoints" / "last.ckpt").exists(), 120, "a checkpoint")
     time.sleep(0.5)
     proc.send_signal(sig)

@@ -6,13 +6,43 @@ from wms.config import Config, dumps_toml, from_dict, load_config, parse_overrid
 from wms.errors import ConfigError
 
 
-def test_defaults_are_the_reference_values():
+def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
     c = Config()
     assert (c.audio.sample_rate, c.features.hop_size, c.features.window_size) == (16000, 256, 1024)
     assert (c.features.n_fft, c.features.n_bins, c.features.cycles_per_window) == (1024, 80, 2)
     assert (c.pitch.fmin, c.pitch.fmax) == (46.0, 1600.0)
     assert (c.features.n_mfcc, c.features.n_mels) == (8, 40)
-    assert (c.data.seq_len, c.data.batch_size, c.model.hidden_size) == (50, 512, 256)
+    # WMS's training defaults (docs/DESIGN.md §2.3) ...
+    assert (c.data.seq_len, c.data.batch_size, c.model.hidden_size) == (32, 64, 128)
+    assert (c.train.scheduler, c.train.weights, c.train.early_stopping_patience) == (
+        "cosine",
+        "final",
+        0,
+    )
+    # ... and the reference's, one flag away
+    r = load_config(None, preset="reference")
+    assert (r.data.seq_len, r.data.batch_size, r.model.hidden_size, r.model.encoder_size) == (
+        50,
+        512,
+        256,
+        256,
+    )
+    assert (r.train.lr, r.train.weight_decay, r.model.dropout, r.train.loss) == (
+        1e-4,
+        1e-5,
+        0.0,
+        "spectral",
+    )
+    assert (r.train.scheduler, r.train.weights, r.train.early_stopping_patience) == (
+        "plateau",
+        "best",
+        20,
+    )
+    assert r.features == c.features and r.synth == c.synth  # it changes training only
+    # a config file and --set still win over the preset
+    assert load_config(None, ["model.hidden_size=64"], preset="reference").model.hidden_size == 64
+    with pytest.raises(ConfigError, match=r"--preset 'big' is not one of default, reference"):
+        load_config(None, preset="big")
 
 
 def test_overrides_are_typed_and_applied():
@@ -175,10 +205,11 @@ def test_runtime_keys_do_not_change_the_model_hash():
 
 
 def test_a_wms_0_1_0_config_migrates():
-    from wms.config import migrate_v1
+    from wms.config import MOVED_KEYS, migrate_v1
 
     old = Config().to_dict()
-    old["train"].update(old.pop("runtime"))  # 0.1.0 kept the runtime keys in [train]
+    runtime = old.pop("runtime")  # 0.1.0 kept the runtime keys it had in [train]
+    old["train"].update({k: runtime[k] for (_, k), (new, _) in MOVED_KEYS.items()})
     old["train"]["max_minutes"] = 3.0
     c = from_dict(migrate_v1(old))
     assert c.runtime.max_minutes == 3.0 and c == Config().replace(runtime={"max_minutes": 3.0})

@@ -134,8 +134,9 @@ def test_voicedness_tones_noise_silence(method):
         assert np.median(v) > (0.75 if method == "crepe" else 0.99), (method, name)
     for name, y in others:
         f, v = estimate_pitch(y, **kw)
-        # spec 0.2; measured fast 0.137 (noise), 4e-15 (silence); crepe 0.055 / 0.008
-        assert np.median(v) < (0.1 if method == "crepe" else 0.2), (method, name)
+        # spec 0.2; measured fast 0.137 (noise), 4e-15 (silence); crepe 0.107 / 0.008 (its
+        # path may jump to each noise frame's strongest bin, 0.055 when it could only glide)
+        assert np.median(v) < (0.12 if method == "crepe" else 0.2), (method, name)
         assert np.all(np.isfinite(f)) and f.min() >= FMIN and f.max() <= FMAX
 
 
@@ -314,3 +315,48 @@ def test_banded_viterbi_equals_librosa():
         np.testing.assert_array_equal(
             viterbi_banded(prob, trans, band=MAX_JUMP), librosa.sequence.viterbi(prob.T, trans)
         )
+
+
+def test_banded_viterbi_with_jumps_equals_librosa_on_the_dense_matrix():
+    import librosa
+
+    from wms.analysis.crepe import transition_matrix, viterbi_banded
+
+    rng = np.random.default_rng(1)
+    p = 1e-3
+    for n_states, n, band in ((120, 80, 18), (40, 9, 11), (25, 1, 3)):
+        prob = rng.random((n, n_states)) ** 8
+        prob /= prob.sum(axis=1, keepdims=True)
+        trans = transition_matrix(n_states, band)
+        dense = (1 - p) * trans + p / n_states
+        np.testing.assert_array_equal(
+            viterbi_banded(prob, trans, band=band, jump=p),
+            librosa.sequence.viterbi(prob.T, dense),
+        )
+
+
+def test_crepe_follows_octave_leaps_at_once():
+    """Leaps of 1-3.6 octaves between steady notes, half a second each: the decoded pitch
+    lands on the new note instead of gliding through the ones between (the glide band
+    alone, 220 cents a frame, needed up to 20 frames of wrong pitch for 110 -> 1320 Hz)."""
+    from wms.analysis.crepe import crepe_pitch, max_jump
+
+    assert (max_jump(0.01), max_jump(HOP / SR)) == (11, 18)  # 220 cents per 10 ms
+    notes = [220.0, 440.0, 220.0, 880.0, 110.0, 1320.0, 300.0]
+    seg = SR // 2
+    y = np.concatenate(
+        [
+            harmonic_tone(f, TIMBRES["saw"], sample_rate=SR, n_samples=seg, phase_seed=i)
+            for i, f in enumerate(notes)
+        ]
+    )
+    f0, v = crepe_pitch(y, sample_rate=SR, hop_size=HOP, fmin=FMIN, fmax=FMAX)
+    t = np.arange(len(f0)) * HOP
+    truth = np.array(notes)[np.minimum(t // seg, len(notes) - 1)]
+    # frames whose 64 ms window holds both notes are judged by neither
+    mixed = np.any([np.abs(t - k * seg) < 512 for k in range(1, len(notes))], axis=0)
+    err = np.abs(cents_error(f0, truth))[~mixed]
+    assert len(err) == 196
+    # the band-only decoder had 57 of these 196 frames more than 50 cents off
+    assert err.max() < 15  # measured 10.7 cents; median 2.0
+    assert np.median(v[~mixed]) > 0.75

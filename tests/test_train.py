@@ -89,7 +89,9 @@ def test_training_is_reproducible(tmp_path):
 def test_training_without_validation_records_epochs_and_schedules_on_train_loss(
     tmp_path, monkeypatch
 ):
-    cfg = TINY_CFG.replace(data={"val_fraction": 0.0}, train={"plateau_patience": 0})
+    cfg = TINY_CFG.replace(
+        data={"val_fraction": 0.0}, train={"scheduler": "plateau", "plateau_patience": 0}
+    )
     data = build_training_data(_fake_corpus(), cfg)
     assert len(data.arrays.val_starts) == 0
     module, _ = fit(data, cfg, tmp_path / "a", progress=False)

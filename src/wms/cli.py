@@ -15,6 +15,7 @@ import sys
 import threading
 
 from wms import __version__
+from wms.config import PRESETS
 from wms.errors import WMSError
 
 
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     _config_args(p)
     _data_args(p)
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="starting settings under --config and --set: 'default', or 'reference' (the "
+        "reference project's 256-wide model and optimisation)",
+    )
     p.add_argument(
         "--max-steps",
         type=int,

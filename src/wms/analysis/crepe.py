@@ -190,28 +190,46 @@ def hz_to_bins(f: np.ndarray | float) -> np.ndarray:
     return (1200.0 * np.log2(np.asarray(f, dtype=np.float64) / 10.0) - CENTS_BIN0) / CENTS_PER_BIN
 
 
-#: Largest bin jump per frame of CREPE's transition (11 bins = 220 cents).
+#: Largest bin jump per frame of CREPE's transition (11 bins = 220 cents) at CREPE's own
+#: 10 ms frames; :func:`max_jump` scales it to other frame rates.
 MAX_JUMP = 11
+#: CREPE's frame period (s), which its transition was made for.
+CREPE_FRAME_SECONDS = 0.01
+#: Probability per frame of a jump to any bin (a note change faster than the glide band):
+#: with it the path follows a leap at once instead of gliding through wrong pitches.
+JUMP_PROBABILITY = 1e-3
 
 
-def transition_matrix(n_states: int = PITCH_BINS) -> np.ndarray:
+def max_jump(frame_seconds: float = CREPE_FRAME_SECONDS) -> int:
+    """The glide band in bins per frame: CREPE's 220 cents per 10 ms at this frame period
+    (18 bins at WMS's 16 ms frames)."""
+    return max(1, round(MAX_JUMP * frame_seconds / CREPE_FRAME_SECONDS))
+
+
+def transition_matrix(n_states: int = PITCH_BINS, band: int = MAX_JUMP) -> np.ndarray:
     """CREPE's / torchcrepe's triangular transition ``[n_states, n_states]``.
 
-    ``T[i, j]`` is proportional to ``max(12 - |i - j|, 0)`` (jumps up to
-    ``MAX_JUMP`` bins, smaller jumps likelier), rows normalised to sum 1.
+    ``T[i, j]`` is proportional to ``max(band + 1 - |i - j|, 0)`` (moves up to ``band``
+    bins, smaller ones likelier), rows normalised to sum 1.
     """
     d = np.abs(np.arange(n_states)[:, None] - np.arange(n_states)[None, :])
-    t = np.maximum(MAX_JUMP + 1 - d, 0).astype(np.float64)
+    t = np.maximum(band + 1 - d, 0).astype(np.float64)
     return t / t.sum(axis=1, keepdims=True)
 
 
-def viterbi_banded(prob: np.ndarray, transition: np.ndarray, *, band: int) -> np.ndarray:
+def viterbi_banded(
+    prob: np.ndarray, transition: np.ndarray, *, band: int, jump: float = 0.0
+) -> np.ndarray:
     """Most likely state path ``[n]`` for observation likelihoods ``prob[n, S]``.
 
-    Same result as ``librosa.sequence.viterbi(prob.T, transition)`` (uniform
-    initial distribution, log-space) when ``transition[i, j] = 0`` for
-    ``|i - j| > band``, but costs ``O(n * S * (2 * band + 1))`` instead of
-    ``O(n * S**2)``: the max over predecessors only looks inside the band.
+    With ``jump = 0``: the same result as ``librosa.sequence.viterbi(prob.T, transition)``
+    (uniform initial distribution, log-space) when ``transition[i, j] = 0`` for
+    ``|i - j| > band``, but in ``O(n * S * (2 * band + 1))`` instead of ``O(n * S**2)``:
+    the max over predecessors only looks inside the band.
+
+    With ``jump = p > 0`` the transition is ``(1 - p) * transition + p / S`` (any state
+    may follow any other with a small probability), still in the same cost: outside the
+    band the best predecessor is simply the best state of the previous frame.
     """
     n, n_states = prob.shape
     tiny = np.finfo(np.float64).tiny
@@ -223,29 +241,55 @@ def viterbi_banded(prob: np.ndarray, transition: np.ndarray, *, band: int) -> np
     log_t = np.where(
         inside, np.log(transition[pred_c, np.arange(n_states)[:, None]] + tiny), -np.inf
     )
-    ptr = np.empty((n, n_states), dtype=np.int16)
+    if jump > 0:
+        # Inside the band both kinds of move lead to the same state: add them up.
+        log_t = np.where(
+            inside,
+            np.logaddexp(log_t + np.log1p(-jump), np.log(jump / n_states)),
+            -np.inf,
+        )
+    log_jump = np.log(jump / n_states) if jump > 0 else -np.inf
+    ptr = np.empty((n, n_states), dtype=np.int32)  # predecessor state
     value = log_prob[0] - np.log(n_states)
+    rows = np.arange(n_states)
     for t in range(1, n):
         scores = value[pred_c] + log_t  # [S, 2 * band + 1]
         best = np.argmax(scores, axis=1)
-        ptr[t] = best
-        value = scores[np.arange(n_states), best] + log_prob[t]
+        from_band = scores[rows, best]
+        prev = pred_c[rows, best]
+        if jump > 0:
+            far = int(np.argmax(value))
+            leap = value[far] + log_jump
+            take = leap > from_band
+            from_band = np.where(take, leap, from_band)
+            prev = np.where(take, far, prev)
+        ptr[t] = prev
+        value = from_band + log_prob[t]
     path = np.empty(n, dtype=np.int64)
     path[-1] = int(np.argmax(value))
     for t in range(n - 1, 0, -1):
-        path[t - 1] = pred_c[path[t], ptr[t, path[t]]]
+        path[t - 1] = ptr[t, path[t]]
     return path
 
 
-def decode_viterbi(act: np.ndarray, *, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
+def decode_viterbi(
+    act: np.ndarray,
+    *,
+    fmin: float,
+    fmax: float,
+    frame_seconds: float = CREPE_FRAME_SECONDS,
+) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi-decoded f0 (Hz) and voicedness from activations ``[n, 360]``.
 
-    Bins outside ``[fmin, fmax]`` are excluded (the HMM runs on the bins in
-    range, with CREPE's triangular transition). The observation likelihoods are
-    the activations normalised to sum 1 per frame (as the original CREPE; note
-    torchcrepe instead takes a softmax of the sigmoid outputs, which is nearly
-    flat). The decoded bin is refined by the activation-weighted mean of the
-    bins within +-4 of it. Voicedness is the activation at the decoded bin.
+    Bins outside ``[fmin, fmax]`` are excluded (the HMM runs on the bins in range).
+    The transition is CREPE's triangular glide band scaled to the frame period
+    (:func:`max_jump`; ``frame_seconds`` apart) plus a :data:`JUMP_PROBABILITY` of a jump
+    to any bin, so a leap of an octave or more is followed at once instead of by a glide
+    through wrong pitches. The observation likelihoods are the activations normalised to
+    sum 1 per frame (as the original CREPE; torchcrepe instead takes a softmax of the
+    sigmoid outputs, which is nearly flat). The decoded bin is refined by the
+    activation-weighted mean of the bins within +-4 of it (the decoded bin itself where
+    they hold no activation). Voicedness is the activation at the decoded bin.
     Returns ``(f0[n], voicedness[n])`` float64 arrays.
     """
     n = act.shape[0]
@@ -254,7 +298,10 @@ def decode_viterbi(act: np.ndarray, *, fmin: float, fmax: float) -> tuple[np.nda
     sal = act[:, lo : hi + 1].astype(np.float64)
     # The floor keeps log-likelihoods finite on all-zero (e.g. padded) frames.
     obs = (sal + 1e-8) / (sal + 1e-8).sum(axis=1, keepdims=True)
-    path = viterbi_banded(obs, transition_matrix(hi - lo + 1), band=MAX_JUMP)
+    band = max_jump(frame_seconds)
+    path = viterbi_banded(
+        obs, transition_matrix(hi - lo + 1, band), band=band, jump=JUMP_PROBABILITY
+    )
     # Triangular window of +-4 bins around the path, as CREPE's local average.
     offs = np.arange(-4, 5)
     idx = np.clip(path[:, None] + offs[None, :], 0, hi - lo)
@@ -262,7 +309,10 @@ def decode_viterbi(act: np.ndarray, *, fmin: float, fmax: float) -> tuple[np.nda
     valid = (path[:, None] + offs[None, :] >= 0) & (path[:, None] + offs[None, :] <= hi - lo)
     w = w * valid
     wsum = w.sum(axis=1)
-    fine = np.where(wsum > 0, (w * idx).sum(axis=1) / np.maximum(wsum, 1e-12), path)
+    # A weighted mean only where the weights are not all (nearly) zero: dividing a
+    # vanishing sum by a floor would pull f0 towards bin 0.
+    ok = wsum > 1e-6
+    fine = np.where(ok, (w * idx).sum(axis=1) / np.where(ok, wsum, 1.0), path)
     f0 = bins_to_hz(fine + lo)
     voiced = sal[np.arange(n), path]
     return f0, voiced
@@ -299,4 +349,4 @@ def crepe_pitch(
         frames = crepe_frames(y16, centres[s : s + batch_size])
         acts.append(crepe_activations(frames, capacity=capacity, batch_size=batch_size))
     act = np.concatenate(acts, axis=0)
-    return decode_viterbi(act, fmin=fmin, fmax=fmax)
+    return decode_viterbi(act, fmin=fmin, fmax=fmax, frame_seconds=hop_size / sample_rate)

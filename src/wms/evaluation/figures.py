@@ -33,7 +33,8 @@ def loss_curves(
     *,
     title: str = "training",
 ) -> Figure:
-    """Train and validation loss per epoch (log scale), learning rate on a second axis.
+    """Train and validation loss per epoch (log scale), learning rate on a second, linear
+    axis (a cosine schedule ends at 0).
 
     ``val_loss`` entries may be None (no validation that epoch).
     """
@@ -52,7 +53,7 @@ def loss_curves(
     if lr is not None and len(lr):
         ax2 = ax.twinx()
         ax2.plot(e, np.asarray(lr, dtype=float), color="0.5", linestyle=":", label="learning rate")
-        ax2.set_yscale("log")
+        ax2.set_ylim(bottom=0)
         ax2.set_ylabel("learning rate")
         ax2.legend(loc="upper center")
     ax.legend(loc="upper right")
