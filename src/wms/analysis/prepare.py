@@ -436,7 +436,7 @@ def _run_misses(
     misses: dict[str, Path], cache: FeatureCache, cfg: Config, *, jobs: int, progress: bool
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Analyse each miss into the cache; returns (key -> status dict, workers used)."""
-    from tqdm import tqdm
+    from wms.progress import progress_bar
 
     results: dict[str, dict[str, Any]] = {}
     if not misses:
@@ -445,12 +445,11 @@ def _run_misses(
     # Longest first: the slowest file starts early instead of finishing last alone.
     order = sorted(misses.items(), key=lambda kv: -seconds[kv[0]])
     n_workers = min(jobs, len(order))
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(seconds.values()),
         unit="s",
         desc=f"analysing {len(order)} file(s)",
-        file=sys.stderr,
-        disable=not progress,
+        enabled=progress,
         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}{postfix}]",
     )
 

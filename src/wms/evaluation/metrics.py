@@ -321,11 +321,13 @@ def describe_heldout(m: dict[str, Any]) -> list[str]:
         return "   ".join(f"{label} {m[k][key]:{fmt}}" for k, label in cols)
 
     quiet = f", {m['quiet_frames']} silent ones left out" if m.get("quiet_frames") else ""
-    lines = [
-        f"{m['split']} blocks ({m['frames']} frames{quiet}, never used for a choice)"
-        if m["split"] == "test"
-        else f"{m['split']} blocks ({m['frames']} frames{quiet}; they also chose the weights)"
-    ]
+    heading = {
+        "test": f"test blocks ({m['frames']} frames{quiet}, never used for a choice)",
+        "validation": f"validation blocks ({m['frames']} frames{quiet}; they also chose the "
+        "weights)",
+        "audio": f"the given audio ({m['frames']} frames{quiet})",
+    }
+    lines = [heading.get(m["split"], f"{m['split']} ({m['frames']} frames{quiet})")]
     for key, label, fmt in (
         ("harm_lsd_db", "harmonic-bin LSD (dB, what the synth plays)", ".2f"),
         ("lsd_db", "all-bin LSD (dB)", ".2f"),

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from wms.config import Config, SynthConfig, load_config
 from wms.errors import AudioError, ControlError, OutputError
 from wms.io import atomic_target, refuse_to_replace_inputs
+from wms.progress import progress_bar
 from wms.synth import controls as C
 from wms.synth.engine import SynthEngine, check_sample_rate
 from wms.synth.network import SynthModel
@@ -96,20 +97,20 @@ def _engine(model, source, sample_rate, config, *, fast: bool, block: int):
 def _blocks(engine: SynthEngine, total: int, *, block: int, progress: bool) -> Iterator:
     """The render's blocks, each the engine's float32 view (valid until the next one)."""
     sr = engine.sample_rate
-    bar = None
-    if progress and total > PROGRESS_SECONDS * sr:
-        from tqdm import tqdm
-
-        bar = tqdm(total=round(total / sr), unit="s", desc="render", leave=False)
+    bar = progress_bar(
+        total=round(total / sr),
+        unit="s",
+        desc="render",
+        enabled=progress and total > PROGRESS_SECONDS * sr,
+        leave=False,
+    )
     try:
         for start in range(0, total, block):
             n = min(block, total - start)
             yield engine.process(n)
-            if bar is not None:
-                bar.update(n / sr)
+            bar.update(n / sr)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def render(
@@ -384,6 +385,9 @@ def run_render(args) -> int:
     if out_path.is_dir():
         raise OutputError(args.out, "--out is a folder; give a .wav file name")
     bundle = load_bundle(args.bundle)
+    for flag in bundle.metrics.get("flags", []):
+        # the training's verdict travels with the bundle: say it before the user listens
+        print(f"warning: {bundle.path}: {flag['message']}. {flag['advice']}", file=sys.stderr)
     cfg = render_config(bundle, args.config, args.overrides)
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)

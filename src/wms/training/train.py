@@ -20,9 +20,11 @@ checkpoint (nanoGPT style), not from today's defaults.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import pickle
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -219,7 +221,7 @@ class WMSModule(L.LightningModule):
         x, y = batch
         loss = self.loss_fn(self.model(x)[0], y)
         if not torch.isfinite(loss):
-            raise Diverged(int(self.global_step), float(loss), self._lr())
+            raise Diverged(int(self.global_step), float(loss.detach()), self._lr())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
         self.log("lr", self._lr(), prog_bar=True, batch_size=len(x))
         self._train_losses.append(loss.detach())
@@ -368,6 +370,66 @@ def _devices(value: str) -> int | str:
     return v
 
 
+class StepProgress(L.Callback):
+    """One display over the whole step budget (rank 0): steps done, the training loss,
+    the last validation loss and the time left (``wms.progress``: a bar on a terminal,
+    plain lines in a log file)."""
+
+    def __init__(self, total: int):
+        self.total, self.bar, self.val = total, None, None
+
+    def on_train_start(self, trainer, module) -> None:
+        from wms.progress import progress_bar
+
+        if trainer.is_global_zero:
+            self.bar = progress_bar(
+                total=self.total, desc="training", unit="steps", initial=trainer.global_step
+            )
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.bar is not None:
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+            val = f", val {self.val:.3f}" if self.val is not None else ""
+            self.bar.set_postfix_str(f"loss {loss:.3f}{val}", refresh=False)
+            self.bar.update(1)
+
+    def on_validation_end(self, trainer, module) -> None:
+        v = trainer.callback_metrics.get("val_loss")
+        self.val = float(v) if v is not None else self.val
+
+    def on_train_end(self, trainer, module) -> None:
+        self._close()
+
+    def on_exception(self, trainer, module, exception) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Keep Lightning's chatter (accelerator lines, tips, notes on how it estimates steps)
+    and two warnings that are not the user's to act on out of WMS's output; restored after."""
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # Lightning 2.6 calls a torch API torch 2.13 deprecated.
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            # --resume and --force manage the run folder's checkpoints themselves.
+            warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 class StepBudget(L.Callback):
     """Stop once ``trainer.global_step`` reaches ``max_steps`` (the same on every rank)."""
 
@@ -408,6 +470,7 @@ def make_trainer(
     callbacks = [
         *callbacks,
         *([StepBudget(max_steps)] if max_steps >= 0 else []),
+        *([StepProgress(max_steps)] if progress and max_steps >= 0 else []),
         ModelCheckpoint(
             dirpath=out_dir / "checkpoints",
             filename="last",
@@ -448,7 +511,7 @@ def make_trainer(
         log_every_n_steps=max(1, min(50, n_train_batches)),
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # SequenceSampler shards by rank itself
-        enable_progress_bar=progress,
+        enable_progress_bar=False,  # StepProgress instead: one display for the whole run
         enable_model_summary=False,
     )
 
@@ -552,16 +615,16 @@ def fit(
         data.energy_floor,
         max_steps,
     )
-    trainer = make_trainer(
-        cfg,
-        out_dir,
-        n_train_batches=n_batches,
-        progress=progress,
-        max_steps=max_steps,
-        callbacks=callbacks,
-    )
     try:
-        with torch_threads(training_threads(cfg)):
+        with torch_threads(training_threads(cfg)), quiet_lightning():
+            trainer = make_trainer(
+                cfg,
+                out_dir,
+                n_train_batches=n_batches,
+                progress=progress,
+                max_steps=max_steps,
+                callbacks=callbacks,
+            )
             trainer.fit(
                 module,
                 datamodule=_Batches(a, cfg),
@@ -573,9 +636,9 @@ def fit(
         kept = out_dir / "checkpoints" / "last.ckpt"
         raise TrainingError(
             f"training diverged: the loss became {e.loss} at step {e.step} (learning rate "
-            f"{e.lr:g}). Usually the learning rate is too high for this data (try "
-            f"--set train.lr={e.lr / 4:g}); otherwise check the audio for clipping or "
-            "corruption. No bundle was written"
+            f"{e.lr:g} of train.lr = {cfg.train.lr:g}). Usually the learning rate is too high "
+            f"for this data (try --set train.lr={cfg.train.lr / 4:g}); otherwise check the "
+            "audio for clipping or corruption. No bundle was written"
             + (f"; the last good checkpoint is {kept}" if kept.is_file() else "")
         ) from None
     # The final checkpoint (all ranks call it; rank 0 writes), so --resume can extend any run.
