@@ -1,19 +1,28 @@
-"""Training benchmark: throughput, held-out quality vs baselines, new defaults vs the reference.
+"""Training benchmark: wms 0.1's defaults against today's, on real instruments.
 
-    python benchmarks/bench_train.py                         # full: 60 s of basic waves, 4 min per run
-    python benchmarks/bench_train.py --minutes 1 --seconds-audio 20   # quick, during development
+    python benchmarks/bench_train.py                  # violin + flute with pauses, ~12 min
+    python benchmarks/bench_train.py --old-steps 100  # quicker, during development
 
-1. Throughput at the reference model and batch (hidden 256, encoder 256, T = 50,
-   batch 512): frames/s of a plain training loop, with batch fetching timed
-   separately from forward/backward/step. Target: the reference's ~28,000 frames/s.
-2. Quality: the same data, the same wall-clock budget, trained twice through
-   Lightning: the reference's settings (AdamW lr 1e-4, weight decay 1e-5,
-   ReduceLROnPlateau, spectral loss, no dropout) and WMS's defaults (config.py).
-   Held-out log-spectral distance (dB) and spectral convergence of both, against
-   the mean-spectrum and nearest-frame baselines (docs/DESIGN.md §5); held-out LSD of
-   both runs against wall time (after every validation) is saved to
-   docs/img/train_vs_reference.png. The run reported is the one at the lowest
-   validation loss (what `wms train` puts in the bundle).
+The material is ``benchmarks/real_audio.py``'s violin_vibrato (60 s, legato, vibrato)
+and flute_pauses (60 s, pauses of digital silence and a -60 dBFS noise floor), rendered
+into ``--out`` unless ``--audio`` names folders. Each is prepared once and trained twice
+on the same split:
+
+- **0.1 defaults**: 256 wide, T 50, batch 512, lr 2e-3 with ReduceLROnPlateau, early
+  stopping (patience 20), the best-validation weights, 0.1's loss (spectral convergence
+  divided per sequence, over every frame) and no silence trimming — stopped after
+  ``--old-steps`` steps at most, since left alone it runs up to 1000 epochs. Its held-out
+  blocks sit where today's do (they depend on lengths and seed only) and both are scored
+  on the same sounding frames;
+- **today's defaults** (``wms train`` with no flags): 128 wide, T 32, batch 64, lr 5e-3
+  with a cosine schedule over the automatic step budget, the silence-robust loss, the
+  final weights.
+
+After every epoch the current weights are scored on the **test** blocks: harmonic-bin
+LSD (dB) on the sounding frames, the figure ``wms train`` reports. The curves against
+wall time go to ``docs/img/train_old_vs_new.png``; the table gives each run's steps,
+time, steps/s and final test figures beside both baselines. Time depends on the
+machine's load (run it alone); steps and LSD do not (seeds are fixed).
 """
 
 from __future__ import annotations
@@ -24,231 +33,152 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 
-from wms.analysis.audio import write_audio
-from wms.analysis.basic_waves import basic_waves
 from wms.analysis.prepare import prepare
-from wms.config import Config
-from wms.evaluation.figures import curves_vs_time, save_figure
-from wms.evaluation.metrics import log_spectral_distance
-from wms.training.data import sequence_loader
-from wms.training.losses import WMSLoss
-from wms.training.model import WMSNet, count_parameters
+from wms.config import Config, load_config
+from wms.evaluation.figures import _figure, save_figure
+from wms.evaluation.metrics import log_spectral_distance, sounding
+from wms.training import losses
+from wms.training import train as train_mod
+from wms.training.data import global_rows
 from wms.training.train import build_training_data, fit, heldout_metrics, predict_ranges
 
-REFERENCE_FRAMES_PER_S = 28_000
 ROOT = Path(__file__).resolve().parents[1]
+PIECES = ("violin_vibrato", "flute_pauses")
 
 
-def throughput(data, cfg: Config, *, steps: int) -> dict[str, float]:
-    """Frames/s of a plain loop at ``cfg``'s model/batch; data vs compute seconds per step."""
-    a = data.arrays
-    model = WMSNet.from_config(a.inputs.shape[1], a.targets.shape[1], cfg.model)
-    loss_fn = WMSLoss(
-        cfg.train.loss, n_bins=a.targets.shape[1], cycles=cfg.features.cycles_per_window
+class V01Loss(losses.WMSLoss):
+    """wms 0.1's ``log_spectral`` loss: convergence divided per sequence (+1e-8), every frame."""
+
+    def forward(self, pred, target):
+        return losses.log_spectral_loss(pred, target)
+
+
+def old_defaults(max_steps: int) -> Config:
+    return load_config(
+        None,
+        [
+            "model.hidden_size=256",
+            "model.encoder_size=256",
+            "data.seq_len=50",
+            "data.batch_size=512",
+            "train.lr=2e-3",
+            "train.scheduler=plateau",
+            "train.early_stopping_patience=20",
+            "train.weights=best",
+            f"train.max_steps={max_steps}",
+            "data.trim_silence_seconds=0",  # 0.1 trimmed nothing
+        ],
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=cfg.train.weight_decay)
-    loader = sequence_loader(a, a.train_starts, batch_size=cfg.data.batch_size, shuffle=True)
-    t_data, t_compute, frames, done = 0.0, 0.0, 0, -2  # two warm-up steps are not timed
-    while done < steps:
-        it = iter(loader)
-        while done < steps:
-            t0 = time.perf_counter()
-            batch = next(it, None)
-            if batch is None:
-                break
-            x, y = batch
-            t1 = time.perf_counter()
-            loss = loss_fn(model(x)[0], y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.gradient_clip)
-            opt.step()
-            t2 = time.perf_counter()
-            if done >= 0:
-                t_data, t_compute, frames = (
-                    t_data + t1 - t0,
-                    t_compute + t2 - t1,
-                    frames + x.shape[0] * x.shape[1],
-                )
-            done += 1
-    return {
-        "frames_per_s": frames / (t_data + t_compute),
-        "data_ms": 1e3 * t_data / steps,
-        "compute_ms": 1e3 * t_compute / steps,
-        "params": count_parameters(model),
-    }
 
 
-class HeldoutLSD(L.Callback):
-    """After every validation: held-out LSD (dB) of the current weights, against training seconds.
-
-    LSD, not the validation loss, so that runs trained with different losses share one axis.
-    """
+class TestCurve(L.Callback):
+    """After each validation: (training seconds, test harmonic LSD of the current weights)."""
 
     def __init__(self, data):
         self.data, self.curve = data, []
+        a = data.arrays
+        held = [sp.test for sp in data.splits]
+        self.ranges = [
+            (a.offsets[i] + s, a.offsets[i] + e) for i, rs in enumerate(held) for s, e in rs
+        ]
+        target = a.targets[global_rows(a.offsets, held)]
+        self.keep = sounding(target, data.energy_floor)
+        self.h = data.interface.outputs.harmonic_index
+        self.target = target[self.keep][:, self.h]
 
-    def on_validation_end(self, trainer, module):  # after the module recorded its history
+    def on_validation_end(self, trainer, module):
         if trainer.sanity_checking:
             return
-        a = self.data.arrays
-        val = [
-            (a.offsets[i] + s, a.offsets[i] + e)
-            for i, sp in enumerate(self.data.splits)
-            for s, e in sp.val
-        ]
-        rows = np.concatenate([np.arange(s, e) for s, e in val])
-        pred = predict_ranges(module.model, a.inputs, val)
-        self.curve.append(
-            (module.history[-1]["seconds"], log_spectral_distance(pred, a.targets[rows]))
-        )
+        was = module.model.training
+        pred = predict_ranges(module.model, self.data.arrays.inputs, self.ranges)
+        module.model.train(was)
+        lsd = log_spectral_distance(pred[self.keep][:, self.h], self.target)
+        self.curve.append((module.history[-1]["seconds"], lsd))
 
 
-def run(label: str, data, cfg: Config, out: Path, *, max_steps: int) -> dict:
-    t0 = time.perf_counter()
-    tracker = HeldoutLSD(data)
-    module, _ = fit(
-        data, cfg, out / label, progress=False, max_steps=max_steps, callbacks=(tracker,)
-    )
-    wall = time.perf_counter() - t0
+def run(label: str, data, cfg: Config, out: Path, *, old_loss: bool) -> dict:
+    tracker = TestCurve(data)
+    real = train_mod.WMSLoss
+    if old_loss:
+        train_mod.WMSLoss = V01Loss
+    try:
+        t0 = time.perf_counter()
+        module, _ = fit(data, cfg, out / label, progress=False, callbacks=(tracker,))
+        wall = time.perf_counter() - t0
+    finally:
+        train_mod.WMSLoss = real
     model = module.model.cpu()
-    if module.best is not None:
+    if cfg.train.weights == "best" and module.best is not None:
         model.load_state_dict(module.best["state_dict"])
-    m = heldout_metrics(model, data)
-    h = module.history
-    steps = h[-1]["step"] if h else 0
-    frames = steps * cfg.data.batch_size * cfg.data.seq_len
-    t = cfg.train
+    steps = module.history[-1]["step"]
     return {
         "label": label,
-        "config": f"{t.optimizer} lr {t.lr:g} {t.scheduler}, {t.loss} loss",
-        "metrics": m,
-        "history": h,
-        "lsd_curve": tracker.curve,
+        "metrics": heldout_metrics(model, data),
+        "curve": tracker.curve,
         "wall": wall,
         "steps": steps,
-        "lightning_frames_per_s": frames / h[-1]["seconds"] if h else float("nan"),
+        "train_seconds": module.history[-1]["seconds"],
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=4.0, help="training budget per run")
-    ap.add_argument("--seconds-audio", type=float, default=60.0, help="seconds of basic waves")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps of the throughput loop")
-    ap.add_argument(
-        "--max-steps",
-        type=int,
-        default=-1,
-        help="also stop each run after this many steps: a fair comparison on a busy machine",
-    )
+    ap.add_argument("--audio", nargs="*", help="folders to train on (default: the two pieces)")
+    ap.add_argument("--old-steps", type=int, default=400, help="step cap of the 0.1 defaults")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_train"))
-    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "train_vs_reference.png"))
-    ap.add_argument(
-        "--threads", type=int, default=2, help="torch threads (the machine has 2 cores)"
-    )
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "train_old_vs_new.png"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folders = [Path(p) for p in args.audio or ()]
+    if not folders:
+        import real_audio
 
-    cfg = Config()
-    wav = write_audio(
-        out / "basic_waves.wav", basic_waves(args.seconds_audio, sample_rate=16000, seed=0), 16000
-    )
-    corpus = prepare(wav, cfg, cache_dir=out / "cache", jobs=1, progress=False)
-    data = build_training_data(corpus, cfg)
-    s = data.summary
-    print(
-        f"data: {args.seconds_audio:g} s of basic waves, {s['frames']} frames, {s['train_sequences']} "
-        f"training sequences, {s['val_frames']} held-out frames; torch threads {torch.get_num_threads()}"
-    )
+        real_audio.make_real_audio(out / "audio", only=PIECES)
+        folders = [out / "audio" / p for p in PIECES]
 
-    ref_model = cfg.replace(
-        model={"hidden_size": 256, "encoder_size": 256}, data={"seq_len": 50, "batch_size": 512}
-    )
-    tp = throughput(data, ref_model, steps=args.steps)
-    print(
-        f"throughput (hidden 256, enc 256, T 50, batch 512; {tp['params']:,} parameters): "
-        f"{tp['frames_per_s']:,.0f} frames/s = {tp['frames_per_s'] / REFERENCE_FRAMES_PER_S:.2f}x the "
-        f"reference's {REFERENCE_FRAMES_PER_S:,}; per step: data {tp['data_ms']:.1f} ms, "
-        f"forward/backward/step {tp['compute_ms']:.0f} ms ({100 * tp['data_ms'] / (tp['data_ms'] + tp['compute_ms']):.1f} % data)"
-    )
-
-    budget = {"max_epochs": 100_000}
-    cap = {"max_minutes": args.minutes}
-    # The reference's settings (docs/DESIGN.md §1-2): AdamW lr 1e-4, weight decay 1e-5,
-    # ReduceLROnPlateau, the spectral loss (SC + L1 on log1p), no dropout.
-    reference = cfg.replace(
-        train={
-            **budget,
-            "optimizer": "adamw",
-            "lr": 1e-4,
-            "weight_decay": 1e-5,
-            "scheduler": "plateau",
-            "plateau_patience": 5,
-            "plateau_factor": 0.5,
-            "loss": "spectral",
-        },
-        model={"dropout": 0.0},
-        runtime=cap,
-    )
-    runs = [
-        run("reference", data, reference, out, max_steps=args.max_steps),
-        run(
-            "wms_defaults",
-            data,
-            cfg.replace(train=budget, runtime=cap),
-            out,
-            max_steps=args.max_steps,
-        ),
-    ]
-    d = cfg.train
-    print(
-        f"WMS defaults: {d.optimizer} lr {d.lr:g}, weight decay {d.weight_decay:g}, dropout "
-        f"{cfg.model.dropout:g}, {d.loss} loss, {d.scheduler} (patience {d.plateau_patience}, "
-        f"factor {d.plateau_factor})"
-    )
-
-    m0 = runs[0]["metrics"]
-    print(
-        f"baselines on {m0['n_frames']} held-out frames: mean spectrum LSD {m0['lsd_db_mean_baseline']:.2f} dB "
-        f"(SC {m0['sc_mean_baseline']:.3f}); nearest training frame LSD {m0['lsd_db_nn_baseline']:.2f} dB "
-        f"(SC {m0['sc_nn_baseline']:.3f})"
-    )
-    for r in runs:
-        m = r["metrics"]
-        best = min(m["lsd_db_mean_baseline"], m["lsd_db_nn_baseline"])
-        print(
-            f"{r['label']:>13}: {r['wall'] / 60:.1f} min, {r['steps']} steps, {r['lightning_frames_per_s']:,.0f} frames/s "
-            f"in Lightning; held-out LSD {m['lsd_db']:.2f} dB (best baseline / model = {best / m['lsd_db']:.2f}x, "
-            f"{'beats' if m['lsd_db'] < best else 'DOES NOT beat'} both), SC {m['sc']:.3f}, "
-            "best val loss {0[val_loss]:.4f} at epoch {0[epoch]}".format(
-                min(r["history"], key=lambda h: h["val_loss"])
+    fig = _figure(width=11, height=4.2)
+    axes = fig.subplots(1, len(folders), squeeze=False)[0]
+    rows = []
+    for ax, folder in zip(axes, folders, strict=True):
+        new = Config()
+        corpus = prepare(folder, new, cache_dir=out / "cache", jobs=1, progress=False)
+        data = build_training_data(corpus, new)  # the split depends on lengths and seed only
+        old_cfg = old_defaults(args.old_steps)
+        old_data = build_training_data(corpus, old_cfg)
+        runs = [
+            run("0.1 defaults", old_data, old_cfg, out / folder.name, old_loss=True),
+            run("today's defaults", data, new, out / folder.name, old_loss=False),
+        ]
+        m = runs[1]["metrics"]
+        for r in runs:
+            rm = r["metrics"]
+            rows.append(
+                f"| {folder.name} | {r['label']} | {r['steps']} | {r['wall'] / 60:.1f} | "
+                f"{r['steps'] / r['train_seconds']:.1f} | {rm['model']['harm_lsd_db']:.2f} | "
+                f"{rm['baseline_nearest']['harm_lsd_db']:.2f} | "
+                f"{rm['baseline_mean']['harm_lsd_db']:.2f} | {rm['energy_db']:+.1f} | "
+                f"{'yes' if rm['beats_both_baselines'] else 'no'} |"
             )
-        )
-    ratio = runs[0]["metrics"]["lsd_db"] / runs[1]["metrics"]["lsd_db"]
-    print(f"reference LSD / WMS-defaults LSD = {ratio:.2f}x (> 1: the defaults are better)")
-
-    curves = {
-        f"{r['label']} ({r['config']}; best {r['metrics']['lsd_db']:.2f} dB)": tuple(
-            zip(*r["lsd_curve"], strict=True)
-        )
-        for r in runs
-    }
-    curves[f"nearest training frame baseline ({m0['lsd_db_nn_baseline']:.2f} dB)"] = (
-        [0, max(r["lsd_curve"][-1][0] for r in runs)],
-        [m0["lsd_db_nn_baseline"]] * 2,
+            t, y = zip(*r["curve"], strict=True)
+            ax.plot(np.asarray(t) / 60, y, marker=".", label=f"{r['label']} ({r['steps']} steps)")
+        for key, name, style in (
+            ("baseline_nearest", "nearest training frame", "--"),
+            ("baseline_mean", "mean spectrum", ":"),
+        ):
+            ax.axhline(m[key]["harm_lsd_db"], color="0.4", linestyle=style, label=name)
+        ax.set_title(f"{folder.name}: {m['frames']} test frames")
+        ax.set_xlabel("training time (min, 2 cores)")
+        ax.set_ylabel("test harmonic-bin LSD (dB)")
+        ax.set_ylim(0, 2 * m["baseline_mean"]["harm_lsd_db"])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    print(
+        "| audio | defaults | steps | minutes | steps/s | test harm. LSD (dB) | nearest frame "
+        "| mean spectrum | energy (dB) | beats both |"
     )
-    fig = curves_vs_time(
-        curves,
-        ylabel="held-out log-spectral distance (dB)",
-        log_y=False,
-        title=f"{args.seconds_audio:g} s basic waves, {args.minutes:g} min CPU budget each"
-        + (f" (at most {args.max_steps} steps)" if args.max_steps > 0 else ""),
-    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
     print(f"plot: {save_figure(fig, args.plot)}")
 
 

@@ -230,3 +230,24 @@ def test_weights_that_do_not_fit_the_config(bundle_path, tmp_path):
 
 def test_save_is_atomic_and_leaves_no_temp_files(bundle_path):
     assert [p.name for p in bundle_path.parent.iterdir()] == ["model.wms"]
+
+
+def test_info_names_the_preset_and_what_each_control_means():
+    from wms.bundle import control_meaning, settings_origin
+    from wms.config import load_config
+
+    assert settings_origin(Config()) == "preset default"
+    assert settings_origin(load_config(None, preset="reference")) == "preset reference"
+    assert (
+        settings_origin(
+            load_config(None, ["model.hidden_size=64", "runtime.threads=1"], preset="reference")
+        )
+        == "preset reference, changed: model.hidden_size=64"
+    )
+    assert settings_origin(load_config(None, ["train.lr=0.01"])) == (
+        "preset default, changed: train.lr=0.01"
+    )
+    assert control_meaning("mfcc1").startswith("brightness")
+    assert control_meaning("mfcc5") == "spectral shape, finer with each coefficient (MFCC 5)"
+    assert control_meaning("pc0").startswith("the main direction of timbre change")
+    assert control_meaning("pacmap1") == "axis 1 of the learnt timbre map (PaCMAP)"

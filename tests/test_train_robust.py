@@ -131,7 +131,10 @@ def test_the_step_budget_is_exact_and_progress_suits_a_log_file(basic_waves_wav,
     assert "ends after 25 steps" in out
     assert load_bundle(run / "model.wms").history[-1]["step"] == 25
     # stderr is not a terminal here: plain lines, no bar redraws, no Lightning banners
-    assert "\r" not in err and "GPU available" not in err and "Tip" not in err
+    # (those go to the run's log file) and no warnings that are not the user's to act on
+    assert "\r" not in err and "GPU available" not in out + err and "Tip" not in out + err
+    assert "Warning" not in err and "deprecated" not in err
+    assert "GPU available: False" in (run / "logs" / "lightning.log").read_text()
     lines = [x for x in err.splitlines() if x.startswith("training: ")]
     assert lines[-1].startswith("training: 25/25 steps, ")
     assert "left, loss " in lines[-1]

@@ -523,29 +523,85 @@ def load_bundle(path: str | Path) -> Bundle:
     )
 
 
+#: What a control means, by the prefix training gave it (wms.analysis.inputmap).
+CONTROL_MEANINGS = {
+    "mfcc": {
+        0: "overall level of the spectrum (MFCC 0)",
+        1: "brightness: the balance of low against high harmonics (MFCC 1)",
+        2: "spectral shape, coarse (MFCC 2)",
+    },
+    "pc": {0: "the main direction of timbre change in the training sounds (PCA)"},
+    "pacmap": {},
+}
+
+
+def control_meaning(name: str) -> str:
+    """A short description of a control from its name (``mfcc3``, ``pc0``, ``pacmap1``)."""
+    prefix = name.rstrip("0123456789")
+    k = int(name[len(prefix) :]) if name[len(prefix) :].isdigit() else -1
+    known = CONTROL_MEANINGS.get(prefix, {})
+    if k in known:
+        return known[k]
+    if prefix == "mfcc":
+        return f"spectral shape, finer with each coefficient (MFCC {k})"
+    if prefix == "pc":
+        return f"direction {k} of timbre change, less common with each (PCA)"
+    if prefix == "pacmap":
+        return f"axis {k} of the learnt timbre map (PaCMAP)"
+    return "a timbre control"
+
+
+def settings_origin(c: Config) -> str:
+    """Which preset a config starts from, and what it changes (runtime settings aside)."""
+    from wms.config import PRESETS, load_config
+
+    def changes(preset: str) -> list[str]:
+        base = load_config(None, preset=preset).to_dict()
+        mine = c.to_dict()
+        return [
+            f"{sec}.{k}={mine[sec][k]!r}"
+            for sec in mine
+            if sec != "runtime"
+            for k in mine[sec]
+            if mine[sec][k] != base[sec].get(k)
+        ]
+
+    found = min(PRESETS, key=lambda p: len(changes(p)))
+    diff = changes(found)
+    return f"preset {found}" + (f", changed: {', '.join(diff)}" if diff else "")
+
+
 def describe(b: Bundle) -> str:
-    """A human-readable summary of a bundle (what ``wms info`` prints)."""
+    """A human-readable summary of a bundle (what ``wms info`` prints): what it is, how to
+    play it (controls, their meaning and ranges, the pitch range) and how good it is."""
     c, i = b.config, b.interface
     lo, hi = i.f0_range
     lines = [
         f"{b.path}: {BUNDLE_FORMAT} version {b.version}, written by wms {b.wms_version}",
+        "settings: "
+        + (settings_origin(c) if b.version >= 2 else f"wms {b.wms_version} (before presets)"),
         f"model: {b.model.n_inputs} inputs -> encoder {c.model.encoder_size} -> GRU "
         f"{c.model.hidden_size} x {c.model.num_layers} -> {b.model.n_outputs} bins "
         f"({c.model.output_activation}); {b.parameter_count:,} parameters",
         f"analysis: {c.audio.sample_rate} Hz, hop {c.features.hop_size}, window "
         f"{c.features.window_size}, {c.features.cycles_per_window} cycles, pitch "
         f"{c.pitch.method} {c.pitch.fmin:g}-{c.pitch.fmax:g} Hz, reduction {c.features.reduction}",
-        f"pitch: trained on {lo:.0f}-{hi:.0f} Hz (default {i.f0_default:.0f} Hz); "
-        f"{i.n_harmonics} harmonics",
-        "controls:",
+        f"pitch: trained on {lo:.0f}-{hi:.0f} Hz (default {i.f0_default:.0f} Hz); plays "
+        f"{i.n_harmonics} harmonics per table",
+        "controls (wms render --control NAME=V; default: the training median):",
     ]
-    for name, (lo, hi) in zip(i.control_names, i.control_ranges, strict=True):
-        lines.append(f"  {name:<12} {lo:9.3f} .. {hi:9.3f}")
+    for name, (a, z), d in zip(i.control_names, i.control_ranges, i.control_defaults, strict=True):
+        lines.append(
+            f"  {name:<9} {a:8.2f} .. {z:<8.2f} default {d:7.2f}   {control_meaning(name)}"
+        )
     files = b.data.get("files", [])
-    n_val = sum(int(np.asarray(r)[1] - np.asarray(r)[0]) for f in files for r in f["val"])
+    held = {
+        k: sum(int(r[1]) - int(r[0]) for f in files for r in f.get(k, [])) for k in ("val", "test")
+    }
     lines.append(
         f"data: {len(files)} file(s), {sum(int(f['n_frames']) for f in files)} frames, "
-        f"{n_val} held out; training map {len(b.training_map.get('f0', []))} frames"
+        f"{held['val']} for validation and {held['test']} for test; training map "
+        f"{len(b.training_map.get('f0', []))} frames"
     )
     if b.history:
         last = b.history[-1]
@@ -553,9 +609,10 @@ def describe(b: Bundle) -> str:
             (h["val_loss"] for h in b.history if h.get("val_loss") is not None), default=None
         )
         lines.append(
-            f"training: {last['epoch'] + 1} epochs, {last['step']} steps, {last['seconds'] / 60:.1f} min; "
-            f"final train loss {last['train_loss']:.4f}"
+            f"training: {last['epoch'] + 1} epochs, {last['step']} steps, "
+            f"{last['seconds'] / 60:.1f} min; final train loss {last['train_loss']:.4f}"
             + (f", best val loss {best:.4f}" if best is not None else "")
+            + (f"; weights: {b.metrics['weights']}" if "weights" in b.metrics else "")
         )
     from wms.evaluation.metrics import describe_heldout
 

@@ -103,6 +103,7 @@ def _blocks(engine: SynthEngine, total: int, *, block: int, progress: bool) -> I
         desc="render",
         enabled=progress and total > PROGRESS_SECONDS * sr,
         leave=False,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} s [{elapsed}<{remaining}]",
     )
     try:
         for start in range(0, total, block):

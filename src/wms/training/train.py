@@ -58,6 +58,8 @@ from wms.training.rundir import RUN_FILES, open_run_dir, remove_arrays
 TRAINING_MAP_FRAMES = 5000
 #: Config sections a resumed run must share with its checkpoint (they fix the data and model).
 _FIXED_ON_RESUME = ("audio", "pitch", "features", "data", "model")
+#: Lightning's own messages, under RUN/logs (kept out of the terminal).
+LIGHTNING_LOG = "lightning.log"
 #: How the frames of a file are used (wms.training.data.FileSplit).
 _PARTS = ("train", "val", "test", "excluded")
 #: The automatic step budget (``train.max_steps = 0``): passes over the training sequences,
@@ -410,14 +412,22 @@ class StepProgress(L.Callback):
 
 
 @contextlib.contextmanager
-def quiet_lightning():
-    """Keep Lightning's chatter (accelerator lines, tips, notes on how it estimates steps)
-    and two warnings that are not the user's to act on out of WMS's output; restored after."""
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
+def quiet_lightning(log_file: Path | None = None):
+    """Send Lightning's chatter (accelerator lines, tips, notes on how it estimates steps,
+    checkpoint restores) to ``log_file`` instead of the terminal, and keep two warnings
+    that are not the user's to act on out of the output; all restored afterwards."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    saved = [(lg, list(lg.handlers)) for lg in loggers]
+    handler = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        for h in lg.handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        lg.addHandler(handler if handler is not None else logging.NullHandler())
     try:
         with warnings.catch_warnings():
             # Lightning 2.6 calls a torch API torch 2.13 deprecated.
@@ -426,8 +436,13 @@ def quiet_lightning():
             warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
             yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+        for lg, handlers in saved:
+            for h in list(lg.handlers):
+                lg.removeHandler(h)
+            for h in handlers:
+                lg.addHandler(h)
+        if handler is not None:
+            handler.close()
 
 
 class StepBudget(L.Callback):
@@ -616,7 +631,10 @@ def fit(
         max_steps,
     )
     try:
-        with torch_threads(training_threads(cfg)), quiet_lightning():
+        with (
+            torch_threads(training_threads(cfg)),
+            quiet_lightning(out_dir / "logs" / LIGHTNING_LOG),
+        ):
             trainer = make_trainer(
                 cfg,
                 out_dir,
