@@ -3,13 +3,14 @@
 Read top to bottom:
 
 1. :func:`build_training_data` — the held-out split (``wms.training.data.split_frames``),
-   the :class:`~wms.analysis.features.InputMap` fitted on *training* frames only, and the
+   the :class:`~wms.analysis.inputmap.InputMap` fitted on *training* frames only, and the
    contiguous input/target arrays with their sequence starts.
 2. :class:`WMSModule` — the LightningModule: WMSNet + the configured loss,
    optimizer and LR schedule, and a per-epoch history kept in every checkpoint.
-3. :func:`fit` — the Lightning Trainer: early stopping, gradient clipping, a
-   wall-clock cap, checkpoints every ``runtime.checkpoint_minutes`` and at the
-   end, TensorBoard + CSV logs, DDP across devices and nodes.
+3. :func:`fit` — the Lightning Trainer: a step budget (:func:`step_budget`), gradient
+   clipping, optional early stopping and wall-clock cap, checkpoints every
+   ``runtime.checkpoint_minutes`` and at the end, TensorBoard + CSV logs, one progress
+   display, DDP across devices and nodes.
 4. :func:`finish` (rank 0 only) — held-out metrics against the baselines, the
    training map, the bundle ``model.wms`` and the loss-curve PNG.
 
