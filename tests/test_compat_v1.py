@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wms import __version__
 from wms.bundle import describe, load_bundle
 from wms.cli import main
 from wms.export import export
@@ -60,5 +59,9 @@ def test_v1_rtneural_export_reproduces_the_0_1_0_test_vectors(tmp_path):
     for key in ("inputs", "pre_activation", "outputs", "final_state"):
         assert new[key] == old[key], key  # the same float32 values, written the same way
     assert (tmp_path / "wms_model.json").read_text() == (V1 / "rtneural_wms_model.json").read_text()
-    header = (tmp_path / "wms_model.h").read_text().replace(f"wms {__version__}", "wms 0.1.0")
-    assert header == (V1 / "rtneural_wms_model.h").read_text()
+
+    def code(text: str) -> list[str]:  # comments may grow (build notes); the code may not
+        return [x for x in text.splitlines() if not x.lstrip().startswith("//")]
+
+    header = (tmp_path / "wms_model.h").read_text()
+    assert code(header) == code((V1 / "rtneural_wms_model.h").read_text())

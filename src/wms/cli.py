@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wav-format",
         choices=["float", "24", "16"],
         default=None,
-        help="wavetable: WAV sample format (default: float)",
+        help="wavetable: WAV sample format; Surge XT reads float and 16 only (default: float)",
     )
     p.set_defaults(handler="wms.export:run_export")
 

@@ -40,6 +40,7 @@ and TorchScript contain the activation.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,4 +144,6 @@ def run_export(args: Any) -> int:
         print(f"  check {name}: max abs diff {diff:.3g} (tolerance {result.tolerance:g})")
     if "open" in result.info:
         print(f"  open {result.info['open']} in a browser")
+    for warning in result.info.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

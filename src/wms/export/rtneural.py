@@ -36,7 +36,7 @@ from wms.export.common import (
     torch_reference,
 )
 from wms.io import writable_dir, write_text
-from wms.training.model import WMSNet
+from wms.training.model import WMSNet, count_parameters
 
 TEMPLATES = Path(__file__).with_name("templates")
 _ACTIVATION_BODY = {
@@ -133,6 +133,7 @@ def rtneural_header(bundle: Any) -> str:
         activation_body=_ACTIVATION_BODY[m.output_activation],
         model_type=rtneural_model_type(m).replace("\n", "\n    "),
         load_calls="\n".join(loads),
+        model_bytes_note=f"about {4 * count_parameters(m) / 2**20:.1f} MiB for these weights",
     )
 
 

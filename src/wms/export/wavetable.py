@@ -315,4 +315,11 @@ def export_wavetable(
         )
     }
     info_out["clm"] = info["clm"]
+    if sample_format == "24":
+        # Surge XT's loader takes 16-bit PCM or 32-bit float wavetables only (read in its
+        # WAVFileSupport.cpp); Serum, Vital and Bitwig read 24-bit.
+        info_out["warnings"] = [
+            "Surge XT loads only 16-bit PCM and 32-bit float wavetables: this 24-bit bank "
+            "will not open there (use --wav-format float or 16 for Surge)"
+        ]
     return finish("wavetable", out, [wav, sidecar], checks, WAV_FORMATS[sample_format], info_out)

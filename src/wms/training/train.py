@@ -435,6 +435,8 @@ def quiet_lightning(log_file: Path | None = None):
             warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             # --resume and --force manage the run folder's checkpoints themselves.
             warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
+            # data.val_fraction = 0: WMS gives Lightning no validation loader on purpose.
+            warnings.filterwarnings("ignore", r"Total length of `list` across ranks is zero")
             yield
     finally:
         for lg, handlers in saved:
