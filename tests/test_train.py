@@ -245,3 +245,30 @@ def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
     module = WMSModule(10, 80, cfg.to_dict(), {}, {}, [])
     torch.testing.assert_close(module.loss_fn.weights, lowfreq_weights(80, cycles=4))
     assert not torch.equal(module.loss_fn.weights, lowfreq_weights(80, cycles=2))
+
+
+def test_no_test_frame_is_touched_before_the_end(tmp_path):
+    """Training and validation read the test blocks nowhere: changing every test frame
+    changes only the final held-out figures, never a loss, a weight or the input map."""
+    corpus = _fake_corpus((900, 700))
+    cfg = TINY_CFG.replace(data={"test_fraction": 0.2})
+    data = build_training_data(corpus, cfg)
+    assert data.summary["test_frames"] > 0
+    m1, _ = fit(data, cfg, tmp_path / "a", progress=False)
+    for f, s in zip(corpus.files, data.splits, strict=True):
+        test = range_mask(s.n_frames, s.test)
+        f.analysis.target[test] = 9.0  # far from anything trained on
+        f.analysis.mfcc[test] += 50.0
+    changed = build_training_data(corpus, cfg)
+    assert changed.splits == data.splits
+    np.testing.assert_array_equal(changed.input_map.mfcc_mean, data.input_map.mfcc_mean)
+    m2, _ = fit(changed, cfg, tmp_path / "b", progress=False)
+    assert [(h["train_loss"], h["val_loss"]) for h in m1.history] == [
+        (h["train_loss"], h["val_loss"]) for h in m2.history
+    ]
+    for k, v in m1.model.state_dict().items():
+        torch.testing.assert_close(v, m2.model.state_dict()[k], rtol=0, atol=0)
+    before = train_mod.heldout_metrics(m1.model, data)
+    after = train_mod.heldout_metrics(m2.model, changed)
+    assert before["split"] == after["split"] == "test"
+    assert after["model"]["lsd_db"] != before["model"]["lsd_db"]  # the end does read them
