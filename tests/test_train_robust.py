@@ -163,3 +163,19 @@ def test_a_weak_model_is_flagged_in_training_info_and_render(basic_waves_wav, tm
     assert main(["render", str(run / "model.wms"), "--out", str(wav), "--seconds", "0.5"]) == 0
     err = capsys.readouterr().err
     assert f"warning: {run / 'model.wms'}: {flags[0]['message']}. {flags[0]['advice']}" in err
+
+
+def test_the_preset_a_run_started_from_is_recorded_and_shown(basic_waves_wav, tmp_path, capsys):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    assert _train(basic_waves_wav, run, cache, "--preset", "reference", "--max-steps", "2") == 0
+    b = load_bundle(run / "model.wms")
+    assert b.data["preset"] == "reference"
+    assert (b.config.train.loss, b.config.train.scheduler) == ("spectral", "plateau")
+    assert b.config.model.hidden_size == 16  # --set wins over the preset
+    assert (run / "config.toml").read_text().startswith("# wms train --preset reference")
+    capsys.readouterr()
+    assert main(["info", str(run / "model.wms")]) == 0
+    assert "settings: preset reference, changed: data.seq_len=8," in capsys.readouterr().out
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    assert _train(basic_waves_wav, run, cache, "--resume", ckpt, "--preset", "default") == 2
+    assert "--preset starts a new run" in capsys.readouterr().err

@@ -551,8 +551,9 @@ def control_meaning(name: str) -> str:
     return "a timbre control"
 
 
-def settings_origin(c: Config) -> str:
-    """Which preset a config starts from, and what it changes (runtime settings aside)."""
+def settings_origin(c: Config, preset: str | None = None) -> str:
+    """Which preset a config starts from (``preset`` as recorded by ``wms train``, else the
+    closest one), and what it changes (runtime settings aside)."""
     from wms.config import PRESETS, load_config
 
     def changes(preset: str) -> list[str]:
@@ -566,7 +567,7 @@ def settings_origin(c: Config) -> str:
             if mine[sec][k] != base[sec].get(k)
         ]
 
-    found = min(PRESETS, key=lambda p: len(changes(p)))
+    found = preset if preset in PRESETS else min(PRESETS, key=lambda p: len(changes(p)))
     diff = changes(found)
     return f"preset {found}" + (f", changed: {', '.join(diff)}" if diff else "")
 
@@ -579,7 +580,11 @@ def describe(b: Bundle) -> str:
     lines = [
         f"{b.path}: {BUNDLE_FORMAT} version {b.version}, written by wms {b.wms_version}",
         "settings: "
-        + (settings_origin(c) if b.version >= 2 else f"wms {b.wms_version} (before presets)"),
+        + (
+            settings_origin(c, b.data.get("preset"))
+            if b.version >= 2
+            else f"wms {b.wms_version} (before presets)"
+        ),
         f"model: {b.model.n_inputs} inputs -> encoder {c.model.encoder_size} -> GRU "
         f"{c.model.hidden_size} x {c.model.num_layers} -> {b.model.n_outputs} bins "
         f"({c.model.output_activation}); {b.parameter_count:,} parameters",

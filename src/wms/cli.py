@@ -158,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=list(PRESETS),
         default=None,
-        help="starting settings under --config and --set: default, or reference (the "
-        "reference project's 256-wide model and optimisation) (default: default)",
+        help="starting settings under --config and --set, shipped as wms/presets/NAME.toml: "
+        "default, or reference (the reference project's 256-wide model and optimisation); "
+        "RUN_DIR/config.toml and wms info say which was used (default: default)",
     )
     p.add_argument(
         "--max-steps",

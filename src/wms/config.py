@@ -662,33 +662,25 @@ def from_reference_params(
     return nested, params.get("audio_files_path")
 
 
-#: Named starting points for a new run: a layer over the defaults, under the config file
-#: and ``--set`` (``wms train --preset NAME``).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "default": {},
-    # The reference project's architecture and optimisation (what its plugins were built
-    # around): 256 wide, T 50, batch 512, lr 1e-4, its loss, plateau and early stopping,
-    # the best-validation weights. Slower per step and far slower to learn on a CPU.
-    "reference": {
-        "data": {"seq_len": 50, "batch_size": 512},
-        "model": {"encoder_size": 256, "hidden_size": 256, "dropout": 0.0},
-        "train": {
-            "lr": 1e-4,
-            "weight_decay": 1e-5,
-            "loss": "spectral",
-            "scheduler": "plateau",
-            "early_stopping_patience": 20,
-            "weights": "best",
-        },
-    },
-}
+#: Where the shipped presets live: one TOML file per preset, a layer over the defaults.
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def _read_presets() -> dict[str, dict[str, dict[str, Any]]]:
+    files = sorted(PRESET_DIR.glob("*.toml"), key=lambda p: (p.stem != "default", p.stem))
+    return {p.stem: tomllib.loads(p.read_text(encoding="utf-8")) for p in files}
+
+
+#: Named starting points for a new run (``wms train --preset NAME``): ``default`` first.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = _read_presets()
 
 
 def preset_layer(name: str) -> Layer:
-    """``("--preset NAME", overrides)``. Raises ConfigError for an unknown name."""
+    """``("--preset NAME", overrides)`` from ``presets/NAME.toml``. Raises ConfigError for
+    an unknown name."""
     if name not in PRESETS:
         raise ConfigError(f"--preset {name!r} is not one of {', '.join(PRESETS)}")
-    return (f"--preset {name}", PRESETS[name])
+    return (f"--preset {name} ({PRESET_DIR / name}.toml)", PRESETS[name])
 
 
 def load_config(

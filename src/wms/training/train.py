@@ -195,6 +195,7 @@ class WMSModule(L.LightningModule):
         file_keys: list,
         energy_floor: float = 0.0,
         total_steps: int = 0,
+        preset: str = "default",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -612,8 +613,10 @@ def fit(
     progress: bool = True,
     max_steps: int = -1,
     callbacks: tuple = (),
+    preset: str = "default",
 ) -> tuple[WMSModule, L.Trainer]:
     """Train on ``data``; returns the module (weights = last step) and the trainer.
+    ``preset`` is recorded (the preset the settings started from).
 
     ``module.best`` holds the weights of the lowest validation loss.
     """
@@ -632,6 +635,7 @@ def fit(
         [f["key"] for f in data.files],
         data.energy_floor,
         max_steps,
+        preset,
     )
     try:
         with (
@@ -777,6 +781,7 @@ def finish(
         ],
         # frames at or under this energy were left out of the loss and the figures
         "energy_floor": data.energy_floor,
+        "preset": module.hparams.get("preset", "default"),
     }
     bundle = save_bundle(
         out_dir / "model.wms",
@@ -834,6 +839,7 @@ def train(
     progress: bool = True,
     force: bool = False,
     inputs: tuple[str | Path, ...] = (),
+    preset: str | None = None,
 ) -> Path:
     """Prepare ``audio_path`` (or reuse the cache), train, and write ``out_dir/model.wms``.
 
@@ -865,6 +871,9 @@ def train(
         open_run_dir(out_dir, resume=resume is not None, force=force)
     corpus = prepare(audio_path, cfg, cache_dir=cache_dir, jobs=jobs, progress=progress and rank0)
     saved = read_checkpoint(resume) if resume else None
+    if saved is not None:  # a resumed run keeps the preset it started from
+        preset = saved.get("preset", "default")
+    preset = preset or "default"
     data = build_training_data(
         corpus,
         cfg,
@@ -877,7 +886,11 @@ def train(
             f"changed); resume with the same AUDIO or start a new run"
         )
     if rank0:
-        write_text(out_dir / "config.toml", cfg.to_toml())
+        write_text(
+            out_dir / "config.toml",
+            f"# wms train --preset {preset}, then the config file and --set (this is the "
+            f"result)\n{cfg.to_toml()}",
+        )
         print(format_summary(corpus.summary))
         s = data.summary
         print(
@@ -902,7 +915,7 @@ def train(
             f"{count_parameters(probe):,} parameters, {cfg.model.hidden_size} wide; batch "
             f"{cfg.data.batch_size}, lr {t.lr:g} ({t.scheduler}); ends after " + " or ".join(ends)
         )
-    module, trainer = fit(data, cfg, out_dir, resume=resume, progress=progress)
+    module, trainer = fit(data, cfg, out_dir, resume=resume, progress=progress, preset=preset)
     bundle = out_dir / "model.wms"
     if trainer.is_global_zero:
         bundle, m = finish(module, data, corpus, cfg, out_dir)
@@ -957,5 +970,6 @@ def run_train(args) -> int:
         resume=args.resume,
         force=args.force,
         inputs=tuple(p for p in (args.config,) if p),
+        preset=args.preset,
     )
     return 0
