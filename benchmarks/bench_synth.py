@@ -36,6 +36,7 @@ SAW = spectrum_from_harmonics(saw_amplitudes())
 SINE = spectrum_from_harmonics(np.r_[1.0, np.zeros(38)])
 FLAT = SynthConfig(attack=0.0, decay=0.0, sustain=1.0, release=0.01)
 ROWS = []
+NO_RELEASE = SynthConfig(release=0.0)
 
 
 def report(name: str, value: float, target: str, ok: bool, unit: str = "") -> None:
@@ -173,6 +174,68 @@ def speed(model, quick: bool) -> None:
     report("16 voices process(256) streaming (x realtime)", rt, ">= 20", rt >= 20)
 
 
+def additive(amps: np.ndarray, f0: np.ndarray, step: int, sr: int) -> np.ndarray:
+    """Plain numpy additive synthesis of harmonic amplitudes ``amps[n_steps, H]``: a
+    continuous phase, each harmonic's amplitude ramped linearly over the step, harmonics
+    at or above Nyquist left out (what the wavetable engine plays, without its tables)."""
+    n, H = amps.shape
+    h = np.arange(1, H + 1)
+    ramp = np.arange(step) / step
+    out = np.empty(n * step)
+    phase, prev = 0.0, amps[0]
+    for k in range(n):
+        ph = phase + (f0[k] / sr) * np.arange(1, step + 1)
+        c = np.cos((2 * np.pi) * np.outer(ph, h))  # [step, H]
+        keep = h * f0[k] < sr / 2
+        a0, a1 = prev * keep, amps[k] * keep
+        out[k * step : (k + 1) * step] = c @ a0 + ramp * (c @ (a1 - a0))
+        phase, prev = ph[-1] % 1.0, amps[k]
+    return out
+
+
+def versus_additive(path: Path, quick: bool) -> None:
+    """One voice through ``render`` against additive synthesis of the same harmonics, both
+    from controls (the model's pass included), in the same run: at the model's own
+    harmonic count and at 128 harmonics (a random model with K = 257 bins)."""
+    from wms.config import Config
+
+    seconds = 5.0 if quick else 10.0
+    reps = 2 if quick else 3
+    step = 768
+    cases = [("39", path)]
+    big = Path(path).with_name("h128.wms")
+    cfg = Config().replace(
+        features={"n_bins": 257}, model={"hidden_size": 256, "encoder_size": 256}
+    )
+    cases.append(("128", random_bundle(big, hidden_size=256, config=cfg)))
+    for label, p in cases:
+        model = SynthModel.from_bundle(load_bundle(p))
+        tr = curves_trajectory(
+            Curves(duration=seconds), model, sample_rate=SR, step_seconds=step / SR, f0=110.0
+        )
+        render(model, tr, sample_rate=SR, config=NO_RELEASE)  # warm-up
+        t_table = best_time(
+            lambda m=model, t=tr: render(m, t, sample_rate=SR, config=NO_RELEASE), reps
+        )
+
+        def add(m=model, t=tr):
+            t.precompute(m, t.n_steps)
+            amps = m.interface.harmonics(t.spectra)
+            return additive(amps, np.asarray(t.f0, float), step, SR)
+
+        add()
+        t_add = best_time(add, reps)
+        ratio = t_add / t_table
+        need = 3.0 if label == "39" else 8.0
+        report(
+            f"{label} harmonics, 1 voice: wavetable {seconds / t_table:.0f}x vs additive "
+            f"{seconds / t_add:.0f}x realtime (ratio)",
+            ratio,
+            f">= {need:g}",
+            ratio >= need,
+        )
+
+
 def transfer(bundle, model: SynthModel) -> None:
     """Timbre transfer of a synthetic melody (saw-like, vibrato, a glide, a silent gap)."""
     sr_in = 16000
@@ -212,6 +275,7 @@ def main() -> None:
         )
         quality(model, args.quick)
         speed(model, args.quick)
+        versus_additive(Path(path), args.quick)
         transfer(bundle, model)
     misses = [r for r in ROWS if r[3] != "ok"]
     print(
