@@ -360,3 +360,42 @@ def test_crepe_follows_octave_leaps_at_once():
     # the band-only decoder had 57 of these 196 frames more than 50 cents off
     assert err.max() < 15  # measured 10.7 cents; median 2.0
     assert np.median(v[~mixed]) > 0.75
+
+
+@pytest.mark.parametrize(
+    "f0, where",
+    [(2000.0, "above"), (2500.0, "above"), (3520.0, "above"), (41.2, "below"), (31.0, "below")]
+    + [(f, "inside") for f in (46.0, 50.0, 220.0, 1000.0, 1500.0, 1600.0)],
+)
+def test_notes_outside_the_pitch_range_are_counted_not_mis_tracked_silently(f0, where):
+    from wms.analysis.pitch import check_range
+
+    # (at 16 kHz a 2.5 kHz "overtones" tone keeps one harmonic below Nyquist besides its
+    # weak fundamental and reads as in range: full-band analysis is what fixes that)
+    for name in ("sine", "saw") if where == "above" else ("sine", "saw", "overtones"):
+        y = harmonic_tone(f0, TIMBRES[name], sample_rate=SR, n_samples=SR)
+        rc = check_range(y, sample_rate=SR, hop_size=HOP, fmin=FMIN, fmax=FMAX)
+        assert rc.frames == 8  # every 8th of 63 frames
+        # measured: all 8 frames of every out-of-range tone (7 of 8 for a 31 Hz sine),
+        # none of any tone inside 46-1600 Hz
+        expect = {"above": (8, 0), "below": (8, 0), "inside": (0, 0)}[where]
+        got = (rc.above, rc.below) if where != "below" else (rc.below, rc.above)
+        assert got[1] == 0 and got[0] >= expect[0] - 1, (f0, name, rc)
+
+
+def test_the_range_warning_names_the_setting_that_fits():
+    from wms.analysis.pitch import range_advice
+
+    rc = {"frames": 100, "above": 36, "below": 0, "highest": 2816.0, "lowest": 0.0}
+    text = range_advice(rc, fmin=46.0, fmax=1600.0, sample_rate=16000)
+    assert text.startswith("36 % of the frames are pitched above pitch.fmax = 1600 Hz")
+    assert text.endswith("train with --set pitch.fmax=3600")  # 1.25 x 2816, rounded up
+    high = {**rc, "highest": 7000.0}
+    assert "--set pitch.fmax=7200 (at 16000 Hz the tracker reaches about 7200 Hz" in (
+        range_advice(high, fmin=46.0, fmax=1600.0, sample_rate=16000)
+    )
+    low = {"frames": 100, "above": 0, "below": 11, "highest": 0.0, "lowest": 41.1}
+    assert range_advice(low, fmin=46.0, fmax=1600.0, sample_rate=16000).endswith(
+        "train with --set pitch.fmin=37"
+    )
+    assert range_advice({**low, "below": 1}, fmin=46.0, fmax=1600.0, sample_rate=16000) == ""

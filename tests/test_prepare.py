@@ -277,3 +277,24 @@ def test_unwritable_cache_dir_is_a_clear_error(mixed, tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match=r"cache: cannot write the feature cache .*--cache-dir"):
         _run(mixed / "good.wav", blocker / "cache")
+
+
+def test_prepare_warns_about_notes_outside_the_pitch_range(tmp_path, capsys):
+    from wms.analysis.pitch import TIMBRES, harmonic_tone
+
+    d = tmp_path / "audio"
+    d.mkdir()
+    y = np.concatenate(
+        [harmonic_tone(f, TIMBRES["saw"], sample_rate=SR, n_samples=SR) for f in (440.0, 2500.0)]
+    )
+    sf.write(d / "high.wav", y, SR)
+    sf.write(d / "low.wav", harmonic_tone(41.2, TIMBRES["saw"], sample_rate=SR, n_samples=SR), SR)
+    assert main(["prepare", str(d), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    # half of high.wav is a 2.5 kHz note, tracked an octave low inside 46-1600 Hz
+    assert "WARNING: high.wav: 50 % of the frames are pitched above pitch.fmax = 1600 Hz" in out
+    assert "train with --set pitch.fmax=3200" in out
+    # low.wav's 41 Hz note reads as unvoiced: skipped, saying why and what to set
+    assert "skipped " in out and "low.wav: no voiced frames" in out
+    assert "pitched below pitch.fmin = 46 Hz (down to 41 Hz" in out
+    assert "--set pitch.fmin=37" in out

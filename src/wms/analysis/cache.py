@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 #: Bump when pitch tracking or feature code changes its output: every entry
 #: written by an older version then misses and is re-analysed.
-CODE_VERSION = 2  # 2: entries carry sha256 checksums of their arrays
+CODE_VERSION = 3  # 2: sha256 checksums of the arrays; 3: the pitch range check in meta
 
 #: Per-frame arrays of an entry, in :class:`~wms.analysis.features.Analysis` field order.
 ARRAY_NAMES = ("f0", "voicedness", "mfcc", "target")

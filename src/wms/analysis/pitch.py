@@ -27,7 +27,9 @@ All methods return frames centred at ``i * hop_size`` with
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -115,6 +117,98 @@ def estimate_pitch(
             f"expected {n_frames}"
         )
     return f0, voiced
+
+
+#: The range check looks this many octaves beyond each end of the configured range.
+RANGE_CHECK_OCTAVES = 1.25
+#: ... on every this-many-th frame (an estimate of the share is all it needs).
+RANGE_CHECK_STRIDE = 8
+
+
+@dataclass(frozen=True)
+class RangeCheck:
+    """Pitched frames outside the configured range (:func:`check_range`).
+
+    ``frames``: frames checked; ``above`` / ``below``: of those, the frames clearly
+    pitched above ``fmax`` / below ``fmin``; ``highest`` / ``lowest``: the 99th / 1st
+    percentile of their pitch (Hz; 0 when there are none).
+    """
+
+    frames: int
+    above: int
+    below: int
+    highest: float
+    lowest: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_range(
+    y: np.ndarray,
+    *,
+    sample_rate: int,
+    hop_size: int,
+    fmin: float,
+    fmax: float,
+    threshold: float = 0.5,
+) -> RangeCheck:
+    """How many frames are pitched outside ``[fmin, fmax]``, which no tracker reports.
+
+    Inside the range a note above ``fmax`` is tracked an octave (or more) low at full
+    confidence, and one below ``fmin`` is called unvoiced or an octave high. This runs
+    :func:`yin_fast` over a range :data:`RANGE_CHECK_OCTAVES` wider at each end on every
+    :data:`RANGE_CHECK_STRIDE`-th frame and counts the frames voiced there (voicedness
+    ``>= threshold``) with a pitch more than a quarter-tone outside the configured range.
+    """
+    y = _check_input(y, sample_rate=sample_rate, hop_size=hop_size, fmin=fmin, fmax=fmax)
+    lo = max(fmin / 2**RANGE_CHECK_OCTAVES, 10.0)
+    hi = min(fmax * 2**RANGE_CHECK_OCTAVES, 0.45 * sample_rate)
+    f0, voiced = yin_fast(
+        y, sample_rate=sample_rate, hop_size=hop_size * RANGE_CHECK_STRIDE, fmin=lo, fmax=hi
+    )
+    pitched = voiced >= threshold
+    q = 2 ** (1 / 24)
+    above = pitched & (f0 > fmax * q)
+    below = pitched & (f0 < fmin / q)
+    return RangeCheck(
+        frames=int(len(f0)),
+        above=int(above.sum()),
+        below=int(below.sum()),
+        highest=float(np.percentile(f0[above], 99)) if above.any() else 0.0,
+        lowest=float(np.percentile(f0[below], 1)) if below.any() else 0.0,
+    )
+
+
+def range_advice(rc: dict, *, fmin: float, fmax: float, sample_rate: int) -> str:
+    """A warning for a :class:`RangeCheck` (as a dict) worth one (over 1 % of the checked
+    frames outside the range), with the setting that would fit; empty otherwise."""
+    if not rc or not rc.get("frames"):
+        return ""
+    parts = []
+    share = {k: rc[k] / rc["frames"] for k in ("above", "below")}
+    if share["above"] > 0.01:
+        top = math.floor(0.45 * sample_rate / 100) * 100
+        new = min(math.ceil(rc["highest"] * 1.25 / 100) * 100, top)
+        parts.append(
+            f"{100 * share['above']:.0f} % of the frames are pitched above pitch.fmax = "
+            f"{fmax:g} Hz (up to {rc['highest']:.0f} Hz or more; they are tracked an octave "
+            f"or more low): train with --set pitch.fmax={new}"
+            + (
+                f" (at {sample_rate} Hz the tracker reaches about {top} Hz; analyse at a "
+                "higher audio.sample_rate for higher notes)"
+                if new >= top
+                else ""
+            )
+        )
+    if share["below"] > 0.01:
+        new = max(10, math.floor(rc["lowest"] / 1.1))
+        parts.append(
+            f"{100 * share['below']:.0f} % of the frames are pitched below pitch.fmin = "
+            f"{fmin:g} Hz (down to {rc['lowest']:.0f} Hz; they read as unvoiced or an octave "
+            f"high): train with --set pitch.fmin={new}"
+        )
+    return "; ".join(parts)
 
 
 def _check_input(y, *, sample_rate, hop_size, fmin, fmax) -> np.ndarray:

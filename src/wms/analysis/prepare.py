@@ -133,16 +133,33 @@ def check_length(path: str | Path, n_samples: int, cfg: Config) -> None:
         )
 
 
-def analyse_signal(path: str | Path, y: np.ndarray, cfg: Config) -> Analysis:
+def analyse_signal(
+    path: str | Path, y: np.ndarray, cfg: Config, *, pitch_range: dict | None = None
+) -> Analysis:
     """Pitch-track and analyse a signal already read by :func:`read_checked`.
 
     ``y``: mono float32 at ``cfg.audio.sample_rate``. Returns an
     :class:`~wms.analysis.features.Analysis` with ``1 + len(y) // hop_size`` frames.
+    ``pitch_range``, when given, receives the :func:`wms.analysis.pitch.check_range`
+    figures and a ``"warning"`` (empty when the range fits the audio).
     Raises :class:`AudioError` naming ``path`` when no frame is voiced.
     """
     from wms.analysis import features, pitch  # lazy: heavy, and only needed on a cache miss
 
     p = cfg.pitch
+    rc = pitch.check_range(
+        y,
+        sample_rate=cfg.audio.sample_rate,
+        hop_size=cfg.features.hop_size,
+        fmin=p.fmin,
+        fmax=p.fmax,
+        threshold=p.voicing_threshold,
+    ).to_dict()
+    rc["warning"] = pitch.range_advice(
+        rc, fmin=p.fmin, fmax=p.fmax, sample_rate=cfg.audio.sample_rate
+    )
+    if pitch_range is not None:
+        pitch_range.update(rc)
     f0, voicedness = pitch.estimate_pitch(
         y,
         sample_rate=cfg.audio.sample_rate,
@@ -157,8 +174,8 @@ def analyse_signal(path: str | Path, y: np.ndarray, cfg: Config) -> Analysis:
         raise _NoVoicedFrames(
             path,
             f"no voiced frames: the {p.method!r} tracker found no frame with voicedness "
-            f">= pitch.voicing_threshold = {p.voicing_threshold} (noise or no pitch in "
-            f"{p.fmin:g}-{p.fmax:g} Hz?)",
+            f">= pitch.voicing_threshold = {p.voicing_threshold} in {p.fmin:g}-{p.fmax:g} Hz"
+            + (f"; {rc['warning']}" if rc["warning"] else " (noise, or no pitch?)"),
         )
     return features.analyse(y, f0, voicedness, cfg)
 
@@ -200,8 +217,9 @@ def _analyse_into_cache(path: str, key: str, cache_root: str, cfg: Config) -> di
     cache = FeatureCache(cache_root)
     try:
         try:
+            pitch_range: dict = {}
             with _one_thread(cfg):
-                analysis = analyse_signal(path, y, cfg)
+                analysis = analyse_signal(path, y, cfg, pitch_range=pitch_range)
         except _NoVoicedFrames as e:
             cache.store_rejection(key, e.reason, meta)
             return {**status, "status": "rejected", "reason": e.reason, "seconds": len(y) / sr}
@@ -209,7 +227,11 @@ def _analyse_into_cache(path: str, key: str, cache_root: str, cfg: Config) -> di
         voiced = int(
             np.count_nonzero(np.asarray(analysis.voicedness) >= cfg.pitch.voicing_threshold)
         )
-        meta.update(voiced_frames=voiced, analysis_seconds=time.perf_counter() - t0)
+        meta.update(
+            voiced_frames=voiced,
+            pitch_range=pitch_range,
+            analysis_seconds=time.perf_counter() - t0,
+        )
         cache.store(key, analysis, meta)
     except OSError as e:
         raise OutputError(
@@ -573,6 +595,12 @@ def _summary(files, skipped, cache, hits, misses, wall, notes) -> dict[str, Any]
         "cache_misses": misses,
         "notes": list(notes),
         "trimmed_seconds": trimmed,
+        # files with notes outside pitch.fmin..fmax (wms.analysis.pitch.check_range)
+        "pitch_range_warnings": {
+            str(f.path): f.meta["pitch_range"]["warning"]
+            for f in files
+            if (f.meta.get("pitch_range") or {}).get("warning")
+        },
     }
 
 
@@ -607,6 +635,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (f" ({rechecked} unusable file(s) re-checked)" if rechecked else "")
     )
     lines += [f"note: {n}" for n in s["notes"]]
+    lines += [f"WARNING: {Path(p).name}: {w}" for p, w in s.get("pitch_range_warnings", {}).items()]
     return "\n".join(lines)
 
 
