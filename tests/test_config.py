@@ -41,7 +41,13 @@ def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
     assert r.features == c.features and r.synth == c.synth  # it changes training only
     # a config file and --set still win over the preset
     assert load_config(None, ["model.hidden_size=64"], preset="reference").model.hidden_size == 64
-    with pytest.raises(ConfigError, match=r"--preset 'big' is not one of default, reference"):
+    # full band: a 110 Hz note reaches 16 kHz, notes from 30 to 4200 Hz are tracked
+    f = load_config(None, preset="fullband")
+    assert (f.audio.sample_rate, f.features.hop_size, f.features.n_bins) == (44100, 706, 321)
+    assert (f.pitch.fmin, f.pitch.fmax, f.features.n_mels) == (30.0, 4200.0, 64)
+    harmonics = (f.features.n_bins - 1) // f.features.cycles_per_window
+    assert harmonics * 110.0 >= 16000.0 and f.train == c.train  # analysis only
+    with pytest.raises(ConfigError, match=r"--preset 'big' is not one of default, fullband, refer"):
         load_config(None, preset="big")
 
 
