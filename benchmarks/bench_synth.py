@@ -12,6 +12,8 @@ shared: speed figures are the best of a few repetitions.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -236,6 +238,41 @@ def versus_additive(path: Path, quick: bool) -> None:
         )
 
 
+def long_render(path: Path, quick: bool) -> None:
+    """Peak memory of ``wms render`` for a long fixed note and a long lorenz path at 48 kHz,
+    each in its own process (``ru_maxrss`` of that child), against a 60 s render of the same
+    source. The samples stream to disk in blocks; what grows with length is the per-step
+    control trajectory and the model's outputs for it (16 ms steps, K values each)."""
+    seconds = 600 if quick else 3600
+    out = Path(path).with_name("long.wav")
+    code = (
+        "import resource, sys\n"
+        "from wms.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
+    for source in (["--f0", "220"], ["--path", "lorenz"]):
+        peaks = []
+        for secs in (60, seconds):
+            argv = ["render", str(path), "--out", str(out), *source]
+            argv += ["--seconds", str(secs), "--sr", str(SR)]
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+            dt = time.perf_counter() - t
+            if p.returncode != 0:
+                raise SystemExit(f"render failed: {p.stderr[-2000:]}")
+            peaks.append(int(p.stderr.rsplit("MAXRSS", 1)[1]) / 1024)  # KiB -> MiB
+            print(
+                f"  wms render {' '.join(source)} --seconds {secs}: {dt:.1f} s, peak {peaks[-1]:.0f} MiB"
+            )
+        out.unlink(missing_ok=True)
+        label = f"{seconds // 60} min {' '.join(source)} at 48 kHz, peak RSS (MiB)"
+        report(label, peaks[1], "<= 1024", peaks[1] <= 1024)
+        growth = (peaks[1] - peaks[0]) / ((seconds - 60) / 3600)
+        report("  growth over a 60 s render (MiB per hour)", growth, "<= 200", growth <= 200)
+
+
 def transfer(bundle, model: SynthModel) -> None:
     """Timbre transfer of a synthetic melody (saw-like, vibrato, a glide, a silent gap)."""
     sr_in = 16000
@@ -277,6 +314,7 @@ def main() -> None:
         speed(model, args.quick)
         versus_additive(Path(path), args.quick)
         transfer(bundle, model)
+        long_render(Path(path), args.quick)
     misses = [r for r in ROWS if r[3] != "ok"]
     print(
         f"\n{len(ROWS) - len(misses)}/{len(ROWS)} targets met"
