@@ -402,6 +402,25 @@ def cutting_f0(
 # --------------------------------------------------------------------------- analysis
 
 
+def bins_below(f0: np.ndarray, voicedness: np.ndarray, cfg, *, nyquist: float) -> np.ndarray:
+    """How many of each frame's ``K`` target bins stand for frequencies below ``nyquist`` Hz,
+    ``[n]`` int32: bins ``0 .. count-1`` do (docs/DESIGN.md §6.3).
+
+    Bin ``k`` of a frame cut with f0 ``f`` (the unvoiced policy's :func:`cutting_f0`) is the
+    frequency ``k * f * W / (N * n_fft)``; a ``raw`` frame's bin ``k`` is ``k * sr / n_fft``.
+    A file recorded at rate ``r`` below the analysis rate holds nothing above ``r / 2``; its
+    bins there are masked out of the loss and the metrics rather than learnt as silence.
+    """
+    fc = cfg.features
+    f0_cut = cutting_f0(
+        f0, voicedness, policy=fc.unvoiced, voicing_threshold=cfg.pitch.voicing_threshold
+    )
+    sr = cfg.audio.sample_rate
+    step = _steps(f0_cut, sample_rate=sr, window_size=fc.window_size, cycles=fc.cycles_per_window)
+    bin_hz = np.where(np.isfinite(step), sr / step, sr) / fc.n_fft
+    return np.clip(np.ceil(nyquist / bin_hz), 0, fc.n_bins).astype(np.int32)
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Per-frame features of one signal; every array has ``n_frames`` rows.

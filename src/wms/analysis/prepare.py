@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import soundfile as sf
 
 from wms.analysis.audio import find_audio_files, read_audio
 from wms.analysis.cache import FeatureCache, analysis_settings, settings_hash
@@ -59,13 +60,16 @@ _THREAD_ENV = (
 @dataclass(frozen=True)
 class PreparedFile:
     """One usable file: its path, cache key, analysis (memory-mapped arrays), meta.json,
-    and the frame ranges of its long silences (``excluded``: used by nothing downstream)."""
+    the frame ranges of its long silences (``excluded``: used by nothing downstream) and the
+    sample rate it was recorded at (``file_rate``; 0 when unknown: taken as the analysis
+    rate)."""
 
     path: Path
     key: str
     analysis: Analysis
     meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     excluded: tuple[tuple[int, int], ...] = ()
+    file_rate: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,7 @@ def _analyse_into_cache(path: str, key: str, cache_root: str, cfg: Config) -> di
         "samples": len(y),
         "sample_rate": sr,
         "peak_db": peak_db,
+        "file_sample_rate": _file_rate(path),
         "settings": analysis_settings(cfg),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -416,7 +421,8 @@ def prepare(
                 floor_db=cfg.data.silence_db,
                 min_seconds=cfg.data.trim_silence_seconds,
             )
-            files.append(PreparedFile(p, k, entry.analysis, entry.meta, cut))
+            rate = int(entry.meta.get("file_sample_rate") or _file_rate(p))
+            files.append(PreparedFile(p, k, entry.analysis, entry.meta, cut, rate))
 
     skipped_list = sorted([*scan.skipped, *((p, skipped[p]) for p in paths if p in skipped)])
     wall = time.perf_counter() - t0
@@ -427,6 +433,7 @@ def prepare(
         analysis_wall_seconds=analysis_wall,
         analysis_x_realtime=analysed_seconds / analysis_wall if analysis_wall > 0 else 0.0,
         jobs=n_workers,
+        analysis_rate=cfg.audio.sample_rate,
     )
     if not files:
         lines = "\n".join(f"  {p}: {why}" for p, why in skipped_list)
@@ -434,6 +441,14 @@ def prepare(
             f"{audio_path}: nothing usable to train on; {len(skipped_list)} file(s) skipped:\n{lines}"
         )
     return Corpus(files, skipped_list, summary)
+
+
+def _file_rate(path: str | Path) -> int:
+    """The sample rate ``path`` was recorded at (its header), 0 when it cannot be read."""
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return 0
 
 
 def _usable(meta: dict[str, Any], cfg: Config) -> str | None:
@@ -595,6 +610,12 @@ def _summary(files, skipped, cache, hits, misses, wall, notes) -> dict[str, Any]
         "cache_misses": misses,
         "notes": list(notes),
         "trimmed_seconds": trimmed,
+        # files recorded below the analysis rate: their bins above their own Nyquist are masked
+        "low_rate_files": {
+            str(f.path): f.file_rate
+            for f in files
+            if 0 < f.file_rate < int(f.meta.get("sample_rate", 0))
+        },
         # files with notes outside pitch.fmin..fmax (wms.analysis.pitch.check_range)
         "pitch_range_warnings": {
             str(f.path): f.meta["pitch_range"]["warning"]
@@ -635,8 +656,31 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (f" ({rechecked} unusable file(s) re-checked)" if rechecked else "")
     )
     lines += [f"note: {n}" for n in s["notes"]]
+    lines += low_rate_lines(s)
     lines += [f"WARNING: {Path(p).name}: {w}" for p, w in s.get("pitch_range_warnings", {}).items()]
     return "\n".join(lines)
+
+
+def low_rate_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``wms prepare`` says of files recorded below the analysis rate."""
+    low, rate = summary.get("low_rate_files", {}), summary.get("analysis_rate", 0)
+    if not low:
+        return []
+    names = ", ".join(f"{Path(p).name} ({r / 1000:g} kHz)" for p, r in low.items())
+    head = (
+        f"note: {len(low)} file(s) recorded below the analysis rate ({rate / 1000:g} kHz): {names}"
+    )
+    if len(low) == summary["files_used"]:
+        top = max(low.values()) / 2000
+        return [
+            f"{head}; nothing above {top:g} kHz is in the corpus, so the model learns silence "
+            f"there (record at {rate / 1000:g} kHz or analyse at a lower rate, "
+            f"--set audio.sample_rate={2 * round(top * 1000)})"
+        ]
+    return [
+        f"{head}; nothing above half its own rate is in such a file, so its bins there are "
+        "masked out of the loss and the metrics (learnt from the other files, not as silence)"
+    ]
 
 
 def _reference_audio_path(config_path: str | None) -> str | None:

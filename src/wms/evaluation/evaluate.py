@@ -373,13 +373,41 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
         **baseline_predictions(held.train_inputs, held.train_targets, inputs, energy_floor=floor),
     }
     h = bundle.interface.outputs.harmonic_index
-    m = heldout_report(preds, target, harmonic_index=h, split=held.source, energy_floor=floor)
+    m = heldout_report(
+        preds,
+        target,
+        harmonic_index=h,
+        split=held.source,
+        energy_floor=floor,
+        bands=segment_bands(bundle, held.segments),
+    )
     m["baseline_nearest"]["from"] = held.baseline_from
     pm, tg = preds["model"][:, h], target[:, h]
     frame_lsd = np.array(
         [log_spectral_distance(pm[i : i + 1], tg[i : i + 1]) for i in range(len(target))]
     )
     return m, {"target": target, **preds, "frame_lsd_db": frame_lsd}
+
+
+def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
+    """``[n]`` the bins that count per held-out frame, as in training: a segment recorded
+    below the corpus's highest rate is scored only below its own band (docs/DESIGN.md §6.3);
+    ``None`` when every bin counts."""
+    from wms.analysis.features import bins_below
+    from wms.training.train import LOW_RATE_PASSBAND
+
+    cfg = bundle.config
+    sr = cfg.audio.sample_rate
+    rates = [int(f.get("sample_rate") or sr) for f in bundle.data.get("files", [])]
+    top = min(max(rates, default=sr), sr)
+    k = bundle.interface.outputs.n_outputs
+    parts = [
+        bins_below(s.f0, s.voicedness, cfg, nyquist=LOW_RATE_PASSBAND * s.native_rate / 2)
+        if s.native_rate < top
+        else np.full(s.n_frames, k, np.int32)
+        for s in segments
+    ]
+    return np.concatenate(parts) if any(np.any(p < k) for p in parts) else None
 
 
 # --------------------------------------------------------------------------- resynthesis

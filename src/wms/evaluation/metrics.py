@@ -29,26 +29,47 @@ def _check(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pred, target
 
 
-def spectral_convergence(pred: np.ndarray, target: np.ndarray) -> float:
-    """``||T - P||_F / ||T||_F`` over all frames, on magnitudes ``expm1`` of the inputs."""
+def band_mask(bands: np.ndarray | None, n_bins: int) -> np.ndarray | None:
+    """``[n, K]`` bool, True on the bins ``k < bands[i]`` that count (``None``: all count)."""
+    if bands is None:
+        return None
+    return np.arange(n_bins)[None, :] < np.asarray(bands)[:, None]
+
+
+def spectral_convergence(
+    pred: np.ndarray, target: np.ndarray, *, mask: np.ndarray | None = None
+) -> float:
+    """``||T - P||_F / ||T||_F`` over all frames, on magnitudes ``expm1`` of the inputs
+    (only where ``mask[n, K]`` is True, when given)."""
     pred, target = _check(pred, target)
     p, t = np.expm1(pred), np.expm1(target)
+    if mask is not None:
+        p, t = p * mask, t * mask
     return float(np.linalg.norm(t - p) / max(np.linalg.norm(t), 1e-12))
 
 
 def log_spectral_distance(
-    pred: np.ndarray, target: np.ndarray, *, floor_db: float = LSD_FLOOR_DB
+    pred: np.ndarray,
+    target: np.ndarray,
+    *,
+    floor_db: float = LSD_FLOOR_DB,
+    mask: np.ndarray | None = None,
 ) -> float:
     """Mean over frames of the RMS (over bins) of ``20 log10(|T| / |P|)``, in dB.
 
     Magnitudes are ``expm1`` of the inputs, floored at ``floor_db`` below the
-    targets' peak magnitude (both sides, so a correct silence costs nothing).
+    targets' peak magnitude (both sides, so a correct silence costs nothing). With
+    ``mask[n, K]``, the RMS of each frame is over its True bins, frames with none left out.
     """
     pred, target = _check(pred, target)
     p, t = np.expm1(np.maximum(pred, 0)), np.expm1(target)
     floor = max(t.max(), 1e-12) * 10 ** (floor_db / 20)
     diff = 20 * np.log10(np.maximum(t, floor) / np.maximum(p, floor))
-    return float(np.sqrt((diff**2).mean(axis=1)).mean())
+    if mask is None:
+        return float(np.sqrt((diff**2).mean(axis=1)).mean())
+    n = mask.sum(axis=1)
+    rms = np.sqrt((diff**2 * mask).sum(axis=1)[n > 0] / n[n > 0])
+    return float(rms.mean()) if len(rms) else 0.0
 
 
 def mean_spectrum_baseline(train_targets: np.ndarray, n_frames: int) -> np.ndarray:
@@ -77,25 +98,41 @@ PREDICTORS = ("model", "baseline_mean", "baseline_nearest")
 DEAD_ENERGY_DB = -20.0
 
 
-def spectrum_scores(pred: np.ndarray, target: np.ndarray, harmonic_index: np.ndarray) -> dict:
-    """SC and LSD over all bins and over the harmonic bins only (what the synth plays).
+def spectrum_scores(
+    pred: np.ndarray,
+    target: np.ndarray,
+    harmonic_index: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+) -> dict:
+    """SC and LSD over all bins and over the harmonic bins only (what the synth plays),
+    over the bins where ``mask[n, K]`` (:func:`band_mask`) is True when given.
 
     Returns ``{"sc", "lsd_db", "harm_sc", "harm_lsd_db"}`` (floats).
     """
     h = np.asarray(harmonic_index)
+    hm = None if mask is None else mask[:, h]
     return {
-        "sc": spectral_convergence(pred, target),
-        "lsd_db": log_spectral_distance(pred, target),
-        "harm_sc": spectral_convergence(pred[:, h], target[:, h]),
-        "harm_lsd_db": log_spectral_distance(pred[:, h], target[:, h]),
+        "sc": spectral_convergence(pred, target, mask=mask),
+        "lsd_db": log_spectral_distance(pred, target, mask=mask),
+        "harm_sc": spectral_convergence(pred[:, h], target[:, h], mask=hm),
+        "harm_lsd_db": log_spectral_distance(pred[:, h], target[:, h], mask=hm),
     }
 
 
-def energy_ratio_db(pred: np.ndarray, target: np.ndarray, harmonic_index: np.ndarray) -> float:
+def energy_ratio_db(
+    pred: np.ndarray,
+    target: np.ndarray,
+    harmonic_index: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+) -> float:
     """Mean predicted harmonic energy over the targets', in dB (0 = as loud; -inf = silent)."""
     h = np.asarray(harmonic_index)
     p = np.expm1(np.maximum(np.asarray(pred, np.float64)[:, h], 0.0))
     q = np.expm1(np.asarray(target, np.float64)[:, h])
+    if mask is not None:
+        p, q = p * mask[:, h], q * mask[:, h]
     ep, eq = float(np.sum(p * p)), float(np.sum(q * q))
     if eq <= 0:
         return 0.0
@@ -126,19 +163,28 @@ def baseline_predictions(
     inputs: np.ndarray,
     *,
     energy_floor: float = 0.0,
+    train_bands: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """What the two baselines predict for held-out frames with ``inputs[n, D]``:
     ``{"baseline_mean": [n, K], "baseline_nearest": [n, K]}``.
 
     The mean spectrum averages the sounding training frames only (averaging in silences
-    would make it a weaker bar); the nearest frame is searched among all of them (a
-    silent input lies far from a sounding one).
+    would make it a weaker bar), each bin over the frames where it counts (``train_bands``,
+    see :func:`band_mask`); the nearest frame is searched among all of them (a silent input
+    lies far from a sounding one).
     """
     keep = sounding(train_targets, energy_floor)
+    if not keep.any():
+        keep[:] = True
+    if train_bands is None:
+        mean = mean_spectrum_baseline(train_targets[keep], len(inputs))
+    else:
+        t = np.asarray(train_targets)[keep]
+        m = np.arange(t.shape[1])[None, :] < np.asarray(train_bands)[keep][:, None]
+        row = (t * m).sum(axis=0) / np.maximum(m.sum(axis=0), 1)
+        mean = np.repeat(row[None, :].astype(np.float32), len(inputs), axis=0)
     return {
-        "baseline_mean": mean_spectrum_baseline(
-            train_targets[keep] if keep.any() else train_targets, len(inputs)
-        ),
+        "baseline_mean": mean,
         "baseline_nearest": nearest_neighbour_baseline(train_inputs, train_targets, inputs),
     }
 
@@ -150,6 +196,7 @@ def heldout_report(
     harmonic_index: np.ndarray,
     split: str,
     energy_floor: float = 0.0,
+    bands: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The model and both baselines on held-out frames, and what that says about the model.
 
@@ -161,6 +208,8 @@ def heldout_report(
         energy_floor: only frames above it are scored (:func:`sounding`), as in training:
             a silent frame predicted silent would flatter every predictor. All frames
             are scored when none is above it.
+        bands: ``[n]`` bins that count per frame (the rest lie above a low-rate file's own
+            Nyquist, docs/DESIGN.md §6.3), or ``None``: all of them.
 
     Returns ``{"split", "frames", "quiet_frames", "model", "baseline_mean",
     "baseline_nearest", "energy_db", "beats_both_baselines", "flags"}``: ``frames`` scored
@@ -173,14 +222,17 @@ def heldout_report(
         keep[:] = True
     target = target[keep]
     preds = {k: v[keep] for k, v in preds.items()}
+    mask = None if bands is None else band_mask(np.asarray(bands)[keep], target.shape[1])
     out: dict[str, Any] = {
         "split": split,
         "frames": int(keep.sum()),
         "quiet_frames": int((~keep).sum()),
     }
+    if mask is not None:
+        out["masked_bins"] = round(float(1.0 - mask.mean()), 4)
     for name in PREDICTORS:
-        out[name] = spectrum_scores(preds[name], target, harmonic_index)
-    out["energy_db"] = energy_ratio_db(preds["model"], target, harmonic_index)
+        out[name] = spectrum_scores(preds[name], target, harmonic_index, mask=mask)
+    out["energy_db"] = energy_ratio_db(preds["model"], target, harmonic_index, mask=mask)
     out["beats_both_baselines"] = beats_both_baselines(out)
     out["flags"] = quality_flags(out)
     return out

@@ -246,6 +246,9 @@ class SequenceData:
     test_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: the memory-mapped ``.npy`` files written under ``out_dir`` (empty when in memory)
     files: tuple[Path, ...] = ()
+    #: ``[N_total]`` int32, how many of each row's bins the loss and metrics use (the rest lie
+    #: above its file's own Nyquist: docs/DESIGN.md §6.3); ``None`` when every row uses all K
+    bands: np.ndarray | None = None
 
 
 def build_arrays(
@@ -255,8 +258,12 @@ def build_arrays(
     *,
     seq_len: int,
     out_dir: str | Path | None = None,
+    per_file_bands: Sequence[np.ndarray | None] | None = None,
 ) -> SequenceData:
     """Concatenate per-file ``inputs[n_i, D]`` and ``targets[n_i, K]`` once.
+
+    ``per_file_bands``: per file ``None`` (all bins count) or ``[n_i]`` bins that count per
+    frame (:func:`wms.analysis.features.bins_below`); gathered into ``SequenceData.bands``.
 
     Arrays larger than :data:`MEMMAP_BYTES` together are written as ``.npy`` files
     under ``out_dir`` and memory-mapped (they must then not be deleted while
@@ -285,6 +292,12 @@ def build_arrays(
     else:
         arrays = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    bands = None
+    if per_file_bands is not None and any(b is not None for b in per_file_bands):
+        bands = np.full(n_total, k, dtype=np.int32)
+        for i, b in enumerate(per_file_bands):
+            if b is not None:
+                bands[offsets[i] : offsets[i + 1]] = b
     train, val, test = [], [], []
     for i, s in enumerate(splits):
         a, b = offsets[i], offsets[i + 1]
@@ -302,6 +315,7 @@ def build_arrays(
         seq_len=seq_len,
         test_starts=np.concatenate(test),
         files=files,
+        bands=bands,
     )
 
 
@@ -311,20 +325,24 @@ class SequenceDataset(torch.utils.data.Dataset):
     ``dataset[idx]`` with ``idx`` an int64 array of ``B`` positions into ``starts``
     returns ``(x[B, T, D], y[B, T, K])``: the rows ``starts[idx, None] + arange(T)``
     gathered with one fancy-index per array, so a batch costs two copies and no
-    per-item Python work. Use with :class:`SequenceSampler` and ``batch_size=None``.
+    per-item Python work; with ``data.bands``, ``(x, y, bands[B, T])``. Use with
+    :class:`SequenceSampler` and ``batch_size=None``.
     """
 
     def __init__(self, data: SequenceData, starts: np.ndarray):
-        self.inputs, self.targets = data.inputs, data.targets
+        self.inputs, self.targets, self.bands = data.inputs, data.targets, data.bands
         self.starts = np.asarray(starts, dtype=np.int64)
         self.window = np.arange(data.seq_len, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         rows = self.starts[idx, None] + self.window
-        return torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
+        x, y = torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
+        if self.bands is None:
+            return x, y
+        return x, y, torch.from_numpy(self.bands[rows])
 
 
 class SequenceSampler(torch.utils.data.Sampler):

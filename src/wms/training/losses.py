@@ -129,16 +129,24 @@ def frame_weights(target: torch.Tensor, energy_floor: float) -> torch.Tensor:
     return (energy > energy_floor).to(target.dtype)
 
 
+def band_mask(bands: torch.Tensor, n_bins: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[..., K]`` 1.0 on bins ``k < bands[...]``, else 0.0 (bins above a low-rate file's
+    own Nyquist: :func:`wms.analysis.features.bins_below`)."""
+    k = torch.arange(n_bins, device=bands.device)
+    return (k < bands.unsqueeze(-1)).to(dtype)
+
+
 def pooled_convergence(
     pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
     """Spectral convergence pooled over the whole batch, on kept frames only:
-    ``||w (T - P)||_F / ||w T||_F`` on magnitudes ``expm1`` (``w`` per frame, 0 or 1).
+    ``||w (T - P)||_F / ||w T||_F`` on magnitudes ``expm1`` (``w`` per frame, 0 or 1, or per
+    bin ``[..., K]``).
 
     Unlike the per-sequence ratio, a silent sequence cannot make it explode: its frames are
     left out, and the denominator is the batch's sounding energy. 0 when nothing is kept.
     """
-    w = weight.unsqueeze(-1)
+    w = weight if weight.dim() == pred.dim() else weight.unsqueeze(-1)
     p, t = torch.expm1(pred), torch.expm1(target)
     num = torch.linalg.vector_norm(w * (t - p))
     den = torch.linalg.vector_norm(w * t)
@@ -146,7 +154,10 @@ def pooled_convergence(
 
 
 def masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x[..., K]`` over the kept frames (``weight[...]`` 0 or 1) and the K bins."""
+    """Mean of ``x[..., K]`` over the kept frames (``weight[...]`` 0 or 1) and the K bins, or,
+    with ``weight[..., K]``, over the kept bins of every frame."""
+    if weight.dim() == x.dim():
+        return (x * weight).sum() / weight.sum().clamp_min(1.0)
     kept = weight.sum()
     return (x.mean(dim=-1) * weight).sum() / kept.clamp_min(1.0)
 
@@ -186,8 +197,14 @@ class WMSLoss(nn.Module):
         self.energy_floor = float(energy_floor)
         self.register_buffer("weights", lowfreq_weights(n_bins, cycles=cycles), persistent=False)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, bands: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``bands[B, T]``: bins that count per frame (the rest are masked out), or ``None``."""
         w = frame_weights(target, self.energy_floor)
+        if bands is not None:
+            m = band_mask(bands, pred.shape[-1], pred.dtype)
+            w = w.unsqueeze(-1) * m
         if self.name == "spectral":
             loss = pooled_convergence(pred, target, w) + masked_mean((pred - target).abs(), w)
         elif self.name == "log_spectral":
@@ -200,5 +217,6 @@ class WMSLoss(nn.Module):
         else:
             loss = masked_mean(self.weights * (pred - target) ** 2, w)
         if self.smoothness_weight > 0:
-            loss = loss + self.smoothness_weight * masked_mean(torch.diff(pred, dim=-1) ** 2, w)
+            ws = w[..., 1:] if w.dim() == pred.dim() else w
+            loss = loss + self.smoothness_weight * masked_mean(torch.diff(pred, dim=-1) ** 2, ws)
         return loss

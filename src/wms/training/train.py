@@ -68,6 +68,9 @@ _PARTS = ("train", "val", "test", "excluded")
 #: bench_train.py): every one beats both baselines by 28 passes and still gains up to ~100;
 #: 80 passes of 60 s of audio are about 3000 steps, a minute on 2 idle cores.
 AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 80, 2000, 8000
+#: A file recorded at rate ``r`` is trusted up to this share of ``r / 2`` (the recorder's and
+#: soxr's anti-alias filters roll off above it).
+LOW_RATE_PASSBAND = 0.9
 
 
 # --------------------------------------------------------------------------- data
@@ -148,15 +151,23 @@ def build_training_data(
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
     # The loss leaves out frames this far under the corpus's loud frames (docs/DESIGN.md §6.1).
     energy_floor = relative_floor(train_rows("target"), d.silence_db)
-    arrays = build_arrays(inputs, targets, splits, seq_len=d.seq_len, out_dir=out_dir)
+    rates = [file_rate(f, cfg) for f in corpus.files]
+    arrays = build_arrays(
+        inputs,
+        targets,
+        splits,
+        seq_len=d.seq_len,
+        out_dir=out_dir,
+        per_file_bands=low_rate_bands(analyses, rates, cfg),
+    )
     if d.val_fraction > 0 and len(arrays.val_starts) == 0:
         raise DataError(
             f"{len(lengths)} file(s): the held-out frames hold no whole sequence of "
             f"{d.seq_len} frames; use more audio, a longer data.val_block_seconds or a shorter data.seq_len"
         )
     files = [
-        {"path": str(Path(f.path).resolve()), "key": f.key, "n_frames": n}
-        for f, n in zip(corpus.files, lengths, strict=True)
+        {"path": str(Path(f.path).resolve()), "key": f.key, "n_frames": n, "sample_rate": r}
+        for f, n, r in zip(corpus.files, lengths, rates, strict=True)
     ]
     count = {k: sum(b - a for s in splits for a, b in getattr(s, k)) for k in _PARTS}
     summary = {
@@ -170,7 +181,35 @@ def build_training_data(
         "inputs": int(arrays.inputs.shape[1]),
         "bins": int(arrays.targets.shape[1]),
     }
+    if arrays.bands is not None:
+        summary["masked_bins"] = round(1.0 - float(arrays.bands.mean()) / summary["bins"], 4)
     return TrainingData(files, splits, arrays, imap, interface, summary, energy_floor)
+
+
+def file_rate(f, cfg: Config) -> int:
+    """The rate a corpus file was recorded at, capped at the analysis rate (unknown: the
+    analysis rate)."""
+    sr = cfg.audio.sample_rate
+    r = int(getattr(f, "file_rate", 0) or sr)
+    return min(r, sr)
+
+
+def low_rate_bands(analyses, rates: list[int], cfg: Config) -> list[np.ndarray | None]:
+    """Per file, the bins each frame's loss and metrics use (docs/DESIGN.md §6.3), or
+    ``None`` for all of them.
+
+    A file recorded below the corpus's highest rate holds nothing above
+    :data:`LOW_RATE_PASSBAND` of its own Nyquist frequency: those bins are masked rather
+    than learnt as silence, so the files that do hold them teach the model. Bins above
+    every file's band are silent in all of them, and learnt as silence.
+    """
+    from wms.analysis.features import bins_below
+
+    top = max(rates) if rates else 0
+    return [
+        bins_below(a.f0, a.voicedness, cfg, nyquist=LOW_RATE_PASSBAND * r / 2) if r < top else None
+        for a, r in zip(analyses, rates, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- module
@@ -222,8 +261,8 @@ class WMSModule(L.LightningModule):
         return float(self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss_fn(self.model(x)[0], y)
+        x, y, *bands = batch
+        loss = self.loss_fn(self.model(x)[0], y, *bands)
         if not torch.isfinite(loss):
             raise Diverged(int(self.global_step), float(loss.detach()), self._lr())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
@@ -232,8 +271,8 @@ class WMSModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss_fn(self.model(x)[0], y)
+        x, y, *bands = batch
+        loss = self.loss_fn(self.model(x)[0], y, *bands)
         self.log("val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(x))
 
     def on_fit_start(self) -> None:
@@ -722,6 +761,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
             a.targets[train_rows],
             a.inputs[rows],
             energy_floor=data.energy_floor,
+            train_bands=None if a.bands is None else a.bands[train_rows],
         ),
     }
     return heldout_report(
@@ -730,6 +770,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
         harmonic_index=data.interface.outputs.harmonic_index,
         split=split,
         energy_floor=data.energy_floor,
+        bands=None if a.bands is None else a.bands[rows],
     )
 
 
