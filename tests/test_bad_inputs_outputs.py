@@ -135,13 +135,24 @@ def test_a_used_run_folder_is_refused_and_force_deletes_only_what_training_wrote
     err = _fails(capsys, [*_args(wav, run, cache)], "already holds a training run")
     assert "--resume" in err and "--force" in err
     assert (run / "model.wms").read_bytes() == bundle  # untouched
-    (run / "logs" / "mine.txt").write_text("kept?")  # inside a folder training created
-    assert _train(wav, run, cache, "--force") == 0
-    assert (run / "notes.txt").read_text() == "my notes"  # the user's file stays
-    assert not (run / "logs" / "mine.txt").exists()  # logs/ was training's own folder
+    # inside folders training created: a user's file and the run's own input audio
+    (run / "logs" / "mine.txt").write_text("kept")
+    take = write_audio(
+        run / "logs" / "take.wav", basic_waves(8.0, sample_rate=16000, seed=1), 16000
+    )
+    (run / "arrays").mkdir()  # recorded as training's, though no array was ever written
+    (run / "arrays" / "mydata.txt").write_text("kept")
+    old_events = sorted((run / "logs").glob("tensorboard/version_*/events.*"))
+    assert old_events and (run / "checkpoints" / "last.ckpt").is_file()
+    assert _train(take, run, cache, "--force") == 0
+    assert (run / "notes.txt").read_text() == "my notes"  # the user's files stay
+    assert (run / "logs" / "mine.txt").read_text() == "kept"
+    assert (run / "arrays" / "mydata.txt").read_text() == "kept"
+    assert sf.info(str(take)).frames == 8 * 16000  # the input it trained on
+    assert not any(p.exists() for p in old_events)  # the earlier run's logs are gone
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        [".wms-run.json", "checkpoints", "config.toml", "logs", "loss_curves.png", "model.wms",
-         "notes.txt"]
+        [".wms-run.json", "arrays", "checkpoints", "config.toml", "logs", "loss_curves.png",
+         "model.wms", "notes.txt"]
     )  # fmt: skip
 
 

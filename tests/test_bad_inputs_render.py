@@ -202,3 +202,21 @@ def test_policy_gain_by_hand():
     assert _policy_gain([1e-9], 1e-4, "loudness")[0] == 1.0  # -90 dBFS: never amplified
     assert _policy_gain([1e-4], 0.02, "none")[0] == 1.0
     assert _policy_gain([], 0.0, "loudness") == (1.0, None)
+
+
+@pytest.mark.parametrize("gain", ["nan", "inf", "400", "-1e9", "1e9"])
+def test_a_gain_out_of_range_is_refused_before_any_work(bundle, tmp_path, capsys, gain):
+    out = tmp_path / "g.wav"
+    argv = ["render", str(bundle), "--out", str(out), "--seconds", "0.5", f"--gain={gain}"]
+    _fails(capsys, argv, "must be a number from -120 to 40")
+    assert not out.exists()
+
+
+def test_a_gain_that_clips_says_so(bundle, tmp_path, capsys):
+    out = tmp_path / "g.wav"
+    argv = ["render", str(bundle), "--out", str(out), "--seconds", "0.5", "--gain", "30"]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "peak 0.0 dBFS" in cap.out
+    assert "takes the peak to +29.0 dBFS: every sample above 0 dBFS is clipped" in cap.err
+    assert np.max(np.abs(sf.read(str(out))[0])) <= 1.0

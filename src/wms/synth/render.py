@@ -52,6 +52,8 @@ NORMALIZE = ("loudness", "peak", "none")
 TARGET_RMS_DB = -20.0
 PEAK_CEILING_DB = -1.0
 SILENT_DB = -70.0
+#: ``--gain`` in dB must lie in this range (beyond +40 dB every render is clipped noise).
+GAIN_RANGE_DB = (-120.0, 40.0)
 _LEVEL_BLOCK_SECONDS = 0.02
 _SOUNDING_RANGE_DB = 60.0
 
@@ -377,6 +379,9 @@ def run_render(args) -> int:
     """``wms render BUNDLE --out OUT.wav [...]`` (see ``wms render --help``)."""
     from wms.bundle import load_bundle
 
+    lo, hi = GAIN_RANGE_DB
+    if not (math.isfinite(args.gain) and lo <= args.gain <= hi):
+        raise ControlError(f"--gain {args.gain:g} dB must be a number from {lo:g} to {hi:g}")
     out_path = Path(args.out)
     refuse_to_replace_inputs(
         [out_path], [args.bundle, args.audio, args.midi, args.controls, args.config]
@@ -404,7 +409,13 @@ def run_render(args) -> int:
         gain_db=args.gain,
         progress=True,
     )
-    peak_db = 20 * math.log10(max(info.peak, 1e-12))
+    peak_db = 20 * math.log10(max(min(info.peak, 1.0), 1e-12))
+    if info.peak > 1.0:
+        print(
+            f"warning: --gain {args.gain:+g} dB takes the peak to "
+            f"{20 * math.log10(info.peak):+.1f} dBFS: every sample above 0 dBFS is clipped",
+            file=sys.stderr,
+        )
     level = (
         f"sounding parts {info.rms_db + info.gain_db:.1f} dBFS RMS"
         if info.rms_db is not None

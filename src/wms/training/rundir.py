@@ -6,10 +6,11 @@ one of these it *created*, so that:
 
 - a folder that already holds a run is refused (``--resume`` continues it, ``--force``
   starts over), instead of silently replacing its bundle;
-- ``--force`` deletes exactly what an earlier training created there, never a file the
-  user put in the folder (a run folder of wms 0.1.0, which kept no record, loses only its
-  fixed-name files: ``model.wms``, ``config.toml``, ``loss_curves.png``,
-  ``checkpoints/last.ckpt``);
+- ``--force`` deletes exactly what an earlier training wrote there, never a file the
+  user put in the folder, even inside ``logs/`` or ``arrays/``: in the folders it created
+  only the files training writes (:data:`RUN_DIR_FILES`), then those folders if that left
+  them empty (a run folder of wms 0.1.0, which kept no record, loses only its fixed-name
+  files: ``model.wms``, ``config.toml``, ``loss_curves.png``, ``checkpoints/last.ckpt``);
 - the memory-mapped training arrays are removed after the bundle is written without
   touching anything else under ``arrays/``.
 """
@@ -17,7 +18,6 @@ one of these it *created*, so that:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from wms.errors import OutputError
@@ -27,6 +27,19 @@ MANIFEST = ".wms-run.json"
 #: What training writes in a run folder (files, then folders).
 RUN_FILES = ("model.wms", "config.toml", "loss_curves.png")
 RUN_DIRS = ("checkpoints", "logs", "arrays")
+#: The files training writes in each of its folders (glob patterns); nothing else there is
+#: ever deleted.
+RUN_DIR_FILES = {
+    "checkpoints": ("last.ckpt", "last-v*.ckpt", "last.ckpt.tmp*"),
+    "logs": (
+        "lightning.log",
+        "tensorboard/version_*/events.out.tfevents.*",
+        "tensorboard/version_*/hparams.yaml",
+        "csv/version_*/metrics.csv",
+        "csv/version_*/hparams.yaml",
+    ),
+    "arrays": ("inputs.npy", "targets.npy"),
+}
 #: What a 0.1.0 run folder (no manifest) is known to hold for sure.
 _LEGACY_FILES = (*RUN_FILES, "checkpoints/last.ckpt")
 
@@ -58,15 +71,29 @@ def clear(out_dir: Path) -> list[str]:
     removed = []
     for name in names if names is not None else _LEGACY_FILES:
         p = out_dir / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
+        if name in RUN_DIR_FILES:
+            if p.is_dir() and not p.is_symlink() and _clear_dir(p, RUN_DIR_FILES[name]):
+                removed.append(name)
+        elif p.is_file() or p.is_symlink():
             p.unlink()
-        else:
-            continue
-        removed.append(name)
+            removed.append(name)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     return removed
+
+
+def _clear_dir(root: Path, patterns: tuple[str, ...]) -> bool:
+    """Delete the files under ``root`` that match ``patterns``, then the folders that left
+    empty (``root`` included); True when anything was deleted."""
+    hits = {p for pat in patterns for p in root.glob(pat) if p.is_file() or p.is_symlink()}
+    for p in hits:
+        p.unlink()
+    for d in sorted({p.parent for p in hits} | {root}, key=lambda q: len(q.parts), reverse=True):
+        while d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+            if d == root:
+                break
+            d = d.parent
+    return bool(hits)
 
 
 def open_run_dir(out_dir: str | Path, *, resume: bool, force: bool) -> Path:
