@@ -102,3 +102,46 @@ def test_crafted_bundles_fail_one_schema_check(good, tmp_path, capsys, change, m
     assert main(["info", str(p)]) == 2
     err = capsys.readouterr().err
     assert "crafted.wms" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda o: o["data"]["files"][0].pop("n_frames"), r"malformed bundle: data is not"),
+        (lambda o: o["data"]["files"][0].update(val="0-10"), r"malformed bundle: data is not"),
+        (lambda o: o["data"]["files"][0].update(val=[[5, 10**9]]), r"malformed bundle: data is"),
+        (lambda o: o["history"][-1].update(seconds="1 min"), r"malformed bundle: history is"),
+    ],
+)
+def test_crafted_data_and_history_of_a_trained_bundle(tiny_run, tmp_path, capsys, change, message):
+    p = _crafted(tiny_run.bundle, tmp_path / "crafted.wms", change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(p)
+    assert main(["info", str(p)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_history_without_times_still_describes(tiny_run, tmp_path, capsys):
+    """``seconds`` is optional in a history entry (wms info shows 0.0 min)."""
+    p = _crafted(
+        tiny_run.bundle, tmp_path / "c.wms", lambda o: [h.pop("seconds") for h in o["history"]]
+    )
+    assert main(["info", str(p)]) == 0
+    assert " 0.0 min; final train loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["damaged", "truncated"])
+def test_a_damaged_checkpoint_is_refused_before_any_work(tiny_run, tmp_path, capsys, how):
+    ckpt = tiny_run.run / "checkpoints" / "last.ckpt"
+    bad = tmp_path / "last.ckpt"
+    if how == "damaged":
+        _damage_weights(ckpt, bad)
+        message = "corrupt checkpoint: "
+    else:
+        bad.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+        message = "truncated or corrupt checkpoint ("
+    argv = ["train", str(tiny_run.wav), "--out", str(tmp_path / "run"), "--resume", str(bad)]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "resume from another checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists()  # refused before any analysis

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import TINY_TRAIN
 from wms.analysis.audio import find_audio_files, write_audio
@@ -181,3 +182,22 @@ def test_train_never_writes_over_its_inputs(tmp_path, capsys):
         "--out lies inside the feature cache",
     )
     assert sf.info(str(wav)).frames == 16000
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--devices", "0"], "runtime.devices = 0: give a count of at least 1"),
+        (["--devices", "0,1"], "selects GPUs by index, but training runs on the CPU"),
+        (["--set", "runtime.accelerator=gpu"], "this machine has no CUDA GPU"),
+    ],
+)
+def test_hardware_this_machine_lacks_is_refused_before_any_work(tmp_path, capsys, extra, message):
+    assert not torch.cuda.is_available()  # CI's machine: 2 cores, no GPU
+    wav = write_audio(tmp_path / "w.wav", basic_waves(2.0, sample_rate=16000, seed=0), 16000)
+    cache = tmp_path / "cache"
+    argv = ["train", str(wav), "--out", str(tmp_path / "run"), "--cache-dir", str(cache), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not cache.exists()

@@ -45,7 +45,7 @@ from wms.config import Config, from_dict
 from wms.config import migrate_v1 as migrate_config_v1
 from wms.errors import BundleError, ConfigError
 from wms.interface import ModelInterface, output_layout
-from wms.io import atomic_target
+from wms.io import atomic_target, zip_damage
 from wms.training.model import WMSNet, count_parameters
 
 BUNDLE_FORMAT = "wms-bundle"
@@ -230,18 +230,9 @@ def _read(path: Path) -> dict:
         raise BundleError(
             f"{path}: not a WMS bundle ({kind}); pass the model.wms written by `wms train`"
         )
-    try:
-        with zipfile.ZipFile(path) as z:
-            damaged = z.testzip()  # torch.load does not check the zip's CRCs
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise BundleError(
-            f"{path}: truncated or corrupt bundle ({e}); re-copy it or re-run `wms train`"
-        ) from None
-    if damaged is not None:
-        raise BundleError(
-            f"{path}: corrupt bundle: {damaged.rsplit('/', 1)[-1]} fails its checksum (the file "
-            "was damaged after it was written); re-copy it or re-run `wms train`"
-        )
+    damage = zip_damage(path, "bundle")  # torch.load does not check the zip's CRCs
+    if damage is not None:
+        raise BundleError(f"{path}: {damage}; re-copy it or re-run `wms train`")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
@@ -369,6 +360,25 @@ def _number(x: Any) -> bool:
 
 #: history entry fields and whether None is allowed
 _HISTORY = {"epoch": False, "step": False, "train_loss": False, "val_loss": True, "lr": False}
+#: the frame ranges a data file may list (wms.training.data.FileSplit)
+_RANGES = ("train", "val", "test", "excluded")
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _frame_ranges(r, n_frames: int) -> bool:
+    """``r`` is a list of ``[start, stop]`` frame pairs within ``0 .. n_frames``."""
+    return isinstance(r, (list, tuple)) and all(
+        isinstance(p, (list, tuple))
+        and len(p) == 2
+        and all(_count(x) for x in p)
+        and p[0] <= p[1] <= n_frames
+        for p in r
+    )
+
+
 #: wms 0.1.0's (and early 0.2 development builds') flat metrics
 _FLAT_METRICS = (
     "lsd_db",
@@ -413,10 +423,18 @@ def _checked_contents(obj: dict, interface: ModelInterface, path: Path) -> tuple
     data = _to_numpy(obj["data"])
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("key"), str)
+        isinstance(f, dict)
+        and isinstance(f.get("path"), str)
+        and isinstance(f.get("key"), str)
+        and _count(f.get("n_frames"))
+        and all(_frame_ranges(f.get(k, []), f["n_frames"]) for k in _RANGES)
         for f in files
     ):
-        raise bad("data", "is not {'files': [{'path', 'key', ...}]}")
+        raise bad(
+            "data",
+            "is not {'files': [{'path', 'key', 'n_frames', 'train'/'val'/'test': [[start, stop], "
+            "...]}]}",
+        )
     history = obj["history"]
     if not isinstance(history, list) or not all(
         isinstance(h, dict)
@@ -424,6 +442,7 @@ def _checked_contents(obj: dict, interface: ModelInterface, path: Path) -> tuple
             k in h and (_number(h[k]) or (none_ok and h[k] is None))
             for k, none_ok in _HISTORY.items()
         )
+        and _number(h.get("seconds", 0.0))
         for h in history
     ):
         raise bad("history", f"is not a list of {{{', '.join(_HISTORY)}}} entries")
@@ -615,7 +634,7 @@ def describe(b: Bundle) -> str:
         )
         lines.append(
             f"training: {last['epoch'] + 1} epochs, {last['step']} steps, "
-            f"{last['seconds'] / 60:.1f} min; final train loss {last['train_loss']:.4f}"
+            f"{last.get('seconds', 0.0) / 60:.1f} min; final train loss {last['train_loss']:.4f}"
             + (f", best val loss {best:.4f}" if best is not None else "")
             + (f"; weights: {b.metrics['weights']}" if "weights" in b.metrics else "")
         )

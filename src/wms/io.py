@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import uuid
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,19 @@ def refuse_to_replace_inputs(outputs, inputs, *, what: str = "--out") -> None:
                     f"writing it would replace the input {inp}; choose another {what} "
                     "(nothing was written)",
                 )
+
+
+def zip_damage(path: str | Path, what: str) -> str | None:
+    """Why the torch zip file at ``path`` (a ``what``: bundle, checkpoint) cannot be trusted,
+    or ``None`` when every member's CRC checks out (``torch.load`` checks none)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            damaged = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"truncated or corrupt {what} ({e})"
+    if damaged is not None:
+        return (
+            f"corrupt {what}: {damaged.rsplit('/', 1)[-1]} fails its checksum (the file was "
+            "damaged after it was written)"
+        )
+    return None

@@ -40,7 +40,7 @@ from wms.config import Config, from_dict, load_config
 from wms.errors import BundleError, ConfigError, DataError, OutputError, TrainingError
 from wms.evaluation.metrics import relative_floor
 from wms.interface import ModelInterface
-from wms.io import refuse_to_replace_inputs, write_text
+from wms.io import refuse_to_replace_inputs, write_text, zip_damage
 from wms.training.data import (
     FileSplit,
     SequenceData,
@@ -413,6 +413,41 @@ def _devices(value: str) -> int | str:
     return v
 
 
+def check_hardware(cfg: Config) -> None:
+    """Refuse, before any analysis, an accelerator this machine lacks or devices Lightning
+    would reject (``runtime.accelerator``, ``runtime.devices``, ``--devices``)."""
+    r = cfg.runtime
+    acc, devices = r.accelerator, _devices(r.devices)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if acc in ("gpu", "cuda") and not gpus:
+        raise ConfigError(
+            f"runtime.accelerator = {acc!r}, but this machine has no CUDA GPU that torch can "
+            "use; use auto (the default) or cpu"
+        )
+    if acc == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("runtime.accelerator = 'mps', but this machine has no Apple GPU")
+    if devices == 0 or (isinstance(devices, int) and devices < -1):
+        raise ConfigError(
+            f"--devices / runtime.devices = {devices}: give a count of at least 1, -1 for "
+            "all, auto, or device indices such as 0,1"
+        )
+    on_gpu = acc in ("gpu", "cuda") or (acc == "auto" and gpus > 0)
+    if isinstance(devices, str) and devices != "auto":
+        ids = [int(i) for i in devices.split(",") if i.strip()]
+        if not on_gpu:
+            raise ConfigError(
+                f"--devices / runtime.devices = {devices!r} selects GPUs by index, but training "
+                "runs on the CPU; give a count of processes instead (e.g. 2)"
+            )
+        if max(ids, default=0) >= gpus:
+            raise ConfigError(
+                f"--devices / runtime.devices = {devices!r}: this machine has {gpus} GPU(s), "
+                f"indices 0..{gpus - 1}"
+            )
+    elif on_gpu and isinstance(devices, int) and devices > gpus:
+        raise ConfigError(f"--devices {devices}: this machine has {gpus} GPU(s)")
+
+
 class StepProgress(L.Callback):
     """One display over the whole step budget (rank 0): steps done, the training loss,
     the last validation loss and the time left (``wms.progress``: a bar on a terminal,
@@ -588,6 +623,11 @@ def read_checkpoint(path: str | Path) -> dict:
     with open(path, "rb") as fh:
         if fh.read(2) != b"PK":
             raise BundleError(f"{path}: not a checkpoint (not a torch zip file)")
+    damage = zip_damage(path, "checkpoint")
+    if damage is not None:
+        raise BundleError(
+            f"{path}: {damage}; resume from another checkpoint, or start again with --force"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
@@ -600,6 +640,13 @@ def read_checkpoint(path: str | Path) -> dict:
             f"{path}: a checkpoint of wms 0.1.0, which this version cannot resume; its "
             "finished bundle (model.wms) still loads, or start a new run"
         )
+    state = ckpt.get("state_dict", {})
+    for name, t in state.items() if isinstance(state, dict) else ():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise BundleError(
+                f"{path}: corrupt checkpoint: the weights {name} hold NaN or infinite values; "
+                "resume from another checkpoint, or start again with --force"
+            )
     return hp
 
 
@@ -907,6 +954,7 @@ def train(
 
     out_dir = Path(out_dir)
     rank0 = rank_zero_only.rank == 0
+    check_hardware(cfg)
     if rank0:  # other DDP ranks start with rank 0's folder already prepared
         check_run_inputs(out_dir, audio_path, cfg, cache_dir, inputs, resume)
         open_run_dir(out_dir, resume=resume is not None, force=force)
