@@ -89,8 +89,12 @@ def test_input_map_state_round_trip(tmp_path):
 
 def test_input_map_state_rejects_bad_states():
     state = fit_input_map(_mfcc_train(), _cfg()).to_state()
-    with pytest.raises(BundleError, match="version 3 is not supported"):
+    with pytest.raises(BundleError, match="version 4 is not supported"):
+        InputMap.from_state({**state, "version": 4})
+    with pytest.raises(BundleError, match="version 3 without its timbre source"):
         InputMap.from_state({**state, "version": 3})
+    with pytest.raises(BundleError, match="unknown timbre source 'chroma'"):
+        InputMap.from_state({**state, "version": 3, "source": "chroma"})
     with pytest.raises(BundleError, match="missing keys mfcc_std"):
         InputMap.from_state({k: v for k, v in state.items() if k != "mfcc_std"})
     with pytest.raises(BundleError, match="mfcc_mean/mfcc_std shapes differ"):

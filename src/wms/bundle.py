@@ -200,7 +200,7 @@ class Bundle:
             ``(inputs[T, D], f0[T] in Hz, voicedness[T] in 0..1)``.
         """
         from wms.analysis.audio import resample
-        from wms.analysis.features import analyse
+        from wms.analysis.features import analyse, timbre_features
         from wms.analysis.pitch import estimate_pitch
 
         cfg = self.config
@@ -216,7 +216,8 @@ class Bundle:
             batch_size=cfg.pitch.crepe_batch_size,
         )
         a = analyse(y, f0, voiced, cfg)
-        x = self.interface.inputs(self.input_map.controls(a.mfcc), a.f0, a.voicedness)
+        timbre = timbre_features(a, cfg)
+        x = self.interface.inputs(self.input_map.controls(timbre), a.f0, a.voicedness)
         return x, np.asarray(a.f0), np.asarray(a.voicedness)
 
 
@@ -550,6 +551,7 @@ CONTROL_MEANINGS = {
         2: "spectral shape, coarse (MFCC 2)",
     },
     "pc": {0: "the main direction of timbre change in the training sounds (PCA)"},
+    "harm": {1: "level of the fundamental (log1p magnitude)"},
     "pacmap": {},
 }
 
@@ -567,6 +569,8 @@ def control_meaning(name: str) -> str:
         return f"direction {k} of timbre change, less common with each (PCA)"
     if prefix == "pacmap":
         return f"axis {k} of the learnt timbre map (PaCMAP)"
+    if prefix == "harm":
+        return f"level of harmonic {k} (log1p magnitude)"
     return "a timbre control"
 
 

@@ -87,6 +87,12 @@ class FeatureConfig:
     unvoiced: str = "hold"
     #: Give the model the voicedness input.
     include_voicedness: bool = True
+    #: What the timbre controls are computed from: ``"mfcc"`` (the MFCC of the N-cycle
+    #: window) or ``"envelope"`` (the log1p levels of harmonics 1..``envelope_harmonics``,
+    #: pitch-invariant by construction: docs/DESIGN.md §1.4).
+    timbre: str = "mfcc"
+    #: Harmonics in the ``"envelope"`` timbre features (at most the target's harmonics).
+    envelope_harmonics: int = 12
     #: Timbre reduction fitted at training time: ``"none"``, ``"pca"`` or ``"pacmap"``.
     reduction: str = "none"
     #: Number of reduced timbre dimensions when ``reduction != "none"``.
@@ -319,6 +325,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("features", "mel_fmin"): _in(0, 96000),
     ("features", "mel_fmax"): _in(0, 96000),
     ("features", "unvoiced"): _one_of("hold", "raw"),
+    ("features", "timbre"): _one_of("mfcc", "envelope"),
+    ("features", "envelope_harmonics"): _in(1, 1024),
     ("features", "reduction"): _one_of("none", "pca", "pacmap"),
     ("features", "reduction_dims"): _in(1, 128),
     ("data", "seq_len"): _in(1, 10000),
@@ -454,10 +462,22 @@ def _check(cfg: Config, origin: dict[tuple[str, str], str]) -> Config:
             (("features", "n_mfcc"), ("features", "n_mels")),
             f"features.n_mfcc = {f.n_mfcc} must be <= features.n_mels = {f.n_mels}",
         )
-    if f.reduction != "none" and f.reduction_dims > f.n_mfcc:
+    harmonics = (f.n_bins - 1) // f.bins_per_harmonic
+    if f.timbre == "envelope" and f.envelope_harmonics > harmonics:
         fail(
-            (("features", "reduction_dims"), ("features", "n_mfcc")),
-            f"features.reduction_dims = {f.reduction_dims} must be <= features.n_mfcc = {f.n_mfcc}",
+            (("features", "envelope_harmonics"), ("features", "n_bins")),
+            f"features.envelope_harmonics = {f.envelope_harmonics} exceeds the {harmonics} "
+            f"harmonics the target holds (features.n_bins = {f.n_bins})",
+        )
+    width, width_key = (
+        (f.envelope_harmonics, "envelope_harmonics")
+        if f.timbre == "envelope"
+        else (f.n_mfcc, "n_mfcc")
+    )
+    if f.reduction != "none" and f.reduction_dims > width:
+        fail(
+            (("features", "reduction_dims"), ("features", width_key)),
+            f"features.reduction_dims = {f.reduction_dims} must be <= features.{width_key} = {width}",
         )
     if cfg.train.weights == "best" and cfg.data.val_fraction == 0:
         fail(

@@ -52,7 +52,9 @@ ARRAY_NAMES = ("f0", "voicedness", "mfcc", "target")
 
 #: Feature settings applied at training time, not by ``features.analyse``:
 #: changing them must not invalidate the cache.
-TRAIN_TIME_FEATURE_KEYS = frozenset({"include_voicedness", "reduction", "reduction_dims"})
+TRAIN_TIME_FEATURE_KEYS = frozenset(
+    {"include_voicedness", "reduction", "reduction_dims", "timbre", "envelope_harmonics"}
+)
 
 #: Temp folders older than this are from dead runs (a live write takes seconds).
 TEMP_MAX_AGE_SECONDS = 3600.0

@@ -402,6 +402,57 @@ def cutting_f0(
 # --------------------------------------------------------------------------- analysis
 
 
+def harmonic_envelope(
+    target: np.ndarray, f0: np.ndarray, voicedness: np.ndarray, cfg
+) -> np.ndarray:
+    """Pitch-invariant timbre features: the log1p levels of harmonics 1..H0
+    (``features.envelope_harmonics``), read from the target's harmonic bins ``B*h``;
+    ``[n, H0]`` float64.
+
+    N-cycle normalisation puts harmonic ``h`` of any f0 at bin ``B*h`` with the same level
+    for the same amplitude (§1.2-1.3), so the same harmonic pattern gives the same features
+    at every pitch. A harmonic at or above 0.9 of the analysis Nyquist frequency is not in
+    the recording at that pitch: its level continues the trend of the top octave of the
+    harmonics below (a least-squares line over log harmonic number), never rising above
+    the last of them nor below 0.
+    """
+    fc = cfg.features
+    b, h0 = fc.bins_per_harmonic, fc.envelope_harmonics
+    h = np.arange(1, h0 + 1)
+    env = np.asarray(target, dtype=np.float64)[:, b * h]
+    below = bins_below(f0, voicedness, cfg, nyquist=0.45 * cfg.audio.sample_rate)
+    present = np.clip((below - 1) // b, 1, h0)[:, None]  # harmonics 1..present lie below
+    missing = h[None, :] > present
+    if not missing.any():
+        return env
+    x = np.log(h)[None, :]
+    top = ~missing & (h[None, :] >= np.ceil(present / 2))  # the top octave of the present
+    n = top.sum(axis=1, keepdims=True)
+    xm = (x * top).sum(axis=1, keepdims=True) / n
+    lm = (env * top).sum(axis=1, keepdims=True) / n
+    var = (((x - xm) ** 2) * top).sum(axis=1, keepdims=True)
+    cov = ((x - xm) * (env - lm) * top).sum(axis=1, keepdims=True)
+    slope = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 0.0)
+    last = np.take_along_axis(env, present - 1, axis=1)
+    guess = np.clip(lm + slope * (x - xm), 0.0, last)
+    return np.where(missing, guess, env)
+
+
+def timbre_width(cfg) -> int:
+    """Width of the timbre features the input map takes (``features.timbre``)."""
+    fc = cfg.features
+    return fc.envelope_harmonics if fc.timbre == "envelope" else fc.n_mfcc
+
+
+def timbre_features(analysis, cfg) -> np.ndarray:
+    """What the timbre controls are computed from (``features.timbre``): the analysis's
+    MFCC, or :func:`harmonic_envelope` of its target."""
+    if cfg.features.timbre == "envelope":
+        a = analysis
+        return harmonic_envelope(a.target, a.f0, a.voicedness, cfg)
+    return np.asarray(analysis.mfcc)
+
+
 def bins_below(f0: np.ndarray, voicedness: np.ndarray, cfg, *, nyquist: float) -> np.ndarray:
     """How many of each frame's ``K`` target bins stand for frequencies below ``nyquist`` Hz,
     ``[n]`` int32: bins ``0 .. count-1`` do (docs/DESIGN.md §6.3).

@@ -1,6 +1,9 @@
 """The input map: MFCC -> timbre controls, fitted on training frames (docs/DESIGN.md §1.4).
 
-Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by ``features.reduction``:
+The timbre features are the MFCC, or with ``features.timbre = "envelope"`` the levels of
+the first harmonics (:func:`wms.analysis.features.harmonic_envelope`; ``mfcc`` below names
+either). Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by
+``features.reduction``:
 
 - ``"none"`` -> ``z`` (controls ``mfcc0..``);
 - ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, deterministic signs);
@@ -33,7 +36,10 @@ PACMAP_NEIGHBOURS = 8
 
 INPUT_MAP_FORMAT = "wms-input-map"
 INPUT_MAP_VERSION = 2
+#: The version of a map fitted on other features than MFCC (``source``; version 2 is MFCC).
+INPUT_MAP_SOURCE_VERSION = 3
 REDUCTIONS = ("none", "pca", "pacmap")
+SOURCES = ("mfcc", "envelope")
 _PREFIX = {"none": "mfcc", "pca": "pc", "pacmap": "pacmap"}
 
 
@@ -58,6 +64,8 @@ class InputMap:
     knn_points: np.ndarray | None = None
     knn_embedding: np.ndarray | None = None
     knn_k: int = PACMAP_NEIGHBOURS
+    #: the timbre features it maps (``features.timbre``): ``"mfcc"`` or ``"envelope"``
+    source: str = "mfcc"
     _tree: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     _ARRAYS = (
@@ -84,7 +92,10 @@ class InputMap:
 
     @property
     def control_names(self) -> tuple[str, ...]:
-        """``mfcc0..``, ``pc0..`` or ``pacmap0..``: the names training gives the controls."""
+        """``mfcc0..`` (``harm1..`` for the envelope), ``pc0..`` or ``pacmap0..``: the names
+        training gives the controls."""
+        if self.reduction == "none" and self.source == "envelope":
+            return tuple(f"harm{i + 1}" for i in range(self.n_controls))
         return tuple(f"{_PREFIX[self.reduction]}{i}" for i in range(self.n_controls))
 
     def controls(self, mfcc: np.ndarray, *, dtype=np.float32) -> np.ndarray:
@@ -125,6 +136,8 @@ class InputMap:
             "reduction": self.reduction,
             "knn_k": int(self.knn_k),
         }
+        if self.source != "mfcc":  # an MFCC map stays the version-2 state it always was
+            d.update(version=INPUT_MAP_SOURCE_VERSION, source=self.source)
         for name in self._ARRAYS:
             v = getattr(self, name)
             d[name] = None if v is None else np.asarray(v, dtype=np.float64).tolist()
@@ -140,11 +153,17 @@ class InputMap:
         """
         if not isinstance(d, dict) or d.get("format") != INPUT_MAP_FORMAT:
             raise BundleError(f"input map state: not a {INPUT_MAP_FORMAT!r} record")
-        if d.get("version") != INPUT_MAP_VERSION:
+        version = d.get("version")
+        if version not in (INPUT_MAP_VERSION, INPUT_MAP_SOURCE_VERSION):
             raise BundleError(
-                f"input map state: version {d.get('version')!r} is not supported "
-                f"(this wms reads version {INPUT_MAP_VERSION})"
+                f"input map state: version {version!r} is not supported (this wms reads "
+                f"versions {INPUT_MAP_VERSION} and {INPUT_MAP_SOURCE_VERSION})"
             )
+        if version == INPUT_MAP_SOURCE_VERSION and "source" not in d:
+            raise BundleError(f"input map state: version {version} without its timbre source")
+        source = d.get("source") if version == INPUT_MAP_SOURCE_VERSION else "mfcc"
+        if source not in SOURCES:
+            raise BundleError(f"input map state: unknown timbre source {source!r}")
         missing = [k for k in ("reduction", "knn_k", *cls._ARRAYS) if k not in d]
         if missing:
             raise BundleError(f"input map state: missing keys {', '.join(missing)}")
@@ -152,7 +171,9 @@ class InputMap:
             arrays = {
                 k: None if d[k] is None else np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS
             }
-            imap = cls(reduction=str(d["reduction"]), knn_k=int(d["knn_k"]), **arrays)
+            imap = cls(
+                reduction=str(d["reduction"]), knn_k=int(d["knn_k"]), source=source, **arrays
+            )
         except (TypeError, ValueError) as e:
             raise BundleError(f"input map state: malformed values ({e})") from None
         _validate(imap)
@@ -241,10 +262,13 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
         ValueError: wrong shape, fewer than 2 frames, non-finite values.
         ConfigError: ``reduction = "pacmap"`` without the pacmap package.
     """
+    from wms.analysis.features import timbre_width
+
     fc = cfg.features
     x = np.asarray(mfcc_train, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != fc.n_mfcc:
-        raise ValueError(f"mfcc_train has shape {x.shape}, expected [n, {fc.n_mfcc}]")
+    width = timbre_width(cfg)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"mfcc_train has shape {x.shape}, expected [n, {width}]")
     if x.shape[0] < 2:
         raise ValueError(f"need at least 2 training frames, got {x.shape[0]}")
     if not np.all(np.isfinite(x)):
@@ -273,4 +297,4 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
         extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
     elif fc.reduction != "none":
         raise ValueError(f"unknown reduction {fc.reduction!r}; use one of {', '.join(REDUCTIONS)}")
-    return InputMap(mfcc_mean=mean, mfcc_std=std, reduction=fc.reduction, **extra)
+    return InputMap(mfcc_mean=mean, mfcc_std=std, reduction=fc.reduction, source=fc.timbre, **extra)

@@ -150,6 +150,12 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
     )
 
 
+def _timbre(a, bundle) -> np.ndarray:
+    from wms.analysis.features import timbre_features
+
+    return timbre_features(a, bundle.config)
+
+
 def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int) -> Segment:
     a = pf.analysis
     sr = bundle.config.audio.sample_rate
@@ -162,7 +168,7 @@ def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int
         stop=int(stop),
         f0=f0,
         voicedness=v,
-        inputs=bundle.interface.inputs(bundle.input_map.controls(a.mfcc[sl]), f0, v),
+        inputs=bundle.interface.inputs(bundle.input_map.controls(_timbre(a, bundle)[sl]), f0, v),
         target=np.asarray(a.target[sl], dtype=np.float32),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
         native=np.asarray(

@@ -110,6 +110,7 @@ def build_training_data(
     Raises:
         DataError: no training sequence or nothing held out (see ``split_frames``).
     """
+    from wms.analysis.features import timbre_features
     from wms.analysis.inputmap import InputMap, fit_input_map
 
     d = cfg.data
@@ -129,25 +130,29 @@ def build_training_data(
     # Fitted on training-range frames only: held-out statistics must not leak in.
     masks = [range_mask(s.n_frames, s.train) for s in splits]
 
+    timbre = [timbre_features(a, cfg) for a in analyses]
+
     def train_rows(name: str) -> np.ndarray:
-        return np.concatenate(
-            [np.asarray(getattr(a, name))[m] for a, m in zip(analyses, masks, strict=True)]
-        )
+        arrays = timbre if name == "timbre" else [np.asarray(getattr(a, name)) for a in analyses]
+        return np.concatenate([x[m] for x, m in zip(arrays, masks, strict=True)])
 
     if saved is not None:
         imap = InputMap.from_state(saved["input_map"])
         interface = ModelInterface.from_state(saved["interface"], where="checkpoint")
     else:
-        imap = fit_input_map(train_rows("mfcc"), cfg)
+        imap = fit_input_map(train_rows("timbre"), cfg)
         interface = ModelInterface.fit_config(
             cfg,
-            imap.controls(train_rows("mfcc"), dtype=np.float64),
+            imap.controls(train_rows("timbre"), dtype=np.float64),
             train_rows("f0"),
             train_rows("voicedness"),
             control_names=imap.control_names,
             targets=train_rows("target"),
         )
-    inputs = [interface.inputs(imap.controls(a.mfcc), a.f0, a.voicedness) for a in analyses]
+    inputs = [
+        interface.inputs(imap.controls(t), a.f0, a.voicedness)
+        for a, t in zip(analyses, timbre, strict=True)
+    ]
     targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
     # The loss leaves out frames this far under the corpus's loud frames (docs/DESIGN.md §6.1).
     energy_floor = relative_floor(train_rows("target"), d.silence_db)
