@@ -83,6 +83,31 @@ def test_truncated_midi_says_what_is_wrong(bundle, tmp_path, capsys):
         capsys, ["render", str(bundle), "--midi", str(txt), "--out", str(tmp_path / "o.wav")], ""
     )
     assert "notes.mid: not a readable standard MIDI file (" in err and "()" not in err
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    _fails(
+        capsys,
+        ["render", str(bundle), "--midi", str(empty), "--out", str(tmp_path / "o.wav")],
+        "empty.mid: an empty file (0 bytes), not a standard MIDI file",
+    )
+
+
+def test_a_bend_above_nyquist_warns_once(bundle, tmp_path, capsys):
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.Message("note_on", note=103, velocity=100, time=0))  # 3136 Hz
+    for t in (240, 240):  # +2 semitones (the default range) twice: 3520 Hz
+        tr.append(mido.Message("pitchwheel", pitch=8191, time=t))
+    tr.append(mido.Message("note_off", note=103, velocity=0, time=480))
+    path = tmp_path / "bend.mid"
+    mid.save(str(path))
+    argv = ["render", str(bundle), "--midi", str(path), "--out", str(tmp_path / "o.wav")]
+    assert main([*argv, "--sr", "8000", "--set", "synth.pitch_bend_range=12"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("bend.mid: the pitch bend at 0.250 s takes note 103 to 6272 Hz") == 1, err
+    assert main([*argv, "--sr", "16000", "--set", "synth.pitch_bend_range=12"]) == 0
+    assert "pitch bend" not in capsys.readouterr().err  # 6272 Hz fits under 8 kHz
 
 
 def test_a_note_above_nyquist_names_file_note_and_time(bundle, tmp_path, capsys):

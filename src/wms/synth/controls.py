@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -581,6 +582,8 @@ class MidiSource:
             if not 0 <= num <= 127:
                 raise ControlError(f"synth.midi_cc: CC {num} is outside 0..127")
             self.cc_map[num] = model.control_index(name)
+        if path.stat().st_size == 0:
+            raise ControlError(f"{path}: an empty file (0 bytes), not a standard MIDI file")
         try:
             mid = mido.MidiFile(str(path))
             msgs = list(mid)  # merged tracks, times in seconds (tempo applied)
@@ -620,7 +623,25 @@ class MidiSource:
         self._ptr = 0
         self._pedal = False
         self._held: set[int] = set()
+        self._down: set[int] = set()  # notes between their on and off (bend check)
+        self._bend_warned = False
         self._ended = False
+
+    def _check_bend(self, semis: float, time: float, sr: int) -> None:
+        """Warn once when a bend takes a held note to or above half the output rate (the
+        synth then plays nothing of it: no harmonic fits)."""
+        if self._bend_warned or not self._down:
+            return
+        note = max(self._down | self._held)
+        f = midi_to_hz(note + semis)
+        if f >= 0.5 * sr:
+            self._bend_warned = True
+            print(
+                f"warning: {self.where}: the pitch bend at {time:.3f} s takes note {note} to "
+                f"{f:.0f} Hz, at or above half the output rate ({0.5 * sr:g} Hz): it is silent "
+                "while bent; use a higher --sr or a smaller synth.pitch_bend_range",
+                file=sys.stderr,
+            )
 
     def at_step(self, engine, k: int) -> None:
         sr, step_len = engine.sample_rate, engine.step_len
@@ -642,13 +663,17 @@ class MidiSource:
                         f"above half the output rate ({0.5 * sr:g} Hz); use a higher --sr"
                     )
                 engine.note_on(f, e.b, note=int(e.a), delay=offset)
+                self._down.add(int(e.a))
             elif e.kind == "off":
+                self._down.discard(int(e.a))
                 if self._pedal:
                     self._held.add(int(e.a))
                 else:
                     engine.note_off(note=int(e.a), delay=offset)
             elif e.kind == "bend":
-                engine.set_pitch_bend(e.a * engine.config.pitch_bend_range)
+                semis = e.a * engine.config.pitch_bend_range
+                engine.set_pitch_bend(semis)
+                self._check_bend(semis, e.time, sr)
             elif e.kind == "cc":
                 i = int(e.a)
                 lo, hi = self.model.control_ranges[i]

@@ -6,9 +6,11 @@ For single-voice sources (:class:`~wms.synth.controls.Trajectory`) it first runs
 network over the whole control sequence in one vectorised pass (the offline fast path);
 tests check that this gives the same samples as stepping the GRU block by block.
 
-:func:`render_to_file` is what ``wms render`` uses: it streams the blocks to disk, so memory
-does not grow with the length of the render (an hour at 48 kHz stays well under 1 GB), and
-applies the loudness policy (:data:`NORMALIZE`) in a second pass over the file.
+:func:`render_to_file` is what ``wms render`` uses: it streams the samples to disk in blocks
+and applies the loudness policy (:data:`NORMALIZE`) in a second pass over the file. What grows
+with length is the per-step control trajectory and, for one voice, the network's outputs
+over it (16 ms steps, K values each: about 130 MB per hour); an hour at 48 kHz peaks at about
+510 MB (``benchmarks/bench_synth.py``).
 """
 
 from __future__ import annotations
@@ -337,9 +339,12 @@ def build_source(args, bundle, model: SynthModel, cfg: Config, sample_rate: int)
         if not Path(args.audio).is_file():
             raise AudioError(args.audio, "no such file")
         try:
-            audio_rate = int(sf.info(str(args.audio)).samplerate)
+            info = sf.info(str(args.audio))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise AudioError(args.audio, f"unreadable audio ({e})") from None
+        audio_rate = int(info.samplerate)
+        if not args.seconds:  # the file's own length, checked before it is read
+            fits(info.duration, f"{args.audio} ({info.duration / 3600:.1f} h long)")
         y = read_audio(args.audio, audio_rate)
         if args.seconds:
             y = y[: int(args.seconds * audio_rate)]
