@@ -31,6 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -277,8 +278,9 @@ def yin_fast(
     with ``d'`` evaluated exactly at the fractional period (trigonometric
     interpolation of the correlation). Finally a 3-frame median on log-f0.
 
-    ``chunk_frames`` bounds memory (frames per FFT batch); it does not change
-    the result.
+    The correlations of every frame come from batched FFTs; the per-frame search (CMNDF,
+    dips, octave guard, exact d') runs in one numba kernel. ``chunk_frames`` bounds memory
+    (frames per FFT batch); it does not change the result.
     """
     y = np.asarray(y, dtype=np.float32)
     n_frames = 1 + len(y) // hop_size
@@ -295,7 +297,6 @@ def yin_fast(
 
     f0 = np.empty(n_frames)
     voiced = np.empty(n_frames)
-    lags = np.arange(1, tau_max + 1)
     # Weights of rfft bins in a real inverse DFT: DC (and Nyquist) once, the rest twice;
     # doubled again because r(p) and r(-p) are summed.
     bin_w = np.full(nfft // 2 + 1, 4.0)
@@ -309,89 +310,114 @@ def yin_fast(
         spec = np.conj(scipy.fft.rfft(wz, nfft, axis=1)) * scipy.fft.rfft(fr, nfft, axis=1)
         # r[lag] = sum over the window of y[j] * y[j + lag]; negative lags wrap around.
         r = scipy.fft.irfft(spec, nfft, axis=1)
-        csum = np.concatenate([np.zeros((len(fr), 1)), np.cumsum(fr**2, axis=1)], axis=1)
-        e0 = csum[:, tau_max + win] - csum[:, tau_max]
-        e_fwd = csum[:, tau_max + win + lags] - csum[:, tau_max + lags]
-        e_bwd = csum[:, tau_max + win - lags] - csum[:, tau_max - lags]
-        r_fwd = r[:, lags]
-        r_bwd = r[:, nfft - lags]
-        esum = e_fwd + e_bwd
-        d = 2.0 * e0[:, None] + esum - 2.0 * (r_fwd + r_bwd)
-        d = np.maximum(d, 0.0) + floor  # rounding can make d slightly negative
-        dsum = np.cumsum(d, axis=1)
-        cmnd = d * lags / dsum  # cmnd[:, k] is d'(k + 1)
-        tau = _first_dip(cmnd, tau_lo=tau_lo, tau_hi=tau_hi, threshold=threshold)
-
-        def exact(period, e0=e0, esum=esum, dsum=dsum, re_spec=spec.real):
-            # d'(period) at a fractional period: the cross-correlation at +-period is
-            # the trigonometric interpolation of r (exact for band-limited frames),
-            # r(p) + r(-p) = sum_k w_k Re(S_k) cos(2 pi k p / nfft) / nfft; the slowly
-            # varying energy and cumulative terms are interpolated linearly.
-            ang = (2.0 * np.pi / nfft) * period[:, None] * np.arange(re_spec.shape[1])
-            rr = np.einsum("nk,nk->n", re_spec * bin_w, np.cos(ang)) / nfft
-            d_p = np.maximum(2.0 * e0 + _lerp(esum, period) - 2.0 * rr, 0.0) + floor
-            return d_p * period / _lerp(dsum, period)
-
-        # Octave guard: a period k times longer with a clearly deeper dip is the real
-        # one (strong even harmonics over a weak fundamental make d'(T/2) dip under the
-        # threshold). Dips are compared by exact d' at their interpolated periods: the
-        # integer-lag values of a sharp dip at a short period are far above its true
-        # minimum. The margin keeps exactly periodic signals (d'(T) ~ d'(2T) ~ 0) at T.
-        rows = np.arange(len(fr))
-        period = _parabolic_period(cmnd, rows, tau)
-        value = exact(period)
-        top = tau_max - 1  # highest lag with a right neighbour
-        for k in (2, 3):
-            base = k * tau
-            near = np.stack([cmnd[rows, np.clip(base + o, tau_lo, top) - 1] for o in (-1, 0, 1)])
-            lag = np.clip(base + np.argmin(near, axis=0) - 1, tau_lo, top)
-            p_k = _parabolic_period(cmnd, rows, lag)
-            v_k = exact(p_k)
-            better = (base <= top) & (v_k < value - OCTAVE_MARGIN) & (v_k < 0.5 * value)
-            period = np.where(better, p_k, period)
-            value = np.where(better, v_k, value)
-        f0[s : s + len(fr)] = sample_rate / period
-        voiced[s : s + len(fr)] = np.clip(1.0 - value, 0.0, 1.0)
+        n = len(fr)
+        _yin_decide(
+            fr, r, np.ascontiguousarray(spec.real * bin_w), tau_lo, tau_hi, tau_max, win, nfft,
+            floor, threshold, OCTAVE_MARGIN, float(sample_rate), f0[s : s + n], voiced[s : s + n],
+        )  # fmt: skip
     # A 3-frame median on log-f0 removes single-frame outliers (a frame straddling a
     # note change can read the two notes' common period) and keeps steps in place.
     f0 = np.exp(scipy.ndimage.median_filter(np.log(f0), size=3, mode="nearest"))
     return f0, voiced
 
 
-def _lerp(a: np.ndarray, lag: np.ndarray) -> np.ndarray:
-    """Row-wise linear interpolation of ``a[:, lag - 1]`` at fractional lags."""
-    x = np.clip(lag - 1.0, 0.0, a.shape[1] - 1.000001)
-    i = np.floor(x).astype(np.int64)
-    t = x - i
-    rows = np.arange(a.shape[0])
-    return (1.0 - t) * a[rows, i] + t * a[rows, i + 1]
+@numba.njit(cache=True, nogil=True)
+def _yin_decide(
+    fr, r, wspec, tau_lo, tau_hi, tau_max, win, nfft, floor, threshold, margin, sr, f0, voiced
+):  # pragma: no cover - numba
+    """Per frame (row of ``fr``, its cross-correlation ``r``): YIN's difference function and
+    CMNDF, the first dip, the octave guard and the exact d' at fractional periods (see
+    :func:`yin_fast`); writes ``f0`` and ``voiced``. ``wspec`` is ``Re(S_k) * w_k``."""
+    n, flen = fr.shape
+    nb = wspec.shape[1]
+    csum = np.empty(flen + 1)
+    esum = np.empty(tau_max)
+    dsum = np.empty(tau_max)
+    cmnd = np.empty(tau_max)
+    top = tau_max - 1
+    for i in range(n):
+        csum[0] = 0.0
+        for j in range(flen):
+            csum[j + 1] = csum[j] + fr[i, j] * fr[i, j]
+        e0 = csum[tau_max + win] - csum[tau_max]
+        acc = 0.0
+        for k in range(tau_max):  # cmnd[k] is d'(lag k + 1)
+            lag = k + 1
+            e = (csum[tau_max + win + lag] - csum[tau_max + lag]) + (
+                csum[tau_max + win - lag] - csum[tau_max - lag]
+            )
+            esum[k] = e
+            d = 2.0 * e0 + e - 2.0 * (r[i, lag] + r[i, nfft - lag])
+            d = max(d, 0.0) + floor
+            acc += d
+            dsum[k] = acc
+            cmnd[k] = d * lag / acc
+        # the first local minimum under the threshold, else the deepest, else the lowest
+        tau = -1
+        best, best_v, low, low_v = -1, np.inf, tau_lo, np.inf
+        for lag in range(tau_lo, tau_hi + 1):
+            c = cmnd[lag - 1]
+            if c < low_v:
+                low, low_v = lag, c
+            if c < cmnd[lag - 2] and c <= cmnd[lag]:
+                if c < threshold:
+                    tau = lag
+                    break
+                if c < best_v:
+                    best, best_v = lag, c
+        if tau < 0:
+            tau = best if best >= 0 else low
+        period = _parabolic(cmnd, tau)
+        value = _exact(period, e0, esum, dsum, wspec, i, nb, nfft, floor)
+        for mult in (2, 3):
+            base = mult * tau
+            lag, lag_v = -1, np.inf
+            for o in (-1, 0, 1):
+                j = min(max(base + o, tau_lo), top)
+                if cmnd[j - 1] < lag_v:
+                    lag, lag_v = base + o, cmnd[j - 1]
+            lag = min(max(lag, tau_lo), top)
+            p_k = _parabolic(cmnd, lag)
+            v_k = _exact(p_k, e0, esum, dsum, wspec, i, nb, nfft, floor)
+            if base <= top and v_k < value - margin and v_k < 0.5 * value:
+                period, value = p_k, v_k
+        f0[i] = sr / period
+        voiced[i] = min(max(1.0 - value, 0.0), 1.0)
 
 
-def _first_dip(cmnd, *, tau_lo, tau_hi, threshold) -> np.ndarray:
-    """YIN's choice on CMNDF rows ``cmnd[:, lag - 1]``: integer lag per row.
-
-    The first local minimum in ``tau_lo..tau_hi`` under ``threshold``, else the
-    deepest local minimum, else the global minimum of the range.
-    """
-    c = cmnd[:, tau_lo - 1 : tau_hi]
-    left = cmnd[:, tau_lo - 2 : tau_hi - 1]
-    right = cmnd[:, tau_lo : tau_hi + 1]
-    is_min = (c < left) & (c <= right)
-    under = is_min & (c < threshold)
-    first = np.argmax(under, axis=1)
-    best = np.argmin(np.where(is_min, c, np.inf), axis=1)
-    best = np.where(is_min.any(axis=1), best, np.argmin(c, axis=1))
-    return np.where(under.any(axis=1), first, best) + tau_lo
-
-
-def _parabolic_period(cmnd, rows, lag):
-    """Vertex of the parabola through ``d'`` at ``lag - 1, lag, lag + 1`` (fractional lag)."""
-    a = cmnd[rows, lag - 2]
-    b = cmnd[rows, lag - 1]
-    c = cmnd[rows, lag]
+@numba.njit(cache=True, nogil=True, inline="always")
+def _parabolic(cmnd, lag):  # pragma: no cover - numba
+    a, b, c = cmnd[lag - 2], cmnd[lag - 1], cmnd[lag]
     den = a - 2.0 * b + c
-    safe = np.where(den > 0, den, 1.0)
-    return lag + np.where(den > 0, np.clip(0.5 * (a - c) / safe, -0.5, 0.5), 0.0)
+    if den > 0:
+        return lag + min(max(0.5 * (a - c) / den, -0.5), 0.5)
+    return float(lag)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lerp1(a, lag):  # pragma: no cover - numba
+    x = min(max(lag - 1.0, 0.0), a.shape[0] - 1.000001)
+    i = int(math.floor(x))
+    t = x - i
+    return (1.0 - t) * a[i] + t * a[i + 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact(period, e0, esum, dsum, wspec, row, nb, nfft, floor):  # pragma: no cover - numba
+    """d'(period) at a fractional period: the cross-correlation at +-period is the
+    trigonometric interpolation of r (exact for band-limited frames),
+    ``r(p) + r(-p) = sum_k w_k Re(S_k) cos(2 pi k p / nfft) / nfft`` (cosines by rotation);
+    the slowly varying energy and cumulative terms are interpolated linearly."""
+    step = 2.0 * math.pi * period / nfft
+    cr, sr_ = math.cos(step), math.sin(step)
+    c, s = 1.0, 0.0
+    rr = 0.0
+    for k in range(nb):
+        rr += wspec[row, k] * c
+        c, s = c * cr - s * sr_, s * cr + c * sr_
+    rr /= nfft
+    d_p = max(2.0 * e0 + _lerp1(esum, period) - 2.0 * rr, 0.0) + floor
+    return d_p * period / _lerp1(dsum, period)
 
 
 # --------------------------------------------------------------------------- librosa
