@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from wms.analysis.audio import resample
 from wms.analysis.pitch import estimate_pitch
 from wms.bundle import load_bundle
-from wms.config import SynthConfig
+from wms.config import SynthConfig, load_config
 from wms.synth import measure as M
 from wms.synth.controls import Curves, Trajectory, audio_trajectory, curves_trajectory
 from wms.synth.engine import SynthEngine
@@ -199,16 +199,12 @@ def versus_additive(path: Path, quick: bool) -> None:
     """One voice through ``render`` against additive synthesis of the same harmonics, both
     from controls (the model's pass included), in the same run: at the model's own
     harmonic count and at 128 harmonics (a random model with K = 257 bins)."""
-    from wms.config import Config
-
     seconds = 5.0 if quick else 10.0
     reps = 2 if quick else 3
     step = 768
     cases = [("39", path)]
     big = Path(path).with_name("h128.wms")
-    cfg = Config().replace(
-        features={"n_bins": 257}, model={"hidden_size": 256, "encoder_size": 256}
-    )
+    cfg = load_config(None, preset="reference").replace(features={"n_bins": 257})
     cases.append(("128", random_bundle(big, hidden_size=256, config=cfg)))
     for label, p in cases:
         model = SynthModel.from_bundle(load_bundle(p))
@@ -303,7 +299,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     with threadpool_limits(1, user_api="blas"), tempfile.TemporaryDirectory() as tmp:
-        path = args.bundle or random_bundle(Path(tmp) / "ref.wms", hidden_size=256)
+        # the reference's layout (K = 80 bins, 39 harmonics), as the figures below are quoted
+        ref = load_config(None, preset="reference")
+        path = args.bundle or random_bundle(Path(tmp) / "ref.wms", config=ref)
         bundle = load_bundle(path)
         model = SynthModel.from_bundle(bundle)
         print(

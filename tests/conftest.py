@@ -14,6 +14,27 @@ from pathlib import Path
 
 import pytest
 
+#: The reference's analysis (16 kHz, hop 256, W = n_fft = 1024, K = 80 bins, 46-1600 Hz, 40
+#: mel bands; src/wms/presets/reference.toml): tests of that layout and its exact figures.
+REFERENCE_ANALYSIS = {
+    "audio": {"sample_rate": 16000},
+    "pitch": {"fmin": 46.0, "fmax": 1600.0},
+    "features": {"hop_size": 256, "window_size": 1024, "n_fft": 1024, "n_bins": 80, "n_mels": 40},
+}
+#: the same as ``--set`` arguments
+REFERENCE_SET = [f"{sec}.{k}={v}" for sec, kv in REFERENCE_ANALYSIS.items() for k, v in kv.items()]
+
+
+def reference_config(**sections):
+    """``Config()`` with the reference's analysis, then ``sections`` (as ``Config.replace``)."""
+    from wms.config import Config
+
+    merged = {k: dict(v) for k, v in REFERENCE_ANALYSIS.items()}
+    for sec, kv in sections.items():
+        merged.setdefault(sec, {}).update(kv)
+    return Config().replace(**merged)
+
+
 #: ``--set`` overrides of the tiny training config (seconds on 1 core).
 TINY_TRAIN = [
     "model.hidden_size=16",

@@ -22,10 +22,10 @@ import soundfile as sf
 import torch
 
 import wms.export as ex
+from conftest import reference_config
 from wms.analysis.inputmap import fit_input_map
 from wms.bundle import Bundle, load_bundle, save_bundle
 from wms.cli import main
-from wms.config import Config
 from wms.errors import ExportError, OutputError
 from wms.export import common, rtneural, wavetable
 from wms.interface import ModelInterface, OutputLayout, log_pitch
@@ -42,7 +42,7 @@ REG = 1e-6
 
 def _source(root: Path, num_layers: int = 1, activation: str = "softplus", seed: int = 0) -> Bundle:
     """A saved and reloaded tiny bundle: hidden 16, a real fitted input map (PCA to 2 controls)."""
-    cfg = Config().replace(
+    cfg = reference_config(  # the reference's layout: K = 80 at 16 kHz, as the plugin's
         features={"reduction": "pca", "reduction_dims": 2},
         model={
             "hidden_size": 16,

@@ -6,6 +6,7 @@ import librosa
 import numpy as np
 import pytest
 
+from conftest import reference_config
 from wms.analysis.features import (
     analyse,
     cutting_f0,
@@ -124,7 +125,8 @@ def test_chunking_does_not_change_segments():
 
 
 def _cfg(**features) -> Config:
-    return Config().replace(features=features) if features else Config()
+    """The reference's 16 kHz layout (the exact figures below are written for it)."""
+    return reference_config(features=features)
 
 
 def test_timbre_change_shows_at_exactly_the_right_frame():

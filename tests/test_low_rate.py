@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN
+from conftest import REFERENCE_SET, TINY_TRAIN, reference_config
 from wms.analysis.audio import resample, write_audio
 from wms.analysis.basic_waves import basic_waves
 from wms.analysis.features import bins_below
@@ -24,14 +24,14 @@ SR = 16000
 
 
 def test_bins_below_follow_the_cutting_f0():
-    cfg = Config()  # 16 kHz, W = n_fft = 1024, N = 2, K = 80: bin k of f0 is k * f0 / 2
+    cfg = reference_config()  # 16 kHz, W = n_fft = 1024, N = 2, K = 80: bin k is k * f0 / 2
     f0 = np.array([220.0, 220.0, 500.0, 100.0])
     v = np.array([1.0, 0.0, 1.0, 1.0])
     # 220 Hz: 110 Hz per bin, bins 0..36 below 4 kHz; the unvoiced frame holds 220 Hz;
     # 500 Hz: 250 Hz per bin, 4000 / 250 = 16 exactly, so bin 16 (at 4 kHz) is out;
     # 100 Hz: 50 Hz per bin, 80 of 80 bins
     assert bins_below(f0, v, cfg, nyquist=4000.0).tolist() == [37, 37, 16, 80]
-    raw = cfg.replace(features={"unvoiced": "raw"})
+    raw = reference_config(features={"unvoiced": "raw"})
     # a raw frame's bins are 16000 / 1024 = 15.625 Hz apart: 2000 / 15.625 = 128 > K
     assert bins_below(f0, v, raw, nyquist=2000.0).tolist() == [19, 80, 8, 40]
 
@@ -106,12 +106,15 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
         for s in TINY_TRAIN:
             if not s.startswith("train.max_epochs"):
                 args += ["--set", s]
-        return main([*args, "--set", "model.hidden_size=32", "--set", "model.encoder_size=32"])
+        for s in [*REFERENCE_SET, "model.hidden_size=32", "model.encoder_size=32"]:
+            args += ["--set", s]
+        return main(args)
 
     assert train(tmp_path / "masked") == 0
     out = capsys.readouterr().out
-    assert "1 file(s) recorded below the analysis rate (16 kHz): low.wav (8 kHz)" in out
+    assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
     assert "masked out of the loss and the metrics" in out
+    # analysed at 16 kHz here; at the default 44.1 kHz prepare says what no file holds
     b = load_bundle(tmp_path / "masked" / "model.wms")
     assert [f["sample_rate"] for f in b.data["files"]] == [16000, 8000]
     assert 0.05 < b.metrics["masked_bins"] < 0.5
@@ -124,3 +127,16 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
     # measured: -30.0 dB of the energy above 3.6 kHz against -34.5 dB learnt as silence
     # (the 16 kHz file's targets hold -17.9 dB there; this model is tiny)
     assert masked > silence + 2.0, (masked, silence)
+
+
+def test_prepare_says_what_no_file_holds(mixed, tmp_path, capsys):
+    from wms.analysis.prepare import format_summary, prepare
+
+    corpus = prepare(mixed, Config(), cache_dir=tmp_path / "cache", jobs=1, progress=False)
+    out = format_summary(corpus.summary)
+    assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
+    assert (
+        "no file is recorded at the analysis rate (44.1 kHz), the highest at 16 kHz: nothing "
+        "above 8 kHz is in the corpus, so the model learns silence there (or analyse at that "
+        "rate: --set audio.sample_rate=16000)"
+    ) in out

@@ -10,13 +10,13 @@ import pytest
 import soundfile as sf
 
 import wms.analysis.pitch
+from conftest import REFERENCE_SET, reference_config
 from wms.analysis.prepare import analyse_file, prepare
 from wms.cli import main
-from wms.config import Config
 from wms.errors import AudioError, ConfigError, DataError, OutputError
 
 SR = 16000
-CFG = Config()
+CFG = reference_config()  # the mechanics below are written for the 16 kHz layout
 
 
 def _tone(f0: float, seconds: float, sr: int = SR) -> np.ndarray:
@@ -254,7 +254,8 @@ def test_cli_prepare_reads_reference_params(mixed, tmp_path, capsys):
     params.write_text(json.dumps({"audio_files_path": str(mixed), "hop_size": 128}))
     argv = ["prepare", str(mixed / "good.wav"), "--config", str(params)]
     assert main([*argv, "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]) == 0
-    assert "audio: 1.2 s in 151 frames" in capsys.readouterr().out  # 1 + 19200 // 128
+    # what params.json leaves out is the reference's: 16 kHz, so 1 + 19200 // 128 frames
+    assert "audio: 1.2 s in 151 frames" in capsys.readouterr().out
 
 
 def test_unexpected_failure_stops_the_run_naming_the_file(mixed, tmp_path, monkeypatch):
@@ -280,6 +281,7 @@ def test_unwritable_cache_dir_is_a_clear_error(mixed, tmp_path):
 
 
 def test_prepare_warns_about_notes_outside_the_pitch_range(tmp_path, capsys):
+    """At the reference's 46-1600 Hz (16 kHz): a 2.5 kHz note and a bass's low E."""
     from wms.analysis.pitch import TIMBRES, harmonic_tone
 
     d = tmp_path / "audio"
@@ -289,7 +291,9 @@ def test_prepare_warns_about_notes_outside_the_pitch_range(tmp_path, capsys):
     )
     sf.write(d / "high.wav", y, SR)
     sf.write(d / "low.wav", harmonic_tone(41.2, TIMBRES["saw"], sample_rate=SR, n_samples=SR), SR)
-    assert main(["prepare", str(d), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]) == 0
+    ref = [x for s in REFERENCE_SET for x in ("--set", s)]
+    argv = ["prepare", str(d), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1", *ref]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     # half of high.wav is a 2.5 kHz note, tracked an octave low inside 46-1600 Hz
     assert "WARNING: high.wav: 50 % of the frames are pitched above pitch.fmax = 1600 Hz" in out
@@ -298,3 +302,21 @@ def test_prepare_warns_about_notes_outside_the_pitch_range(tmp_path, capsys):
     assert "skipped " in out and "low.wav: no voiced frames" in out
     assert "pitched below pitch.fmin = 46 Hz (down to 41 Hz" in out
     assert "--set pitch.fmin=37" in out
+
+
+def test_the_default_range_holds_both_notes_the_reference_could_not(tmp_path, capsys):
+    """The same 2.5 kHz and 41 Hz notes at the default 30-4200 Hz: no warning, both voiced."""
+    from wms.analysis.pitch import TIMBRES, harmonic_tone
+
+    sr = 44100
+    d = tmp_path / "audio"
+    d.mkdir()
+    for name, f in (("high", 2500.0), ("low", 41.2)):
+        sf.write(
+            d / f"{name}.wav", harmonic_tone(f, TIMBRES["saw"], sample_rate=sr, n_samples=sr), sr
+        )
+    argv = ["prepare", str(d), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "files: 2 used, 0 skipped" in out and "100.0 % voiced" in out
+    assert "WARNING" not in out

@@ -222,9 +222,9 @@ class FakeBundle:
     """inputs_from_audio of a known f0 contour (what a bundle's analysis would return)."""
 
     def __init__(self, model, f0, voiced):
-        from wms.config import Config
+        from conftest import reference_config
 
-        self.config = Config()
+        self.config = reference_config()  # frames of hop 256 at 16 kHz, as below
         self._f0, self._v, self._m = f0, voiced, model
 
     def inputs_from_audio(self, y, sample_rate):

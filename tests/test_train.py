@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, reference_config
 from wms.analysis.cache import FeatureCache
 from wms.analysis.features import Analysis
 from wms.bundle import load_bundle
@@ -27,7 +27,7 @@ TINY = [
     "data.val_block_seconds=2.0",
     "runtime.checkpoint_minutes=0.05",
 ]
-TINY_CFG = Config().replace(
+TINY_CFG = reference_config(  # the fake corpora below hold K = 80 bins
     model={"hidden_size": 16, "encoder_size": 16},
     data={"seq_len": 8, "batch_size": 32, "val_block_seconds": 1.0, "gap_frames": 8},
     train={"max_epochs": 2, "lr": 3e-3},
@@ -163,7 +163,7 @@ def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
         "print(p.shape[0] == x.shape[0] == len(f0), p.shape[1], bool(np.isfinite(p).all()))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["True", "80", "True"]
+    assert res.stdout.split() == ["True", str(Config().features.n_bins), "True"]  # 321
 
     # Resume: two more epochs continue the same run (history, step count, optimizer state).
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -240,7 +240,7 @@ def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
     from wms.training.losses import lowfreq_weights
     from wms.training.train import WMSModule
 
-    cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"])
+    cfg = load_config(None, ["features.n_fft=8192", "train.loss=weighted_mse"])  # W = 4096
     assert cfg.features.bins_per_harmonic == 4
     module = WMSModule(10, 80, cfg.to_dict(), {}, {}, [])
     torch.testing.assert_close(module.loss_fn.weights, lowfreq_weights(80, cycles=4))

@@ -610,12 +610,8 @@ def _summary(files, skipped, cache, hits, misses, wall, notes) -> dict[str, Any]
         "cache_misses": misses,
         "notes": list(notes),
         "trimmed_seconds": trimmed,
-        # files recorded below the analysis rate: their bins above their own Nyquist are masked
-        "low_rate_files": {
-            str(f.path): f.file_rate
-            for f in files
-            if 0 < f.file_rate < int(f.meta.get("sample_rate", 0))
-        },
+        # the rate each file was recorded at (0: unknown); wms.training.train.low_rate_bands
+        "file_rates": {str(f.path): f.file_rate for f in files},
         # files with notes outside pitch.fmin..fmax (wms.analysis.pitch.check_range)
         "pitch_range_warnings": {
             str(f.path): f.meta["pitch_range"]["warning"]
@@ -662,25 +658,29 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def low_rate_lines(summary: dict[str, Any]) -> list[str]:
-    """What ``wms prepare`` says of files recorded below the analysis rate."""
-    low, rate = summary.get("low_rate_files", {}), summary.get("analysis_rate", 0)
-    if not low:
+    """What ``wms prepare`` says of files recorded below the analysis rate (docs/DESIGN.md
+    §6.3): which are masked above their own band, and what no file holds."""
+    rate = summary.get("analysis_rate", 0)
+    rates = {p: min(r or rate, rate) for p, r in summary.get("file_rates", {}).items()}
+    if not rates or not rate:
         return []
-    names = ", ".join(f"{Path(p).name} ({r / 1000:g} kHz)" for p, r in low.items())
-    head = (
-        f"note: {len(low)} file(s) recorded below the analysis rate ({rate / 1000:g} kHz): {names}"
-    )
-    if len(low) == summary["files_used"]:
-        top = max(low.values()) / 2000
-        return [
-            f"{head}; nothing above {top:g} kHz is in the corpus, so the model learns silence "
-            f"there (record at {rate / 1000:g} kHz or analyse at a lower rate, "
-            f"--set audio.sample_rate={2 * round(top * 1000)})"
-        ]
-    return [
-        f"{head}; nothing above half its own rate is in such a file, so its bins there are "
-        "masked out of the loss and the metrics (learnt from the other files, not as silence)"
-    ]
+    top = max(rates.values())
+    lines = []
+    low = {p: r for p, r in rates.items() if r < top}
+    if low:
+        names = ", ".join(f"{Path(p).name} ({r / 1000:g} kHz)" for p, r in low.items())
+        lines.append(
+            f"note: {len(low)} file(s) recorded below the corpus's highest rate "
+            f"({top / 1000:g} kHz): {names}; their bins above half their own rate are masked "
+            "out of the loss and the metrics (learnt from the other files, not as silence)"
+        )
+    if top < rate:
+        lines.append(
+            f"note: no file is recorded at the analysis rate ({rate / 1000:g} kHz), the highest "
+            f"at {top / 1000:g} kHz: nothing above {top / 2000:g} kHz is in the corpus, so the "
+            f"model learns silence there (or analyse at that rate: --set audio.sample_rate={top})"
+        )
+    return lines
 
 
 def _reference_audio_path(config_path: str | None) -> str | None:

@@ -518,10 +518,19 @@ def resynthesise(
             gains[kind].append(20 * math.log10(g) if g > 0 else float("-inf"))
             dists[kind].append(multi_resolution_stft_distance(z, y))
             if kind == "model":
-                f0_out = rendered_f0(z, nr, n_frames, hop_seconds=frame_s, cfg=cfg)
-                voiced = s.voicedness[:n_frames] >= cfg.pitch.voicing_threshold
-                f_in = s.f0[:n_frames]  # the pitch the synth was told to play
-                errs.append(cents_error(f0_out[voiced], f_in[voiced]))
+                # the pitch the synth was told to play: the trajectory's, at the frame times
+                t_frames = np.arange(n_frames) * frame_s
+                t_steps = (np.arange(traj.n_steps) + 1) * traj.step_seconds
+                f_in = np.exp2(np.interp(t_frames, t_steps, np.log2(traj.f0)))
+                v_in = np.interp(t_frames, t_steps, traj.voicedness)
+                voiced = (v_in >= cfg.pitch.voicing_threshold) & (
+                    s.voicedness[:n_frames] >= cfg.pitch.voicing_threshold
+                )
+                if voiced.any():
+                    f0_out = rendered_f0(
+                        z, nr, n_frames, hop_seconds=frame_s, cfg=cfg, around=f_in[voiced]
+                    )
+                    errs.append(cents_error(f0_out[voiced], f_in[voiced]))
             renders[kind].append(_at_rate(z, nr, rr))
         weights.append(len(y) / nr)
         starts.append(sum(len(o) for o in originals) / rr)
@@ -584,8 +593,18 @@ def _at_rate(y: np.ndarray, rate: int, target: int) -> np.ndarray:
     return y if rate == target else resample(y, rate, target)
 
 
+#: Renders at lower rates are resampled to this rate before their f0 is measured.
+MEASURE_RATE = 48000
+
+
 def rendered_f0(
-    y: np.ndarray, sample_rate: int, n_frames: int, *, hop_seconds: float, cfg
+    y: np.ndarray,
+    sample_rate: int,
+    n_frames: int,
+    *,
+    hop_seconds: float,
+    cfg,
+    around: np.ndarray | None = None,
 ) -> np.ndarray:
     """f0 (Hz) of a render at the input's frame times ``i * hop_seconds``, ``[n_frames]``.
 
@@ -593,18 +612,26 @@ def rendered_f0(
     ``hop_seconds`` rounded to samples), then interpolated in log-frequency to the
     input's frame times. At the analysis rate a bright high note has a period of a
     fractional number of samples, and YIN then locks onto 2 or 3 periods (a whole
-    number of samples): an error of the measurement, not of the synth.
+    number of samples): an error of the measurement, not of the synth. ``around``: the
+    f0 the synth was given; the search is kept within a fifth of its range (inside
+    ``pitch.fmin..fmax``), so a timbre with a weak fundamental cannot make YIN read an
+    octave that was never played.
     """
+    from wms.analysis.audio import resample
     from wms.analysis.pitch import estimate_pitch
 
+    if sample_rate < MEASURE_RATE:  # finer sampling, finer YIN periods (nothing added)
+        y, sample_rate = (
+            resample(np.asarray(y, np.float32), sample_rate, MEASURE_RATE),
+            MEASURE_RATE,
+        )
+    lo, hi = cfg.pitch.fmin, cfg.pitch.fmax
+    if around is not None and len(around):
+        lo = max(lo, float(np.min(around)) / 1.5)
+        hi = min(hi, float(np.max(around)) * 1.5, 0.45 * sample_rate)
     hop_r = max(1, round(hop_seconds * sample_rate))
     f, _ = estimate_pitch(
-        y,
-        sample_rate=sample_rate,
-        hop_size=hop_r,
-        method="fast",
-        fmin=cfg.pitch.fmin,
-        fmax=cfg.pitch.fmax,
+        y, sample_rate=sample_rate, hop_size=hop_r, method="fast", fmin=lo, fmax=hi
     )
     t = np.arange(len(f)) * hop_r / sample_rate
     return np.exp2(np.interp(np.arange(n_frames) * hop_seconds, t, np.log2(f)))
