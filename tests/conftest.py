@@ -35,6 +35,23 @@ def reference_config(**sections):
     return Config().replace(**merged)
 
 
+def _preset_set(name: str) -> list[str]:
+    from wms.config import PRESETS
+
+    return [f"{sec}.{k}={v}" for sec, kv in PRESETS[name].items() for k, v in kv.items()]
+
+
+#: ``--preset fullband`` (44.1 kHz, 321 bins, 30-4200 Hz) as ``--set`` arguments
+FULLBAND_SET = _preset_set("fullband")
+
+
+def fullband_config(**sections):
+    """``--preset fullband``'s config, then ``sections`` (as ``Config.replace``)."""
+    from wms.config import load_config
+
+    return load_config(None, preset="fullband").replace(**sections)
+
+
 #: ``--set`` overrides of the tiny training config (seconds on 1 core).
 TINY_TRAIN = [
     "model.hidden_size=16",

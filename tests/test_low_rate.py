@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE_SET, TINY_TRAIN, reference_config
+from conftest import REFERENCE_SET, TINY_TRAIN, fullband_config, reference_config
 from wms.analysis.audio import resample, write_audio
 from wms.analysis.basic_waves import basic_waves
 from wms.analysis.features import bins_below
 from wms.bundle import load_bundle
 from wms.cli import main
-from wms.config import Config
 from wms.evaluation.metrics import heldout_report
 from wms.training import train as train_mod
 from wms.training.losses import WMSLoss
@@ -114,7 +113,7 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
     out = capsys.readouterr().out
     assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
     assert "masked out of the loss and the metrics" in out
-    # analysed at 16 kHz here; at the default 44.1 kHz prepare says what no file holds
+    # analysed at 16 kHz here; at 44.1 kHz prepare also says what no file holds
     b = load_bundle(tmp_path / "masked" / "model.wms")
     assert [f["sample_rate"] for f in b.data["files"]] == [16000, 8000]
     assert 0.05 < b.metrics["masked_bins"] < 0.5
@@ -132,7 +131,8 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
 def test_prepare_says_what_no_file_holds(mixed, tmp_path, capsys):
     from wms.analysis.prepare import format_summary, prepare
 
-    corpus = prepare(mixed, Config(), cache_dir=tmp_path / "cache", jobs=1, progress=False)
+    cfg = fullband_config()
+    corpus = prepare(mixed, cfg, cache_dir=tmp_path / "cache", jobs=1, progress=False)
     out = format_summary(corpus.summary)
     assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
     assert (

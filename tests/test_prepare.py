@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 import wms.analysis.pitch
-from conftest import REFERENCE_SET, reference_config
+from conftest import FULLBAND_SET, REFERENCE_SET, reference_config
 from wms.analysis.prepare import analyse_file, prepare
 from wms.cli import main
 from wms.errors import AudioError, ConfigError, DataError, OutputError
@@ -304,8 +304,9 @@ def test_prepare_warns_about_notes_outside_the_pitch_range(tmp_path, capsys):
     assert "--set pitch.fmin=37" in out
 
 
-def test_the_default_range_holds_both_notes_the_reference_could_not(tmp_path, capsys):
-    """The same 2.5 kHz and 41 Hz notes at the default 30-4200 Hz: no warning, both voiced."""
+def test_the_fullband_range_holds_both_notes_the_reference_could_not(tmp_path, capsys):
+    """The same 2.5 kHz and 41 Hz notes at the fullband preset's 30-4200 Hz (44.1 kHz): no
+    warning, both voiced."""
     from wms.analysis.pitch import TIMBRES, harmonic_tone
 
     sr = 44100
@@ -316,7 +317,7 @@ def test_the_default_range_holds_both_notes_the_reference_could_not(tmp_path, ca
             d / f"{name}.wav", harmonic_tone(f, TIMBRES["saw"], sample_rate=sr, n_samples=sr), sr
         )
     argv = ["prepare", str(d), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]
-    assert main(argv) == 0
+    assert main([*argv, *(x for s in FULLBAND_SET for x in ("--set", s))]) == 0
     out = capsys.readouterr().out
     assert "files: 2 used, 0 skipped" in out and "100.0 % voiced" in out
     assert "WARNING" not in out

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import fullband_config
 from wms.analysis.features import analyse, harmonic_envelope, timbre_features
 from wms.analysis.inputmap import InputMap, fit_input_map
 from wms.config import Config
 from wms.errors import ConfigError
 
-SR = Config().audio.sample_rate  # the default analysis rate, 44.1 kHz
+SR = 44100  # --preset fullband's analysis rate
 
 
 def _tone(f0: float, amps: np.ndarray, seconds: float = 0.6) -> np.ndarray:
@@ -60,7 +61,7 @@ def _spread(cfg: Config) -> np.ndarray:
 
 
 def test_the_envelope_reads_harmonic_levels_and_holds_the_last_one_below_nyquist():
-    cfg = Config().replace(features={"timbre": "envelope", "envelope_harmonics": 12})
+    cfg = fullband_config(features={"timbre": "envelope", "envelope_harmonics": 12})
     amps = 1.0 / np.arange(1, 13)
     low, s = _frames(_tone(100.0, amps), 100.0, cfg)
     high, _ = _frames(_tone(1900.0, amps), 1900.0, cfg)
@@ -78,7 +79,7 @@ def test_the_envelope_reads_harmonic_levels_and_holds_the_last_one_below_nyquist
 
 
 def test_the_same_harmonic_pattern_gets_the_same_controls_at_every_pitch():
-    envelope = Config().replace(
+    envelope = fullband_config(
         features={"timbre": "envelope", "reduction": "pca", "reduction_dims": 3}
     )
     spread = _spread(envelope)
@@ -87,18 +88,20 @@ def test_the_same_harmonic_pattern_gets_the_same_controls_at_every_pitch():
     # 0.81 %, 0.09 %, 0.33 % (at 16 kHz over 100-800 Hz: 1.4 %, 0.05 %, 0.9 %)
     assert np.all(spread < 0.05), spread
     assert np.all(spread < 0.012), spread  # regression bound
-    mfcc = Config().replace(features={"reduction": "pca", "reduction_dims": 3})
+    mfcc = fullband_config(features={"reduction": "pca", "reduction_dims": 3})
     # the MFCC of the same notes spread over whole control ranges (measured at 100-800 Hz:
     # 101 %, 322 %, 293 %)
     assert np.max(_spread(mfcc)) > 1.0
 
 
 def test_an_envelope_map_names_its_controls_and_round_trips():
-    cfg = Config().replace(features={"timbre": "envelope", "envelope_harmonics": 6})
+    cfg = fullband_config(features={"timbre": "envelope", "envelope_harmonics": 6})
     imap, _ = _fitted(cfg)
     assert imap.control_names == ("harm1", "harm2", "harm3", "harm4", "harm5", "harm6")
     state = imap.to_state()
     assert state["version"] == 3 and state["source"] == "envelope"
     assert InputMap.from_state(state) == imap
     with pytest.raises(ConfigError, match="envelope_harmonics = 200 exceeds the 160 harmonics"):
-        Config().replace(features={"timbre": "envelope", "envelope_harmonics": 200})
+        fullband_config(features={"timbre": "envelope", "envelope_harmonics": 200})
+    with pytest.raises(ConfigError, match="envelope_harmonics = 40 exceeds the 39 harmonics"):
+        Config().replace(features={"timbre": "envelope", "envelope_harmonics": 40})

@@ -149,11 +149,11 @@ def test_web_model_data_is_the_bundles_interface(bundle):
     assert i == bundle.interface.to_state()
     assert i["pitch"]["log_eps"] == 1e-4 and i["include_voicedness"] is True
     out = {k: i["outputs"][k] for k in ("n_outputs", "harmonic_offset", "harmonic_stride")}
-    assert out == {"n_outputs": 321, "harmonic_offset": 2, "harmonic_stride": 2}  # full band
-    assert i["outputs"]["n_harmonics"] == 160
+    assert out == {"n_outputs": 80, "harmonic_offset": 2, "harmonic_stride": 2}
+    assert i["outputs"]["n_harmonics"] == 39
     assert d["synth"] == dataclasses.asdict(bundle.config.synth)
     m = d["model"]
-    assert (m["n_inputs"], m["n_outputs"], m["hidden_size"], m["encoder_size"]) == (10, 321, 32, 32)
+    assert (m["n_inputs"], m["n_outputs"], m["hidden_size"], m["encoder_size"]) == (10, 80, 32, 32)
     tm = d["training_map"]
     assert len(tm["controls"]) == len(tm["f0"]) == len(bundle.training_map["f0"])
     assert len(tm["controls"][0]) == bundle.interface.n_timbre

@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0, help="length in seconds (default: 60)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the drift (default: 0)")
     p.add_argument(
-        "--sample-rate", type=int, default=16000, help="sample rate in Hz (default: 16000)"
+        "--sample-rate",
+        type=int,
+        default=16000,
+        help="sample rate in Hz (default: 16000, the default analysis rate)",
     )
     p.set_defaults(handler="wms.analysis.basic_waves:run_basic_waves")
 

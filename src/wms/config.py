@@ -41,7 +41,7 @@ from wms.errors import ConfigError
 @dataclass(frozen=True)
 class AudioConfig:
     #: Analysis sample rate in Hz; every file is resampled to it.
-    sample_rate: int = 44100
+    sample_rate: int = 16000
     #: File suffixes (lower case) picked up when a folder is searched.
     extensions: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")
     #: A file whose peak is below this (dBFS) is reported as silent.
@@ -53,8 +53,8 @@ class PitchConfig:
     #: Pitch tracker: ``"yin"``, ``"pyin"``, ``"crepe"`` or ``"fast"`` (the default).
     method: str = "fast"
     #: Lowest and highest f0 in Hz searched by the tracker and used for log-pitch.
-    fmin: float = 30.0
-    fmax: float = 4200.0
+    fmin: float = 46.0
+    fmax: float = 1600.0
     #: CREPE capacity, ``"tiny"`` or ``"full"``.
     crepe_model: str = "tiny"
     #: Frames whose voicedness is below this count as unvoiced.
@@ -66,17 +66,17 @@ class PitchConfig:
 @dataclass(frozen=True)
 class FeatureConfig:
     #: Analysis hop in samples (frames are centred at ``i * hop_size``).
-    hop_size: int = 706
+    hop_size: int = 256
     #: Length W of the N-cycle window in samples.
-    window_size: int = 4096
+    window_size: int = 1024
     #: FFT length (>= window_size).
-    n_fft: int = 4096
+    n_fft: int = 1024
     #: Number K of lowest rfft bins kept as the target spectrum.
-    n_bins: int = 321
+    n_bins: int = 80
     #: Cycles N of the fundamental resampled into one window.
     cycles_per_window: int = 2
     n_mfcc: int = 8
-    n_mels: int = 64
+    n_mels: int = 40
     #: Mel filterbank range in Hz; ``mel_fmax = 0`` means sample_rate / 2.
     mel_fmin: float = 0.0
     mel_fmax: float = 0.0
@@ -712,16 +712,13 @@ def load_config(
     only: tuple[str, ...] | None = None,
     preset: str | None = None,
 ) -> Config:
-    """Defaults, then ``preset`` (:data:`PRESETS`; for a reference ``params.json`` without one,
-    ``reference``), then ``base`` (e.g. a checkpoint's or a
+    """Defaults, then ``preset`` (:data:`PRESETS`), then ``base`` (e.g. a checkpoint's or a
     bundle's config), then ``path`` (TOML, or a reference ``params.json``), then ``--set``
     overrides, then ``extra`` layers (CLI flags such as ``--max-minutes``); see :func:`resolve`.
 
     ``only``: the sections the file, ``--set`` and ``extra`` may change (``wms render`` allows
     ``synth`` only); anything else raises ConfigError.
     """
-    if preset is None and base is None and path is not None and Path(path).suffix == ".json":
-        preset = "reference"  # a reference params.json: what it leaves out is the reference's
     layers: list[Layer] = [preset_layer(preset)] if preset is not None else []
     if base is not None:
         layers.append(base)

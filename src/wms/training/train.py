@@ -1064,11 +1064,6 @@ def run_train(args) -> int:
         resume=args.resume,
         force=args.force,
         inputs=tuple(p for p in (args.config,) if p),
-        preset=args.preset or (reference_params_preset(args.config) if not args.resume else None),
+        preset=args.preset,
     )
     return 0
-
-
-def reference_params_preset(config: str | None) -> str | None:
-    """``"reference"`` for a reference ``params.json`` (load_config starts it from there)."""
-    return "reference" if config and Path(config).suffix == ".json" else None
