@@ -40,6 +40,7 @@ def _damage_weights(src: Path, dst: Path) -> Path:
         ["render", "--out", "{tmp}/o.wav", "--seconds", "0.2"],
         ["export", "--format", "onnx", "--out", "{tmp}/x"],
         ["evaluate", "--out", "{tmp}/r"],
+        ["play", "--no-browser"],
     ],
 )
 def test_damaged_weights_are_a_corrupt_bundle_for_every_command(good, tmp_path, capsys, command):

@@ -35,16 +35,19 @@ def recording(tmp_path) -> Path:
     return write_audio(tmp_path / "in.wav", basic_waves(2.0, sample_rate=16000, seed=1), 16000)
 
 
-@pytest.mark.parametrize("spelling", ["same", "dot", "symlink"])
+@pytest.mark.parametrize("spelling", ["same", "dot", "symlink", "hardlink"])
 def test_render_never_writes_over_its_input_audio(bundle, recording, capsys, spelling):
     before = recording.read_bytes()
     out = {
         "same": recording,
         "dot": recording.parent / "." / "sub" / ".." / recording.name,
         "symlink": recording.parent / "link.wav",
+        "hardlink": recording.parent / "hard.wav",
     }[spelling]
     if spelling == "symlink":
         out.symlink_to(recording)
+    if spelling == "hardlink":
+        out.hardlink_to(recording)
     (recording.parent / "sub").mkdir(exist_ok=True)
     argv = ["render", str(bundle), "--audio", str(recording), "--out", str(out)]
     _fails(capsys, argv, f"would replace the input {recording}")
@@ -63,6 +66,15 @@ def test_render_never_writes_over_its_bundle_or_controls(bundle, tmp_path, capsy
     size = bundle.stat().st_size
     _fails(capsys, ["render", str(bundle), "--out", str(bundle)], "would replace the input")
     assert bundle.stat().st_size == size
+    mid = tmp_path / "song.wav"  # a MIDI file that happens to end in .wav
+    mid.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0")
+    before = mid.read_bytes()
+    _fails(
+        capsys,
+        ["render", str(bundle), "--midi", str(mid), "--out", str(mid)],
+        f"would replace the input {mid}",
+    )
+    assert mid.read_bytes() == before
 
 
 def test_renders_and_exports_are_tagged_and_never_ingested(bundle, tmp_path, capsys):
@@ -190,6 +202,8 @@ def test_train_never_writes_over_its_inputs(tmp_path, capsys):
         (["--devices", "0"], "runtime.devices = 0: give a count of at least 1"),
         (["--devices", "0,1"], "selects GPUs by index, but training runs on the CPU"),
         (["--set", "runtime.accelerator=gpu"], "this machine has no CUDA GPU"),
+        (["--max-minutes", "nan"], "--max-minutes = nan must be a positive number"),
+        (["--max-minutes", "inf"], "--max-minutes: runtime.max_minutes = inf must be a finite"),
     ],
 )
 def test_hardware_this_machine_lacks_is_refused_before_any_work(tmp_path, capsys, extra, message):
