@@ -155,12 +155,15 @@ def test_a_used_run_folder_is_refused_and_force_deletes_only_what_training_wrote
     )
     (run / "arrays").mkdir()  # recorded as training's, though no array was ever written
     (run / "arrays" / "mydata.txt").write_text("kept")
+    (run / "arrays" / "rank0").mkdir()  # what a killed run leaves: its memory-mapped arrays
+    (run / "arrays" / "rank0" / "inputs.npy").write_bytes(b"\x93NUMPY")
     old_events = sorted((run / "logs").glob("tensorboard/version_*/events.*"))
     assert old_events and (run / "checkpoints" / "last.ckpt").is_file()
     assert _train(take, run, cache, "--force") == 0
     assert (run / "notes.txt").read_text() == "my notes"  # the user's files stay
     assert (run / "logs" / "mine.txt").read_text() == "kept"
     assert (run / "arrays" / "mydata.txt").read_text() == "kept"
+    assert not (run / "arrays" / "rank0").exists()  # training's own, gone
     assert sf.info(str(take)).frames == 8 * 16000  # the input it trained on
     assert not any(p.exists() for p in old_events)  # the earlier run's logs are gone
     assert sorted(p.name for p in run.iterdir()) == sorted(

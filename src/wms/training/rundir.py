@@ -38,7 +38,7 @@ RUN_DIR_FILES = {
         "csv/version_*/metrics.csv",
         "csv/version_*/hparams.yaml",
     ),
-    "arrays": ("inputs.npy", "targets.npy"),
+    "arrays": ("rank*/inputs.npy", "rank*/targets.npy"),  # one folder per DDP rank
 }
 #: What a 0.1.0 run folder (no manifest) is known to hold for sure.
 _LEGACY_FILES = (*RUN_FILES, "checkpoints/last.ckpt")
