@@ -114,6 +114,12 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(
         r["stft_distance"][k]["total"] for k in ("model", "baseline_mean")
     )
     # The synth plays the tracked f0: the oscillator check is in tune.
+    en = r["energy"]  # the audio is 16 kHz: no band above 8 kHz to compare
+    assert en["high_band_hz"] == 8000.0 and en["original"]["high_share"] is None
+    assert all(en[k]["high_db"] is None for k in ("model", "oracle"))
+    # basic waves are harmonic: little energy between the harmonics, in the original and in
+    # the oracle's render (measured 2.0 % and 1.05 %: frame f0 against drifting pitch)
+    assert en["original"]["noise_share"] < 0.025 and en["oracle"]["noise_share"] < 0.015
     osc = r["oscillator_f0_cents"]
     assert osc["frames"] == m["data"]["voiced_frames"] == 49  # one frame of 50 is unvoiced
     # spec: within a cent; regression: measured 0.023 cents median, 0.19 at p90 (rendered at

@@ -94,3 +94,27 @@ def test_flat_metrics_of_older_bundles_keep_their_figures():
     assert describe_heldout(migrate_v1_metrics(flat))[1] == (
         "  all-bin LSD (dB): model 5.00   mean spectrum 9.00   nearest frame 7.00"
     )
+
+
+def test_energy_parts_split_highs_and_the_noise_between_harmonics():
+    from wms.evaluation.metrics import energy_parts
+
+    sr, n = 44100, 44100
+    t = np.arange(n) / sr
+    f0 = np.full(100, 220.0)
+    tone = sum(np.sin(2 * np.pi * 220.0 * h * t) / h for h in range(1, 11))
+    e = energy_parts(tone, sr, f0, 0.01)
+    # the harmonics are all of it but the Hann side lobes beyond +-2 bins: measured 5.5e-4,
+    # the floor of the noise share
+    assert e["inharmonic"] / e["voiced"] < 1e-3
+    assert e["high"] < 1e-12 * e["total"] and e["voiced"] == pytest.approx(e["total"])
+    two = np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 10000 * t)
+    e = energy_parts(two, sr, np.zeros(100), 0.01)
+    assert e["high"] / e["total"] == pytest.approx(0.5, abs=1e-3)
+    assert e["voiced"] == 0.0 == e["inharmonic"]  # unvoiced frames have no noise share
+    noise = np.random.default_rng(0).standard_normal(n)
+    e = energy_parts(noise, sr, f0, 0.01)
+    # white noise: all but the +-2 bins (of 21.5 Hz) around each multiple of 220 Hz
+    # (expected 0.6085, measured 0.6049)
+    assert e["inharmonic"] / e["voiced"] == pytest.approx(1 - 4 * 21.533 / 220, abs=0.01)
+    assert energy_parts(noise[:16000], 16000, f0, 0.01)["high"] == 0.0  # 8 kHz is Nyquist

@@ -34,7 +34,12 @@ import numpy as np
 from wms import __version__
 from wms.analysis.audio import find_audio_files
 from wms.errors import DataError, WMSError
-from wms.evaluation.metrics import STFT_FFT_SIZES, multi_resolution_stft_distance
+from wms.evaluation.metrics import (
+    HIGH_BAND_HZ,
+    STFT_FFT_SIZES,
+    energy_parts,
+    multi_resolution_stft_distance,
+)
 from wms.io import refuse_to_replace_inputs, writable_dir, write_json
 
 #: At most this many seconds of held-out audio are resynthesised (the first segments).
@@ -487,6 +492,7 @@ def resynthesise(
     dists: dict[str, list[dict]] = {k: [] for k in RESYNTH_KINDS}
     gains: dict[str, list[float]] = {k: [] for k in RESYNTH_KINDS}
     errs, weights, starts = [], [], []
+    energy: dict[str, list[dict]] = {k: [] for k in ("original", *RESYNTH_KINDS)}
     used, row = 0.0, 0
     for s in segments:
         first, row = row, row + s.n_frames
@@ -501,6 +507,10 @@ def resynthesise(
         step_s = max(1, round(cfg.synth.control_interval * nr)) / nr
         where = f"{s.path} frames {s.start}-{s.stop}"
         kw = dict(audio_rate=nr, model=model, sample_rate=nr, step_seconds=step_s, where=where)
+        f0_seg = np.where(
+            s.voicedness[:n_frames] >= cfg.pitch.voicing_threshold, s.f0[:n_frames], 0.0
+        )
+        energy["original"].append(energy_parts(y, nr, f0_seg, frame_s))
         for kind in RESYNTH_KINDS:
             traj = audio_trajectory(bundle, y, voicing_threshold=cfg.pitch.voicing_threshold, **kw)
             fast = kind == "model"
@@ -517,6 +527,7 @@ def resynthesise(
             z = (z * g).astype(np.float32)
             gains[kind].append(20 * math.log10(g) if g > 0 else float("-inf"))
             dists[kind].append(multi_resolution_stft_distance(z, y))
+            energy[kind].append(energy_parts(z, nr, f0_seg, frame_s))
             if kind == "model":
                 # the pitch the synth was told to play: the trajectory's, at the frame times
                 t_frames = np.arange(n_frames) * frame_s
@@ -567,6 +578,7 @@ def resynthesise(
         "fft_sizes": list(STFT_FFT_SIZES),
         "level_match_db": {k: float(np.median(v)) for k, v in gains.items()},
         "oscillator_f0_cents": osc,
+        "energy": energy_figures(energy, min(rates)),
     }
     if used >= max_seconds:
         metrics["note"] = f"only the first {max_seconds:g} s of held-out audio were resynthesised"
@@ -585,6 +597,31 @@ def resynthesise(
         metrics,
         [st + i * SEGMENT_GAP for i, st in enumerate(starts)][1:],
     )
+
+
+def energy_figures(parts: dict[str, list[dict]], lowest_rate: int) -> dict[str, Any]:
+    """Per kind (the original and each resynthesis, level-matched), summed over segments:
+    ``high_share`` (energy above :data:`HIGH_BAND_HZ` over all of it), ``high_db`` (a
+    render's energy above it against the original's, dB) and ``noise_share`` (the energy
+    between the harmonics of voiced frames over theirs, :func:`energy_parts`). The high band
+    is left out (``None``) when a segment's rate cannot hold it."""
+    total = {k: {f: sum(p[f] for p in v) for f in ("total", "high", "voiced", "inharmonic")}
+             for k, v in parts.items()}  # fmt: skip
+    has_high = lowest_rate / 2 > HIGH_BAND_HZ and total["original"]["high"] > 0
+    out: dict[str, Any] = {"high_band_hz": HIGH_BAND_HZ}
+    for kind, e in total.items():
+        fig: dict[str, Any] = {
+            "noise_share": e["inharmonic"] / e["voiced"] if e["voiced"] > 0 else None,
+            "high_share": e["high"] / e["total"] if has_high and e["total"] > 0 else None,
+        }
+        if kind != "original":
+            fig["high_db"] = (
+                10 * math.log10(e["high"] / total["original"]["high"])
+                if has_high and e["high"] > 0
+                else None
+            )
+        out[kind] = fig
+    return out
 
 
 def _at_rate(y: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -880,6 +917,21 @@ def format_metrics(m: dict[str, Any]) -> str:
             f"  {RESYNTH_LABELS[kind]:<34} {st['total']:.3f} (SC {st['sc']:.3f} + "
             f"log-mag L1 {st['log_mag_l1']:.3f})"
         )
+    en = r.get("energy")
+    if en:
+        o = en["original"]
+        head = f"energy: the original holds {_pct(o['noise_share'])} of its voiced energy between"
+        head += " the harmonics"
+        if o["high_share"] is not None:
+            head += f" and {_pct(o['high_share'])} above {en['high_band_hz'] / 1000:g} kHz"
+        lines.append(head + "; the level-matched renders:")
+        for kind in RESYNTH_KINDS:
+            e = en[kind]
+            line = f"  {RESYNTH_LABELS[kind]:<34} noise {_pct(e['noise_share'])}"
+            if o["high_share"] is not None:
+                db = "silent" if e["high_db"] is None else f"{e['high_db']:+.1f} dB"
+                line += f", above {en['high_band_hz'] / 1000:g} kHz {db} vs the original"
+            lines.append(line)
     osc = r["oscillator_f0_cents"]
     if osc["frames"]:
         lines.append(
@@ -888,6 +940,10 @@ def format_metrics(m: dict[str, Any]) -> str:
         )
     lines += [f"note: {n}" for n in m.get("notes", [])]
     return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.3g} %"
 
 
 def run_evaluate(args) -> int:

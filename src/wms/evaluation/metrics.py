@@ -302,6 +302,54 @@ def stft_magnitude(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * w, axis=1))
 
 
+#: Where "the highs" start in the resynthesis figures (Hz): above what a 16 kHz analysis holds.
+HIGH_BAND_HZ = 8000.0
+
+
+def energy_parts(
+    y: np.ndarray,
+    sample_rate: int,
+    f0: np.ndarray,
+    frame_seconds: float,
+    *,
+    high_hz: float = HIGH_BAND_HZ,
+    n_fft: int = 2048,
+    lobe_bins: float = 2.0,
+) -> dict[str, float]:
+    """The energy of ``y`` split as the resynthesis figures need it (sums of STFT power):
+    ``{"total", "high", "voiced", "inharmonic"}``.
+
+    Hann STFT of ``n_fft`` samples, hop ``n_fft / 4``. ``high``: the power above ``high_hz``
+    (0 when the signal's Nyquist frequency is at or below it). ``voiced``: the power of the
+    frames whose ``f0`` (``f0[i]`` Hz at time ``i * frame_seconds``, linearly interpolated;
+    0 or NaN = unvoiced) is positive, and ``inharmonic`` the part of it farther than
+    ``lobe_bins`` bins (the Hann main lobe) from every multiple of that frame's f0: the
+    noise between the harmonics. ``inharmonic / voiced`` is the noise share.
+    """
+    from scipy.signal import stft
+
+    hop = n_fft // 4
+    freqs, t, z = stft(
+        np.asarray(y, np.float64), fs=sample_rate, window="hann", nperseg=n_fft,
+        noverlap=n_fft - hop, boundary=None, padded=False,
+    )  # fmt: skip
+    power = np.abs(z) ** 2  # [bins, frames]
+    f0 = np.nan_to_num(np.asarray(f0, np.float64), nan=0.0)
+    times = np.arange(len(f0)) * frame_seconds
+    f_frame = np.interp(t, times, f0, left=f0[0] if len(f0) else 0.0) if len(f0) else t * 0
+    voiced = f_frame > 0
+    df = sample_rate / n_fft
+    safe = np.where(voiced, f_frame, 1.0)
+    k = np.round(freqs[:, None] / safe[None, :])
+    near = (np.abs(freqs[:, None] - k * safe[None, :]) <= lobe_bins * df) & (k >= 1)
+    return {
+        "total": float(power.sum()),
+        "high": float(power[freqs > high_hz].sum()) if sample_rate / 2 > high_hz else 0.0,
+        "voiced": float(power[:, voiced].sum()),
+        "inharmonic": float((power * ~near)[:, voiced].sum()),
+    }
+
+
 def multi_resolution_stft_distance(
     pred: np.ndarray,
     target: np.ndarray,
