@@ -117,6 +117,14 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
     b = load_bundle(tmp_path / "masked" / "model.wms")
     assert [f["sample_rate"] for f in b.data["files"]] == [16000, 8000]
     assert 0.05 < b.metrics["masked_bins"] < 0.5
+    # wms evaluate's figures on the test blocks mask the same bins as training's own report
+    from wms.evaluation.evaluate import heldout_data, spectral_metrics
+
+    held = heldout_data(b, None, cache_dir=tmp_path / "cache", jobs=1)
+    m, _ = spectral_metrics(b, held)
+    assert m["masked_bins"] == b.metrics["masked_bins"]
+    for k in ("model", "baseline_mean"):  # the mean from the training map's float16 targets
+        assert m[k]["harm_lsd_db"] == pytest.approx(b.metrics[k]["harm_lsd_db"], rel=1e-3), k
     masked = _high_share_db(tmp_path / "masked", mixed / "low.wav", 3600.0)
 
     # the same run learning the low-rate file's empty highs as silence

@@ -113,6 +113,8 @@ class HeldOut:
     baseline_from: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: ``[M]`` bins that count per training frame (low-rate files, §6.3), or ``None``
+    train_bands: np.ndarray | None = None
 
 
 def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
@@ -316,6 +318,7 @@ def heldout_data(
     if has_map:
         out.train_inputs = np.asarray(tm["inputs"], dtype=np.float32)
         out.train_targets = np.asarray(tm["targets"], dtype=np.float32)
+        out.train_bands = training_map_bands(bundle)
         n_train = sum(b - a for f in files for a, b in _ranges(f["train"]))
         m = len(out.train_targets)
         out.baseline_from = f"the bundle's training map ({m} training frames, " + (
@@ -381,7 +384,13 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
     floor = energy_floor(bundle, held, target)
     preds = {
         "model": predict_segments(bundle, held.segments),
-        **baseline_predictions(held.train_inputs, held.train_targets, inputs, energy_floor=floor),
+        **baseline_predictions(
+            held.train_inputs,
+            held.train_targets,
+            inputs,
+            energy_floor=floor,
+            train_bands=held.train_bands,
+        ),
     }
     h = bundle.interface.outputs.harmonic_index
     m = heldout_report(
@@ -398,6 +407,31 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
         [log_spectral_distance(pm[i : i + 1], tg[i : i + 1]) for i in range(len(target))]
     )
     return m, {"target": target, **preds, "frame_lsd_db": frame_lsd}
+
+
+def training_map_bands(bundle) -> np.ndarray | None:
+    """``[M]`` the bins that count per training-map frame, as training's own mean baseline
+    used them (frames of a file recorded below the corpus's highest rate count only below
+    its band; an unvoiced frame at its tracked f0, not the held one); ``None`` when every bin
+    counts (or the map does not say which file)."""
+    from wms.analysis.features import bins_below
+    from wms.training.train import LOW_RATE_PASSBAND
+
+    tm, cfg = bundle.training_map, bundle.config
+    sr = cfg.audio.sample_rate
+    files = bundle.data.get("files", [])
+    rates = np.array([min(int(f.get("sample_rate") or sr), sr) for f in files])
+    if "frames" not in tm or not len(rates) or rates.min() == rates.max():
+        return None
+    which = np.asarray(tm["frames"])[:, 0].astype(np.int64)
+    k = bundle.interface.outputs.n_outputs
+    bands = np.full(len(which), k, np.int32)
+    for i, r in enumerate(rates):
+        rows = which == i
+        if r < rates.max() and rows.any():
+            f0 = np.asarray(tm["f0"])[rows]  # each at its tracked f0 (the map is a subsample)
+            bands[rows] = bins_below(f0, np.ones_like(f0), cfg, nyquist=LOW_RATE_PASSBAND * r / 2)
+    return bands
 
 
 def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
