@@ -251,6 +251,17 @@ def numpy_forward(
     }
 
 
+def max_scaled_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |a - b| / max(1, |b|)``: absolute for values up to 1, relative above. For
+    values that reach tens (a network's pre-activations of silent bins), where float32
+    itself steps by ~2e-6 and a 1e-5 absolute bound would only measure rounding."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = max_diff(a, b)
+    if not math.isfinite(d) or not a.size:
+        return d
+    return float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(b))))
+
+
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
