@@ -242,6 +242,26 @@ def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
     assert severe(page) == []
 
 
+def test_a_fullband_bundle_plays_the_same_in_the_browser(driver, tmp_path):
+    """--preset fullband's layout (321 outputs, 160 harmonics, 44.1 kHz analysis) through
+    the browser engine and `wms render`: the same samples."""
+    from conftest import fullband_config
+
+    cfg = fullband_config(model={"hidden_size": 32, "encoder_size": 32})
+    path = random_bundle(tmp_path / "fb.wms", config=cfg)
+    export_web(load_bundle(path), tmp_path / "web")
+    open_page(driver, tmp_path / "web")
+    driver.get_log("browser")
+    out = tmp_path / "fixed.wav"
+    args = ["render", str(path), "--out", str(out), "--f0", "110", "--seconds", "0.5"]
+    assert main([*args, "--format", "float"]) == 0
+    py, sr = sf.read(out, dtype="float32")
+    js, _ = render_in_browser(driver, {"f0": 110, "seconds": 0.5})
+    check_same(js, py)
+    check_pitch(js, py, sr, 110.0, 0.1, 0.5)
+    assert severe(driver) == []
+
+
 def test_automation_with_glide_equals_python(page, bundle):
     """Control curves (timbre, f0, level, voicedness) at 44.1 kHz with glide."""
     sr = 44100
