@@ -66,3 +66,31 @@ def test_spectrum_helper_round_trips():
     np.testing.assert_allclose(
         OutputLayout.spectrum_bins(80, 2).harmonics(spectrum_from_harmonics(amps)), amps, rtol=1e-6
     )
+
+
+def test_schroeder_phases_keep_the_spectrum_and_cut_the_crest_factor():
+    from wms.synth.tables import cosine_basis, make_tables
+
+    h_n, s = 160, 2048
+    basis = cosine_basis(h_n, s, "schroeder")
+    j = np.arange(-1, s + 2)
+    h = np.arange(1, h_n + 1)[:, None]
+    direct = np.cos(2 * np.pi * h * j / s - np.pi * h * (h - 1) / h_n)
+    assert np.max(np.abs(basis - direct)) < 1e-6  # the integer reduction is the same phase
+    # zero phase is unchanged: cos(2 pi h j / S)
+    np.testing.assert_array_equal(
+        cosine_basis(h_n, s), np.cos(2 * np.pi * np.mod(h * j, s) / s).astype(np.float32)
+    )
+    flat = np.ones(h_n, np.float32)
+    crest = {}
+    for phases in ("zero", "schroeder"):
+        table = make_tables(flat, s, phases)[1 : s + 1].astype(np.float64)
+        mags = np.abs(np.fft.rfft(table)) / (s / 2)
+        np.testing.assert_allclose(mags[1 : h_n + 1], 1.0, atol=2e-5)  # the same harmonics
+        assert np.max(mags[h_n + 1 :]) < 2e-5 and abs(mags[0]) < 2e-5
+        crest[phases] = np.max(np.abs(table)) / np.sqrt(np.mean(table**2))
+    # a flat 160-harmonic spectrum: sqrt(2 * 160) = 17.9 at zero phase; Schroeder's measured 1.66
+    assert crest["zero"] == pytest.approx(np.sqrt(2 * h_n), rel=1e-3)
+    assert crest["schroeder"] < 1.8
+    with pytest.raises(ValueError, match="phases = 'random' is not one of zero, schroeder"):
+        cosine_basis(4, 16, "random")

@@ -228,6 +228,10 @@ class SynthConfig:
     midi_cc: dict[str, str] = field(default_factory=dict)
     #: Controls outside the training range: ``"clamp"`` or ``"extrapolate"``.
     out_of_range: str = "clamp"
+    #: The fixed phase of each harmonic in every table: ``"zero"`` (cosines, the reference's;
+    #: a bright spectrum is a peaky waveform) or ``"schroeder"`` (``-pi h (h - 1) / H``: the
+    #: same spectrum at a far lower crest factor, docs/SYNTH.md).
+    phases: str = "zero"
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("synth", "sample_rate"): _in(8000, 192000),
     ("synth", "control_interval"): _in(0.001, 1.0),
     ("synth", "table_size"): _in(16, 65536),
+    ("synth", "phases"): _one_of("zero", "schroeder"),
     ("synth", "voices"): _in(1, 256),
     ("synth", "attack"): _SECONDS,
     ("synth", "decay"): _SECONDS,

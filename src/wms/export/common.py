@@ -28,6 +28,12 @@ from wms.training.model import WMSNet
 EXPORT_FORMAT_VERSION = 2
 #: Max abs difference allowed between an exported model and PyTorch.
 TOLERANCE = 1e-5
+#: How a host builds each table's harmonics (``synth.phases``; docs/EXPORT.md).
+PHASE_LAW = {
+    "zero": "sum_h amp[h] cos(2 pi h n / S): zero phase",
+    "schroeder": "sum_h amp[h] cos(2 pi h n / S - pi h (h - 1) / H), H = the number of "
+    "harmonics (Schroeder phases)",
+}
 #: Recurrent steps run in every model round trip (h fed back each step).
 CHECK_STEPS = 1000
 #: PyTorch's Softplus default: above this the output is the input.
@@ -146,7 +152,12 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
             "harmonic_stride * (h - 1); for spectrum bins that is bin B*h, "
             "B = bins_per_harmonic = N * n_fft / window_size",
         },
-        "synth": {"table_size": cfg.synth.table_size, "sample_rate": cfg.synth.sample_rate},
+        "synth": {
+            "table_size": cfg.synth.table_size,
+            "sample_rate": cfg.synth.sample_rate,
+            "phases": cfg.synth.phases,
+            "phase_law": PHASE_LAW[cfg.synth.phases],
+        },
     }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from wms import __version__
 from wms.export.common import (
     CHECK_STEPS,
+    PHASE_LAW,
     SOFTPLUS_THRESHOLD,
     TOLERANCE,
     ExportResult,
@@ -122,6 +123,7 @@ def rtneural_header(bundle: Any) -> str:
         bins_per_harmonic=i.outputs.bins_per_harmonic,
         n_fft=cfg.features.n_fft,
         table_size=cfg.synth.table_size,
+        phase_law=PHASE_LAW[cfg.synth.phases],
         sample_rate=repr(float(i.sample_rate)),
         n_controls=i.n_timbre,
         include_voicedness="true" if i.include_voicedness else "false",

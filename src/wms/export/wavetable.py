@@ -75,8 +75,9 @@ def wavetable_path(bundle: Any, n_frames: int, *, control: str | None = None) ->
     return np.clip(path, ranges[:, 0], ranges[:, 1])
 
 
-def cycles_from_amplitudes(amps: np.ndarray, frame_size: int) -> np.ndarray:
-    """Zero-phase single cycles ``[F, frame_size]``: ``sum_h a_h cos(2 pi h n / frame_size)``.
+def cycles_from_amplitudes(amps: np.ndarray, frame_size: int, phases: str = "zero") -> np.ndarray:
+    """Single cycles ``[F, frame_size]``: ``sum_h a_h cos(2 pi h n / frame_size + theta_h)``,
+    the phases of ``synth.phases`` (:func:`wms.synth.tables.cosine_basis`).
 
     The synth engine's own tables (:func:`wms.synth.tables.make_tables`) without
     their interpolation guard samples.
@@ -87,7 +88,7 @@ def cycles_from_amplitudes(amps: np.ndarray, frame_size: int) -> np.ndarray:
     amps = np.atleast_2d(np.asarray(amps, dtype=np.float32))
     if amps.shape[1] >= frame_size // 2:
         raise ExportError(f"{amps.shape[1]} harmonics do not fit in a {frame_size}-sample frame")
-    tables = make_tables(amps, frame_size)
+    tables = make_tables(amps, frame_size, phases)
     return tables[:, GUARD_BEFORE : GUARD_BEFORE + frame_size].astype(np.float64)
 
 
@@ -247,7 +248,8 @@ def export_wavetable(
     inputs = bundle.interface.inputs(controls, np.full(n_frames, f0), np.ones(n_frames))
     spectra = settled_spectra(bundle.model, inputs, settle_steps=settle_steps)
     amps = bundle.interface.harmonics(spectra)
-    cycles = cycles_from_amplitudes(amps, frame_size)
+    phases = bundle.config.synth.phases
+    cycles = cycles_from_amplitudes(amps, frame_size, phases)
     peaks = np.max(np.abs(cycles), axis=1)
     if normalize == "frame":
         gains = np.where(peaks > 0, 1.0 / np.where(peaks > 0, peaks, 1.0), 0.0)
@@ -277,7 +279,9 @@ def export_wavetable(
         "voicedness": 1.0,
         "settle_steps": settle_steps,
         "harmonics": int(amps.shape[1]),
-        "phase": "zero (cosine) phase: every harmonic peaks at sample 0",
+        "phase": "zero (cosine) phase: every harmonic peaks at sample 0"
+        if phases == "zero"
+        else "Schroeder phases (synth.phases): harmonic h at -pi h (h - 1) / H",
         "normalize": normalize,
         "sample_format": sample_format,
         "silent_frames": int(np.sum(peaks == 0)),

@@ -88,7 +88,7 @@ class SynthEngine:
         self.table_size = s = int(cfg.table_size)
         self.max_block = int(max_block)
         self.n_harm = hm = model.n_harmonics
-        self._basis = cosine_basis(hm, s)
+        self._basis = cosine_basis(hm, s, cfg.phases)
         self._stepper = GRUStepper(model.net, v)
         f32, f64 = np.float32, np.float64
         nl, hid = model.net.num_layers, model.net.hidden_size

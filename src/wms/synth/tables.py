@@ -88,25 +88,41 @@ def band_limit(amps: np.ndarray, f0: float | np.ndarray, *, sample_rate: float) 
     return amps * band_limit_gains(f0, amps.shape[-1], sample_rate=sample_rate)
 
 
-def cosine_basis(n_harm: int, table_size: int) -> np.ndarray:
-    """``[H, S + 3]`` float32: row ``h - 1`` is ``cos(2 pi h j / S)`` for ``j = -1 .. S + 1``.
+#: ``synth.phases``: the fixed phase law of the harmonics in every table.
+PHASES = ("zero", "schroeder")
+
+
+def cosine_basis(n_harm: int, table_size: int, phases: str = "zero") -> np.ndarray:
+    """``[H, S + 3]`` float32: row ``h - 1`` is ``cos(2 pi h j / S + theta_h)`` for
+    ``j = -1 .. S + 1``; ``theta_h = 0`` (``"zero"``) or Schroeder's ``-pi h (h - 1) / H``
+    (``"schroeder"``), which spreads the harmonics' peaks over the cycle.
 
     ``amps[B, H] @ basis`` gives ``B`` guarded tables with no FFT and no allocation
-    (``np.dot(amps, basis, out=tables)``), which is what the streaming engine does.
+    (``np.dot(amps, basis, out=tables)``), which is what the streaming engine does. Phases
+    are reduced in integers: with ``m_h = h (h - 1) mod 2H`` the argument is
+    ``2 pi n / (2 H S)``, ``n = (2 H (h j mod S) - m_h S) mod 2 H S`` (the browser engine
+    computes the same ``n``).
     """
     if table_size < 4:
         raise ValueError(f"table_size = {table_size} must be at least 4")
-    j = np.arange(-GUARD_BEFORE, table_size + GUARD_AFTER, dtype=np.float64)
-    h = np.arange(1, n_harm + 1, dtype=np.float64)
+    if phases not in PHASES:
+        raise ValueError(f"phases = {phases!r} is not one of {', '.join(PHASES)}")
+    j = np.arange(-GUARD_BEFORE, table_size + GUARD_AFTER, dtype=np.int64)
+    h = np.arange(1, n_harm + 1, dtype=np.int64)
     # Reduce h * j modulo S in integers so the phase is exact for large tables.
     k = np.mod(np.outer(h, j), table_size)
-    return np.cos(2.0 * np.pi * k / table_size).astype(np.float32)
+    if phases == "zero":
+        return np.cos(2.0 * np.pi * k.astype(np.float64) / table_size).astype(np.float32)
+    two_h = 2 * n_harm
+    m = np.mod(h * (h - 1), two_h)
+    n = np.mod(two_h * k - (m * table_size)[:, None], two_h * table_size)
+    return np.cos(2.0 * np.pi * n.astype(np.float64) / (two_h * table_size)).astype(np.float32)
 
 
-def make_tables(amps: np.ndarray, table_size: int) -> np.ndarray:
+def make_tables(amps: np.ndarray, table_size: int, phases: str = "zero") -> np.ndarray:
     """One-cycle guarded wavetables ``[..., S + 3]`` from harmonic amplitudes ``[..., H]``.
 
     Sample ``i`` holds the waveform at phase ``(i - 1) / S`` cycles.
     """
     amps = np.asarray(amps, dtype=np.float32)
-    return amps @ cosine_basis(amps.shape[-1], table_size)
+    return amps @ cosine_basis(amps.shape[-1], table_size, phases)

@@ -389,7 +389,7 @@ function wmsDefineEngine(scope) {
    * 1 before, 2 after the cycle) and one oscillator phase in cycles.
    */
   class HarmonicPart {
-    constructor(nVoices, outputs, tableSize, sampleRate, levelFloor) {
+    constructor(nVoices, outputs, tableSize, sampleRate, levelFloor, phases) {
       this.nV = nVoices;
       // a prediction quieter than this is not normalised up (ModelInterface.level_floor)
       this.levelFloor = levelFloor || 0.0;
@@ -405,12 +405,22 @@ function wmsDefineEngine(scope) {
       this.G = tableSize + 3;
       this.sr = sampleRate;
       const H = this.H, G = this.G, S = tableSize;
-      // row h-1: cos(2 pi h j / S) for j = -1 .. S+1, h*j reduced mod S in integers
+      // row h-1: cos(2 pi h j / S + theta_h) for j = -1 .. S+1, h*j reduced mod S in integers
+      // (tables.cosine_basis): theta_h = 0, or Schroeder's -pi h (h - 1) / H, reduced with
+      // m = h (h - 1) mod 2H to n = (2H k - m S) mod 2HS over 2HS
       this.basis = new Float32Array(H * G);
+      this.even = phases !== 'schroeder'; // a zero-phase table is even: half is summed
+      const H2 = 2 * H;
       for (let h = 1; h <= H; h++) {
+        const m = (h * (h - 1)) % H2;
         for (let j = -1; j <= S + 1; j++) {
           const k = (((h * j) % S) + S) % S;
-          this.basis[(h - 1) * G + j + 1] = Math.cos((2.0 * Math.PI * k) / S);
+          if (phases === 'schroeder') {
+            const n = (((H2 * k - m * S) % (H2 * S)) + H2 * S) % (H2 * S);
+            this.basis[(h - 1) * G + j + 1] = Math.cos((2.0 * Math.PI * n) / (H2 * S));
+          } else {
+            this.basis[(h - 1) * G + j + 1] = Math.cos((2.0 * Math.PI * k) / S);
+          }
         }
       }
       this.tables = new Float32Array(nVoices * 2 * G);
@@ -433,8 +443,9 @@ function wmsDefineEngine(scope) {
     /**
      * tables[tOff ..] = sum_h amps[aOff + h] * gains[h] * basis[h] (kernels.build_table).
      * A zero-phase cosine sum is even, T(j) = T(S - j), so only half the cycle is summed and
-     * the rest mirrored; four harmonics per pass over it (half the loads and stores of one at
-     * a time); harmonics above the last non-zero one cost nothing.
+     * the rest mirrored (Schroeder phases: the whole guarded cycle); four harmonics per pass
+     * over it (half the loads and stores of one at a time); harmonics above the last non-zero
+     * one cost nothing.
      */
     _build(tOff, aOff, amps, gains) {
       const t = this.tables, G = this.G, B = this.basis, w = this.w, S = this.S;
@@ -442,6 +453,24 @@ function wmsDefineEngine(scope) {
       for (let h = 0; h < this.H; h++) {
         w[h] = Math.fround(amps[aOff + h] * gains[h]);
         if (w[h] !== 0.0) hEnd = h + 1;
+      }
+      if (!this.even) {
+        // every guarded sample j = -1 .. S + 1 (indices 0 .. G - 1) from its basis column
+        t.fill(0.0, tOff, tOff + G);
+        let h = 0;
+        for (; h + 3 < hEnd; h += 4) {
+          const a0 = w[h], a1 = w[h + 1], a2 = w[h + 2], a3 = w[h + 3];
+          const r0 = h * G, r1 = r0 + G, r2 = r1 + G, r3 = r2 + G;
+          for (let j = 0; j < G; j++) {
+            t[tOff + j] += a0 * B[r0 + j] + a1 * B[r1 + j] + a2 * B[r2 + j] + a3 * B[r3 + j];
+          }
+        }
+        for (; h < hEnd; h++) {
+          const a = w[h], r = h * G;
+          if (a === 0.0) continue;
+          for (let j = 0; j < G; j++) t[tOff + j] += a * B[r + j];
+        }
+        return;
       }
       // table index i holds phase j = i - 1; sum j = 0 .. S/2 (indices 1 .. S/2 + 1)
       const lo = tOff + 1, n = (S >> 1) + 1;
@@ -587,6 +616,9 @@ function wmsDefineEngine(scope) {
       if (!(Number.isFinite(v) && v >= 0)) throw new WmsError(`synth.${name} = ${v} must be a finite number >= 0`);
     }
     if (!(cfg.sustain >= 0 && cfg.sustain <= 1)) throw new WmsError(`synth.sustain = ${cfg.sustain} must be in [0, 1]`);
+    if (cfg.phases !== undefined && cfg.phases !== 'zero' && cfg.phases !== 'schroeder') {
+      throw new WmsError(`synth.phases = ${JSON.stringify(cfg.phases)} is not one of zero, schroeder`);
+    }
     if (cfg.out_of_range !== 'clamp' && cfg.out_of_range !== 'extrapolate') {
       throw new WmsError(`synth.out_of_range = ${JSON.stringify(cfg.out_of_range)} is not one of clamp, extrapolate`);
     }
@@ -662,7 +694,8 @@ function wmsDefineEngine(scope) {
       this.nv = 0;
       this.x = this.net.x;
       this.y = this.net.y;
-      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size, sr, iface.level_floor);
+      this.harmonic = new HarmonicPart(
+        V, iface.outputs, cfg.table_size, sr, iface.level_floor, cfg.phases || 'zero');
       this.parts = [this.harmonic];
       this.gainBuf = new Float64Array(this.stepLen);
       this.out = new Float64Array(this.maxBlock);
