@@ -453,6 +453,17 @@ def timbre_features(analysis, cfg) -> np.ndarray:
     return np.asarray(analysis.mfcc)
 
 
+#: A file recorded at rate ``r`` is trusted up to this share of ``r / 2`` (the recorder's and
+#: soxr's anti-alias filters roll off above it).
+LOW_RATE_PASSBAND = 0.9
+
+
+def recorded_bins(f0: np.ndarray, voicedness: np.ndarray, cfg, *, file_rate: int) -> np.ndarray:
+    """``[n]`` the bins a file recorded at ``file_rate`` Hz holds per frame: those below
+    :data:`LOW_RATE_PASSBAND` of its own Nyquist frequency (:func:`bins_below`)."""
+    return bins_below(f0, voicedness, cfg, nyquist=LOW_RATE_PASSBAND * file_rate / 2)
+
+
 def bins_below(f0: np.ndarray, voicedness: np.ndarray, cfg, *, nyquist: float) -> np.ndarray:
     """How many of each frame's ``K`` target bins stand for frequencies below ``nyquist`` Hz,
     ``[n]`` int32: bins ``0 .. count-1`` do (docs/DESIGN.md §6.3).

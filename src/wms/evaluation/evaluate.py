@@ -414,8 +414,7 @@ def training_map_bands(bundle) -> np.ndarray | None:
     used them (frames of a file recorded below the corpus's highest rate count only below
     its band; an unvoiced frame at its tracked f0, not the held one); ``None`` when every bin
     counts (or the map does not say which file)."""
-    from wms.analysis.features import bins_below
-    from wms.training.train import LOW_RATE_PASSBAND
+    from wms.analysis.features import recorded_bins
 
     tm, cfg = bundle.training_map, bundle.config
     sr = cfg.audio.sample_rate
@@ -430,7 +429,7 @@ def training_map_bands(bundle) -> np.ndarray | None:
         rows = which == i
         if r < rates.max() and rows.any():
             f0 = np.asarray(tm["f0"])[rows]  # each at its tracked f0 (the map is a subsample)
-            bands[rows] = bins_below(f0, np.ones_like(f0), cfg, nyquist=LOW_RATE_PASSBAND * r / 2)
+            bands[rows] = recorded_bins(f0, np.ones_like(f0), cfg, file_rate=r)
     return bands
 
 
@@ -438,8 +437,7 @@ def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
     """``[n]`` the bins that count per held-out frame, as in training: a segment recorded
     below the corpus's highest rate is scored only below its own band (docs/DESIGN.md §6.3);
     ``None`` when every bin counts."""
-    from wms.analysis.features import bins_below
-    from wms.training.train import LOW_RATE_PASSBAND
+    from wms.analysis.features import recorded_bins
 
     cfg = bundle.config
     sr = cfg.audio.sample_rate
@@ -447,7 +445,7 @@ def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
     top = min(max(rates, default=sr), sr)
     k = bundle.interface.outputs.n_outputs
     parts = [
-        bins_below(s.f0, s.voicedness, cfg, nyquist=LOW_RATE_PASSBAND * s.native_rate / 2)
+        recorded_bins(s.f0, s.voicedness, cfg, file_rate=s.native_rate)
         if s.native_rate < top
         else np.full(s.n_frames, k, np.int32)
         for s in segments

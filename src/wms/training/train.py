@@ -68,9 +68,6 @@ _PARTS = ("train", "val", "test", "excluded")
 #: bench_train.py): every one beats both baselines by 28 passes and still gains up to ~100;
 #: 80 passes of 60 s of audio are about 3000 steps, a minute on 2 idle cores.
 AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 80, 2000, 8000
-#: A file recorded at rate ``r`` is trusted up to this share of ``r / 2`` (the recorder's and
-#: soxr's anti-alias filters roll off above it).
-LOW_RATE_PASSBAND = 0.9
 
 
 # --------------------------------------------------------------------------- data
@@ -204,15 +201,15 @@ def low_rate_bands(analyses, rates: list[int], cfg: Config) -> list[np.ndarray |
     ``None`` for all of them.
 
     A file recorded below the corpus's highest rate holds nothing above
-    :data:`LOW_RATE_PASSBAND` of its own Nyquist frequency: those bins are masked rather
-    than learnt as silence, so the files that do hold them teach the model. Bins above
-    every file's band are silent in all of them, and learnt as silence.
+    :data:`wms.analysis.features.LOW_RATE_PASSBAND` of its own Nyquist frequency: those
+    bins are masked rather than learnt as silence, so the files that do hold them teach the
+    model. Bins above every file's band are silent in all of them, and learnt as silence.
     """
-    from wms.analysis.features import bins_below
+    from wms.analysis.features import recorded_bins
 
     top = max(rates) if rates else 0
     return [
-        bins_below(a.f0, a.voicedness, cfg, nyquist=LOW_RATE_PASSBAND * r / 2) if r < top else None
+        recorded_bins(a.f0, a.voicedness, cfg, file_rate=r) if r < top else None
         for a, r in zip(analyses, rates, strict=True)
     ]
 
