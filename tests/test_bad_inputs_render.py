@@ -245,3 +245,19 @@ def test_a_gain_that_clips_says_so(bundle, tmp_path, capsys):
     assert "peak 0.0 dBFS" in cap.out
     assert "takes the peak to +29.0 dBFS: every sample above 0 dBFS is clipped" in cap.err
     assert np.max(np.abs(sf.read(str(out))[0])) <= 1.0
+
+
+def test_pitches_outside_the_trained_range_warn(bundle, tmp_path, capsys):
+    lo, hi = load_bundle(bundle).interface.f0_range  # random_bundle: f0 from 80 to 800 Hz
+    out = str(tmp_path / "o.wav")
+    assert main(["render", str(bundle), "--out", out, "--f0", "220", "--seconds", "0.3"]) == 0
+    assert "outside the pitch range" not in capsys.readouterr().err
+    assert main(["render", str(bundle), "--out", out, "--f0", "3000", "--seconds", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"100 % of the voiced steps (3000-3000 Hz) lie outside the pitch range the model was "
+        f"trained on, {lo:.0f}-{hi:.0f} Hz"
+    ) in err
+    mid = _midi(tmp_path / "two.mid", [60, 108])  # 262 Hz and 4186 Hz
+    assert main(["render", str(bundle), "--midi", str(mid), "--out", out]) == 0
+    assert "50 % of the notes (4186-4186 Hz) lie outside" in capsys.readouterr().err

@@ -111,7 +111,10 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
 
     assert train(tmp_path / "masked") == 0
     out = capsys.readouterr().out
-    assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
+    assert (
+        "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz: above 3.6 kHz)"
+        in out
+    )
     assert "masked out of the loss and the metrics" in out
     # analysed at 16 kHz here; at 44.1 kHz prepare also says what no file holds
     b = load_bundle(tmp_path / "masked" / "model.wms")
@@ -142,7 +145,10 @@ def test_prepare_says_what_no_file_holds(mixed, tmp_path, capsys):
     cfg = fullband_config()
     corpus = prepare(mixed, cfg, cache_dir=tmp_path / "cache", jobs=1, progress=False)
     out = format_summary(corpus.summary)
-    assert "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz)" in out
+    assert (
+        "1 file(s) recorded below the corpus's highest rate (16 kHz): low.wav (8 kHz: above 3.6 kHz)"
+        in out
+    )
     assert (
         "no file is recorded at the analysis rate (44.1 kHz), the highest at 16 kHz: nothing "
         "above 8 kHz is in the corpus, so the model learns silence there (or analyse at that "

@@ -90,9 +90,16 @@ def test_unknown_names_missing_files_and_out_of_range_f0(tmp_path, model):
     p.write_text("time,brightness\n0,1\n1,2\n")
     with pytest.raises(
         ControlError,
-        match=r"unknown control 'brightness'; valid names are time, f0, voicedness, level, c0, c1, c2",
+        match=r"unknown control 'brightness'; valid names are time \(the column\), f0, "
+        r"voicedness, level, c0, c1, c2",
     ):
         curves_trajectory(read_controls_file(p), model, sample_rate=SR, step_seconds=STEP)
+    held = fixed_curves({"c9": 1.0}, 1.0)  # --control: no time column to name
+    with pytest.raises(
+        ControlError,
+        match=r"^--control: unknown control 'c9'; valid names are f0, voicedness, level, c0, ",
+    ):
+        curves_trajectory(held, model, sample_rate=SR, step_seconds=STEP)
     with pytest.raises(ControlError, match="controls file not found"):
         read_controls_file(tmp_path / "missing.csv")
     with pytest.raises(

@@ -20,7 +20,7 @@ from wms.config import PRESETS
 from wms.errors import WMSError
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def _config_args(p: argparse.ArgumentParser, example: str = "features.hop_size=128") -> None:
     p.add_argument(
         "--config",
         metavar="FILE",
@@ -33,8 +33,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one setting, e.g. --set features.hop_size=128; repeatable, applied "
-        "after --config",
+        help=f"override one setting, e.g. --set {example}; repeatable, applied after --config "
+        "(every key with its meaning: src/wms/config.py)",
     )
 
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         "prepare (or reuse the cache) and train a model bundle",
         (
-            "wms train recordings/ --out run",
+            "wms train recordings/ --out run --preset fullband",
             "wms train take.wav --out run --max-steps 500 --set model.hidden_size=64",
             "wms train take.wav --out run --resume run/checkpoints/last.ckpt --max-steps 6000",
         ),
@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         "model.wms, config.toml, loss curves, checkpoints and logs. Training ends after a "
         "step budget scaled to the audio (about 3000 steps, a minute or two on 2 cores, for "
         "60 s); the summary compares the model with two baselines on held-out test blocks "
-        "and warns when it is weak.",
+        "and warns when it is weak. For real recordings use --preset fullband. Timbre "
+        "controls are the MFCC; --set features.timbre=envelope --set features.reduction=pca "
+        "makes them pitch-invariant levels of the first harmonics (good for instruments, not "
+        "for voices).",
     )
     p.add_argument(
         "audio", metavar="AUDIO", help="an audio file or a folder of recordings of one instrument"
@@ -162,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(PRESETS),
         default=None,
         help="starting settings under --config and --set, shipped as wms/presets/NAME.toml: "
-        "default, or reference (the reference project's 256-wide model and optimisation); "
-        "RUN_DIR/config.toml and wms info say which was used (default: default)",
+        "default (16 kHz analysis, 39 harmonics); fullband (44.1 kHz, 160 harmonics, pitch "
+        "30-4200 Hz, Schroeder table phases: the choice for real recordings); reference (the "
+        "reference project's analysis, 256-wide model and optimisation). RUN_DIR/config.toml "
+        "and wms info say which was used (default: default)",
     )
     p.add_argument(
         "--max-steps",
@@ -332,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="gain after --normalize in dB (default: 0)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of --path (default: 0)")
-    _config_args(p)
+    _config_args(p, "synth.phases=schroeder (only [synth] settings; the bundle's are the default)")
     p.set_defaults(handler="wms.synth.render:run_render")
 
     p = command(

@@ -668,11 +668,17 @@ def low_rate_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     low = {p: r for p, r in rates.items() if r < top}
     if low:
-        names = ", ".join(f"{Path(p).name} ({r / 1000:g} kHz)" for p, r in low.items())
+        from wms.analysis.features import LOW_RATE_PASSBAND
+
+        names = ", ".join(
+            f"{Path(p).name} ({r / 1000:g} kHz: above {LOW_RATE_PASSBAND * r / 2000:.3g} kHz)"
+            for p, r in low.items()
+        )
         lines.append(
             f"note: {len(low)} file(s) recorded below the corpus's highest rate "
-            f"({top / 1000:g} kHz): {names}; their bins above half their own rate are masked "
-            "out of the loss and the metrics (learnt from the other files, not as silence)"
+            f"({top / 1000:g} kHz): {names}; their bins above {LOW_RATE_PASSBAND:g} of their "
+            "own Nyquist frequency are masked out of the loss and the metrics (learnt from "
+            "the other files, not as silence)"
         )
     if top < rate:
         lines.append(

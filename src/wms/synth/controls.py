@@ -59,8 +59,9 @@ class Curves:
     def check_names(self, model: SynthModel) -> None:
         for name in self.points:
             if name not in SPECIAL_CONTROLS and name not in model.control_names:
+                column = "" if self.where == "--control" else "time (the column), "
                 raise ControlError(
-                    f"{self.where}: unknown control {name!r}; valid names are time, "
+                    f"{self.where}: unknown control {name!r}; valid names are {column}"
                     f"{', '.join(SPECIAL_CONTROLS)}, {', '.join(model.control_names)}"
                 )
 

@@ -403,6 +403,9 @@ def run_render(args) -> int:
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)
     source = build_source(args, bundle, model, cfg, sr)
+    outside = pitch_outside(source, bundle.interface)
+    if outside:
+        print(f"warning: {bundle.path}: {outside}", file=sys.stderr)
     info = render_to_file(
         model,
         source,
@@ -427,7 +430,7 @@ def run_render(args) -> int:
         else "silent"
     )
     print(
-        f"rendered {out_path}: {info.seconds:.2f} s at {sr} Hz ({_describe(source)}), "
+        f"rendered {out_path}: {info.seconds:.2f} s at {sr} Hz ({_describe(args)}), "
         f"{level}, peak {peak_db:.1f} dBFS ({args.normalize}, gain {info.gain_db:+.1f} dB), "
         f"{info.realtime_factor:.0f}x realtime"
         + (f", {info.limited} samples soft-limited" if info.limited else "")
@@ -441,8 +444,47 @@ def run_render(args) -> int:
     return 0
 
 
-def _describe(source) -> str:
-    return {
-        "Trajectory": "controls",
-        "MidiSource": "MIDI",
-    }.get(type(source).__name__, type(source).__name__)
+#: Pitches this far (semitones) beyond the trained f0 range count as outside it.
+PITCH_MARGIN_SEMITONES = 2.0
+
+
+def pitch_outside(source, interface) -> str | None:
+    """What a render plays outside the pitch range the model was trained on
+    (``interface.f0_range``, its 1st-99th percentile, widened by
+    :data:`PITCH_MARGIN_SEMITONES`), or ``None``: the share of voiced steps (or of notes, for
+    MIDI) and how far it goes."""
+    from wms.synth.engine import midi_to_hz
+
+    if isinstance(source, C.MidiSource):
+        f = np.array([midi_to_hz(e.a) for e in source.events if e.kind == "on"], np.float64)
+        what = "notes"
+    elif isinstance(source, C.Trajectory):
+        keep = (np.asarray(source.voicedness) >= 0.5) & (np.asarray(source.level) > 0)
+        f, what = np.asarray(source.f0, np.float64)[keep], "voiced steps"
+    else:
+        return None
+    if not f.size:
+        return None
+    lo, hi = interface.f0_range
+    margin = 2.0 ** (PITCH_MARGIN_SEMITONES / 12)
+    out = (f < lo / margin) | (f > hi * margin)
+    if not out.any():
+        return None
+    return (
+        f"{100 * out.mean():.0f} % of the {what} ({f[out].min():.0f}-{f[out].max():.0f} Hz) lie "
+        f"outside the pitch range the model was trained on, {lo:.0f}-{hi:.0f} Hz: its timbre "
+        "there is the nearest trained pitch's (synth.out_of_range), a guess"
+    )
+
+
+def _describe(args) -> str:
+    """What was rendered, as the summary names it."""
+    if args.audio:
+        return f"timbre transfer of {Path(args.audio).name}"
+    if args.midi:
+        return f"MIDI {Path(args.midi).name}"
+    if args.controls:
+        return f"controls {Path(args.controls).name}"
+    if args.path:
+        return f"{args.path} path"
+    return "fixed note"
