@@ -206,15 +206,21 @@ def check_pitch(js, py, sr, f0, t0, t1, harmonic=1):
     assert abs(cents(fj, fp)) <= 1.0 and abs(cents(fj, f0)) <= 1.0, (fj, fp, f0)
 
 
-def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
-    """renderOffline({f0, seconds}) == `wms render --f0 F --seconds S` (float WAV)."""
+def check_fixed_note(driver, bundle_path: Path, tmp_path: Path, f0: float) -> None:
+    """renderOffline({f0, seconds: 0.5}) == `wms render --f0 F --seconds 0.5` (float WAV),
+    in samples and in pitch."""
     out = tmp_path / "fixed.wav"
-    args = ["render", str(bundle_path), "--out", str(out), "--f0", "220", "--seconds", "0.5"]
+    args = ["render", str(bundle_path), "--out", str(out), "--f0", f"{f0:g}", "--seconds", "0.5"]
     assert main([*args, "--format", "float"]) == 0
     py, sr = sf.read(out, dtype="float32")
-    js, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5})
+    js, _ = render_in_browser(driver, {"f0": f0, "seconds": 0.5})
     check_same(js, py)
-    check_pitch(js, py, sr, 220.0, 0.1, 0.5)
+    check_pitch(js, py, sr, f0, 0.1, 0.5)
+
+
+def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
+    """renderOffline({f0, seconds}) == `wms render --f0 F --seconds S` (float WAV)."""
+    check_fixed_note(page, bundle_path, tmp_path, 220.0)
     # and with the engine's own level, the same samples as render() before the policy
     raw, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5, "normalize": "none"})
     peak_only, _ = render_in_browser(page, {"f0": 220, "seconds": 0.5, "normalize": "peak"})
@@ -254,13 +260,7 @@ def test_a_fullband_bundle_plays_the_same_in_the_browser(driver, tmp_path):
     export_web(load_bundle(path), tmp_path / "web")
     open_page(driver, tmp_path / "web")
     driver.get_log("browser")
-    out = tmp_path / "fixed.wav"
-    args = ["render", str(path), "--out", str(out), "--f0", "110", "--seconds", "0.5"]
-    assert main([*args, "--format", "float"]) == 0
-    py, sr = sf.read(out, dtype="float32")
-    js, _ = render_in_browser(driver, {"f0": 110, "seconds": 0.5})
-    check_same(js, py)
-    check_pitch(js, py, sr, 110.0, 0.1, 0.5)
+    check_fixed_note(driver, path, tmp_path, 110.0)
     assert severe(driver) == []
 
 

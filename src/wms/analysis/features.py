@@ -420,7 +420,7 @@ def harmonic_envelope(
     b, h0 = fc.bins_per_harmonic, fc.envelope_harmonics
     h = np.arange(1, h0 + 1)
     env = np.asarray(target, dtype=np.float64)[:, b * h]
-    below = bins_below(f0, voicedness, cfg, nyquist=0.45 * cfg.audio.sample_rate)
+    below = recorded_bins(f0, voicedness, cfg, file_rate=cfg.audio.sample_rate)
     present = np.clip((below - 1) // b, 1, h0)[:, None]  # harmonics 1..present lie below
     missing = h[None, :] > present
     if not missing.any():

@@ -157,13 +157,9 @@ def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
     )
 
 
-def _timbre(a, bundle) -> np.ndarray:
+def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int) -> Segment:
     from wms.analysis.features import timbre_features
 
-    return timbre_features(a, bundle.config)
-
-
-def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int) -> Segment:
     a = pf.analysis
     sr = bundle.config.audio.sample_rate
     sl = slice(start, stop)
@@ -175,7 +171,9 @@ def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int
         stop=int(stop),
         f0=f0,
         voicedness=v,
-        inputs=bundle.interface.inputs(bundle.input_map.controls(_timbre(a, bundle)[sl]), f0, v),
+        inputs=bundle.interface.inputs(
+            bundle.input_map.controls(timbre_features(a, bundle.config)[sl]), f0, v
+        ),
         target=np.asarray(a.target[sl], dtype=np.float32),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
         native=np.asarray(
@@ -409,6 +407,15 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
     return m, {"target": target, **preds, "frame_lsd_db": frame_lsd}
 
 
+def stored_rates(bundle) -> np.ndarray:
+    """``[files]`` the rate each training file was recorded at, capped at the analysis rate
+    (as ``wms.training.train.file_rate``; a bundle that does not record it: the analysis
+    rate)."""
+    sr = bundle.config.audio.sample_rate
+    files = bundle.data.get("files", [])
+    return np.array([min(int(f.get("sample_rate") or sr), sr) for f in files], np.int64)
+
+
 def training_map_bands(bundle) -> np.ndarray | None:
     """``[M]`` the bins that count per training-map frame, as training's own mean baseline
     used them (frames of a file recorded below the corpus's highest rate count only below
@@ -417,9 +424,7 @@ def training_map_bands(bundle) -> np.ndarray | None:
     from wms.analysis.features import recorded_bins
 
     tm, cfg = bundle.training_map, bundle.config
-    sr = cfg.audio.sample_rate
-    files = bundle.data.get("files", [])
-    rates = np.array([min(int(f.get("sample_rate") or sr), sr) for f in files])
+    rates = stored_rates(bundle)
     if "frames" not in tm or not len(rates) or rates.min() == rates.max():
         return None
     which = np.asarray(tm["frames"])[:, 0].astype(np.int64)
@@ -440,9 +445,8 @@ def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
     from wms.analysis.features import recorded_bins
 
     cfg = bundle.config
-    sr = cfg.audio.sample_rate
-    rates = [int(f.get("sample_rate") or sr) for f in bundle.data.get("files", [])]
-    top = min(max(rates, default=sr), sr)
+    rates = stored_rates(bundle)
+    top = rates.max() if len(rates) else cfg.audio.sample_rate
     k = bundle.interface.outputs.n_outputs
     parts = [
         recorded_bins(s.f0, s.voicedness, cfg, file_rate=s.native_rate)

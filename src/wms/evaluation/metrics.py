@@ -329,6 +329,8 @@ def energy_parts(
     from scipy.signal import stft
 
     hop = n_fft // 4
+    # frames inside the signal only, unlike stft_magnitude's zero-padded centred frames: an
+    # edge frame half full of zeros spreads a steady tone's energy between its harmonics
     freqs, t, z = stft(
         np.asarray(y, np.float64), fs=sample_rate, window="hann", nperseg=n_fft,
         noverlap=n_fft - hop, boundary=None, padded=False,
@@ -336,7 +338,7 @@ def energy_parts(
     power = np.abs(z) ** 2  # [bins, frames]
     f0 = np.nan_to_num(np.asarray(f0, np.float64), nan=0.0)
     times = np.arange(len(f0)) * frame_seconds
-    f_frame = np.interp(t, times, f0, left=f0[0] if len(f0) else 0.0) if len(f0) else t * 0
+    f_frame = np.interp(t, times, f0) if len(f0) else 0.0 * t
     voiced = f_frame > 0
     df = sample_rate / n_fft
     safe = np.where(voiced, f_frame, 1.0)
