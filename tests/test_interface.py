@@ -129,8 +129,12 @@ def test_state_round_trip_and_refusals(tmp_path):
     again = ModelInterface.from_state(torch.load(tmp_path / "s.pt", weights_only=True)["i"])
     assert again == i
     assert again.outputs == i.outputs
-    with pytest.raises(BundleError, match="version 2 is not supported"):
-        ModelInterface.from_state({**s, "version": 2})
+    with pytest.raises(BundleError, match="version 3 is not supported"):
+        ModelInterface.from_state({**s, "version": 3})
+    # a version-1 record (wms 0.1/0.2: no noise part) reads as harmonics only
+    v1 = {k: v for k, v in s.items() if k != "noise_edges"}
+    v1["outputs"] = {k: v for k, v in s["outputs"].items() if k != "n_noise"}
+    assert ModelInterface.from_state({**v1, "version": 1}) == i
     with pytest.raises(BundleError, match="not a 'wms-interface' record"):
         ModelInterface.from_state([1])
     with pytest.raises(BundleError, match="missing or malformed field .KeyError: 'pitch'"):

@@ -93,6 +93,10 @@ class FeatureConfig:
     timbre: str = "mfcc"
     #: Harmonics in the ``"envelope"`` timbre features (at most the target's harmonics).
     envelope_harmonics: int = 12
+    #: Bands of the noise part (docs/DESIGN.md §1.6): the model also predicts the level of
+    #: the sound the harmonics do not explain (breath, bow, consonants) in this many mel
+    #: bands, and the synth adds noise shaped by it. 0: harmonics only (the reference).
+    noise_bands: int = 0
     #: Timbre reduction fitted at training time: ``"none"``, ``"pca"`` or ``"pacmap"``.
     reduction: str = "none"
     #: Number of reduced timbre dimensions when ``reduction != "none"``.
@@ -331,6 +335,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("features", "unvoiced"): _one_of("hold", "raw"),
     ("features", "timbre"): _one_of("mfcc", "envelope"),
     ("features", "envelope_harmonics"): _in(1, 1024),
+    ("features", "noise_bands"): _in(0, 64),
     ("features", "reduction"): _one_of("none", "pca", "pacmap"),
     ("features", "reduction_dims"): _in(1, 128),
     ("data", "seq_len"): _in(1, 10000),

@@ -12,7 +12,10 @@ Inputs (docs/DESIGN.md §1.5), one row per frame / control step::
 Outputs (:class:`OutputLayout`): ``n_outputs`` log1p magnitudes; harmonic ``h`` (1-based)
 is output ``harmonic_offset + harmonic_stride * (h - 1)``. The reference layout predicts
 ``K`` spectrum bins of an N-cycle window, where bin ``B * h`` is harmonic ``h`` (``B =
-bins_per_harmonic``), so offset = stride = B and ``H = (K - 1) // B``.
+bins_per_harmonic``), so offset = stride = B and ``H = (K - 1) // B``. A model with a noise
+part (``features.noise_bands > 0``) has ``n_noise`` more outputs after the K bins: the
+log1p levels of the noise in the bands of :attr:`ModelInterface.noise_edges`
+(:mod:`wms.noise`, docs/DESIGN.md §1.6).
 
 The state (:meth:`ModelInterface.to_state`) is plain data with a format name and version;
 :meth:`ModelInterface.from_state` refuses other versions.
@@ -28,7 +31,7 @@ import numpy as np
 from wms.errors import BundleError
 
 INTERFACE_FORMAT = "wms-interface"
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2  # 2: the noise part (version 1 records read as harmonics only)
 #: The constant in ``log_pitch = log(max(f0, fmin) - fmin + eps)`` (reference and plugin).
 LOG_PITCH_EPS = 1e-4
 #: Percentiles of the training frames that bound each control's range (and the f0 range).
@@ -55,6 +58,7 @@ class OutputLayout:
         n_harmonics: H, harmonics the output holds.
         bins_per_harmonic: B for the spectrum-bin layout (bin ``B*h`` is harmonic h),
             the spacing a loss or a plot reads the bins with.
+        n_noise: outputs of the noise part, the last ``n_noise`` of the vector (0: none).
     """
 
     n_outputs: int
@@ -62,6 +66,26 @@ class OutputLayout:
     harmonic_stride: int
     n_harmonics: int
     bins_per_harmonic: int
+    n_noise: int = 0
+
+    @property
+    def n_bins(self) -> int:
+        """Outputs of the harmonic part (the K spectrum bins), before the noise part."""
+        return self.n_outputs - self.n_noise
+
+    @property
+    def noise_offset(self) -> int:
+        """Index of the first noise output (``n_bins``)."""
+        return self.n_outputs - self.n_noise
+
+    def noise(self, outputs: np.ndarray) -> np.ndarray:
+        """Linear noise band levels ``[..., n_noise]`` float32 (``expm1``, negatives set to 0);
+        a band of level ``v`` has the power of a harmonic of amplitude ``v``."""
+        y = np.asarray(outputs, dtype=np.float32)
+        if y.shape[-1] != self.n_outputs:
+            raise ValueError(f"outputs have {y.shape[-1]} values, the layout {self.n_outputs}")
+        v = np.expm1(y[..., self.noise_offset :])
+        return np.maximum(v, 0.0, out=v)
 
     @classmethod
     def spectrum_bins(cls, n_bins: int, bins_per_harmonic: int) -> OutputLayout:
@@ -77,6 +101,16 @@ class OutputLayout:
             )
         h = (n_bins - 1) // bins_per_harmonic
         return cls(n_bins, bins_per_harmonic, bins_per_harmonic, h, bins_per_harmonic)
+
+    def with_noise(self, n_noise: int) -> OutputLayout:
+        """This layout with ``n_noise`` noise outputs appended (0: unchanged)."""
+        if n_noise < 0:
+            raise ValueError(f"n_noise = {n_noise}")
+        k = self.n_bins
+        return OutputLayout(
+            k + n_noise, self.harmonic_offset, self.harmonic_stride, self.n_harmonics,
+            self.bins_per_harmonic, n_noise,
+        )  # fmt: skip
 
     @property
     def harmonic_index(self) -> np.ndarray:
@@ -106,13 +140,15 @@ class OutputLayout:
             "harmonic_stride": self.harmonic_stride,
             "n_harmonics": self.n_harmonics,
             "bins_per_harmonic": self.bins_per_harmonic,
+            "n_noise": self.n_noise,
         }
 
 
 def output_layout(cfg: Any) -> OutputLayout:
     """The output layout a config trains: ``features.n_bins`` spectrum bins with harmonics every
-    ``features.bins_per_harmonic`` bins."""
-    return OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic)
+    ``features.bins_per_harmonic`` bins, then ``features.noise_bands`` noise outputs."""
+    layout = OutputLayout.spectrum_bins(cfg.features.n_bins, cfg.features.bins_per_harmonic)
+    return layout.with_noise(cfg.features.noise_bands)
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,7 +172,10 @@ class ModelInterface:
             below which the synth plays a prediction at its own, quiet level instead of
             normalising it up to the table level: :data:`LEVEL_FLOOR_DB` under the median of
             the voiced training frames, so a near-silent (or dead) model is never amplified
-            into a buzz. 0 normalises every prediction (wms 0.1.0's rule).
+            into a buzz. 0 normalises every prediction (wms 0.1.0's rule). With a noise part
+            the level counts the noise bands too (``sqrt((sum a^2 + sum v^2) / 2)``).
+        noise_edges: ``n_noise + 1`` band edges in Hz (increasing, from 0 to at most the
+            analysis Nyquist frequency) of the noise part; empty without one.
     """
 
     control_names: tuple[str, ...]
@@ -151,6 +190,7 @@ class ModelInterface:
     hop_size: int
     log_pitch_eps: float = LOG_PITCH_EPS
     level_floor: float = 0.0
+    noise_edges: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.control_names)
@@ -179,6 +219,22 @@ class ModelInterface:
             problems.append(f"fmin = {self.fmin}")
         if not (np.isfinite(self.level_floor) and self.level_floor >= 0):
             problems.append(f"level_floor = {self.level_floor}")
+        edges = tuple(float(e) for e in self.noise_edges)
+        object.__setattr__(self, "noise_edges", edges)
+        n_noise = self.outputs.n_noise
+        if n_noise and (
+            len(edges) != n_noise + 1
+            or not all(np.isfinite(edges))
+            or edges[0] < 0
+            or any(b <= a for a, b in zip(edges, edges[1:]))
+            or edges[-1] > 0.5 * self.sample_rate
+        ):
+            problems.append(
+                f"{n_noise} noise outputs need {n_noise + 1} increasing band edges from 0 to at "
+                f"most {0.5 * self.sample_rate:g} Hz, got {len(edges)}"
+            )
+        if not n_noise and edges:
+            problems.append(f"noise band edges {len(edges)} without noise outputs")
         if problems:
             raise ValueError(f"inconsistent model interface: {'; '.join(problems)}")
 
@@ -199,6 +255,11 @@ class ModelInterface:
     @property
     def n_harmonics(self) -> int:
         return self.outputs.n_harmonics
+
+    @property
+    def n_noise(self) -> int:
+        """Noise bands the model predicts (0: harmonics only)."""
+        return self.outputs.n_noise
 
     @property
     def input_names(self) -> list[str]:
@@ -269,6 +330,10 @@ class ModelInterface:
         """Linear harmonic amplitudes ``[..., H]`` of model outputs (see :class:`OutputLayout`)."""
         return self.outputs.harmonics(outputs)
 
+    def noise(self, outputs: np.ndarray) -> np.ndarray:
+        """Linear noise band levels ``[..., n_noise]`` of model outputs (see :class:`OutputLayout`)."""
+        return self.outputs.noise(outputs)
+
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(
@@ -284,6 +349,7 @@ class ModelInterface:
         sample_rate: int,
         hop_size: int,
         targets: np.ndarray | None = None,
+        noise_edges: tuple[float, ...] = (),
     ) -> ModelInterface:
         """The interface of a model trained on these frames.
 
@@ -311,8 +377,10 @@ class ModelInterface:
             raise ValueError("no voiced training frame: the f0 range is undefined")
         floor = 0.0
         if targets is not None:
-            amps = outputs.harmonics(np.asarray(targets)[v]).astype(np.float64)
-            level = np.sqrt(0.5 * np.sum(amps * amps, axis=1))
+            t = np.asarray(targets)[v]
+            amps = outputs.harmonics(t).astype(np.float64)
+            noise = outputs.noise(t).astype(np.float64)
+            level = np.sqrt(0.5 * (np.sum(amps * amps, axis=1) + np.sum(noise * noise, axis=1)))
             floor = float(np.median(level)) * 10 ** (-LEVEL_FLOOR_DB / 20)
         return cls(
             control_names=tuple(control_names),
@@ -326,6 +394,7 @@ class ModelInterface:
             sample_rate=int(sample_rate),
             hop_size=int(hop_size),
             level_floor=floor,
+            noise_edges=tuple(noise_edges),
         )
 
     @classmethod
@@ -342,7 +411,10 @@ class ModelInterface:
         """:meth:`fit` with everything else from a :class:`wms.config.Config`: frames with
         voicedness >= ``pitch.voicing_threshold`` count as voiced; ``pitch.fmin``,
         ``features.include_voicedness``, the output layout of :func:`output_layout`, the
-        analysis rate and hop."""
+        analysis rate and hop, the noise bands of ``features.noise_bands``."""
+        from wms.noise import band_edges
+
+        n_noise = cfg.features.noise_bands
         return cls.fit(
             controls,
             f0,
@@ -354,6 +426,7 @@ class ModelInterface:
             sample_rate=cfg.audio.sample_rate,
             hop_size=cfg.features.hop_size,
             targets=targets,
+            noise_edges=tuple(band_edges(cfg.audio.sample_rate, n_noise)) if n_noise else (),
         )
 
     # ------------------------------------------------------------------ state
@@ -376,6 +449,7 @@ class ModelInterface:
             "sample_rate": int(self.sample_rate),
             "hop_size": int(self.hop_size),
             "level_floor": float(self.level_floor),
+            "noise_edges": list(self.noise_edges),
         }
 
     @classmethod
@@ -387,10 +461,10 @@ class ModelInterface:
         """
         if not isinstance(d, dict) or d.get("format") != INTERFACE_FORMAT:
             raise BundleError(f"{where}: not a {INTERFACE_FORMAT!r} record")
-        if d.get("version") != INTERFACE_VERSION:
+        if d.get("version") not in (1, INTERFACE_VERSION):
             raise BundleError(
                 f"{where}: version {d.get('version')!r} is not supported (this wms reads "
-                f"version {INTERFACE_VERSION})"
+                f"versions 1 to {INTERFACE_VERSION})"
             )
         names = d.get("control_names")
         if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
@@ -406,10 +480,14 @@ class ModelInterface:
                 f0_range=(float(p["f0_range"][0]), float(p["f0_range"][1])),
                 f0_default=float(p["f0_default"]),
                 include_voicedness=bool(d["include_voicedness"]),
-                outputs=OutputLayout(**{k: int(o[k]) for k in OutputLayout.__dataclass_fields__}),
+                outputs=OutputLayout(
+                    **{k: int(o[k]) for k in OutputLayout.__dataclass_fields__ if k != "n_noise"},
+                    n_noise=int(o.get("n_noise", 0)),
+                ),
                 sample_rate=int(d["sample_rate"]),
                 hop_size=int(d["hop_size"]),
                 level_floor=float(d["level_floor"]),
+                noise_edges=tuple(float(e) for e in d.get("noise_edges", ())),
             )
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise BundleError(

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 #: written by an older version then misses and is re-analysed.
 CODE_VERSION = 3  # 2: sha256 checksums of the arrays; 3: the pitch range check in meta
 
-#: Per-frame arrays of an entry, in :class:`~wms.analysis.features.Analysis` field order.
+#: Per-frame arrays of an entry, in :class:`~wms.analysis.features.Analysis` field order
+#: (plus ``noise.npy`` when the settings have a noise part).
 ARRAY_NAMES = ("f0", "voicedness", "mfcc", "target")
 
 #: Feature settings applied at training time, not by ``features.analyse``:
@@ -78,11 +79,15 @@ def analysis_settings(cfg: Config) -> dict[str, Any]:
     (``peak_db``, ``frames``) without re-analysis.
     """
     d = cfg.to_dict()
+    features = {k: v for k, v in d["features"].items() if k not in TRAIN_TIME_FEATURE_KEYS}
+    if not features.get("noise_bands"):
+        # harmonics only: the entries of earlier versions (which had no noise part) still hit
+        features.pop("noise_bands", None)
     return {
         "code_version": CODE_VERSION,
         "sample_rate": d["audio"]["sample_rate"],
         "pitch": d["pitch"],
-        "features": {k: v for k, v in d["features"].items() if k not in TRAIN_TIME_FEATURE_KEYS},
+        "features": features,
     }
 
 
@@ -187,10 +192,13 @@ class FeatureCache:
     def entry_dir(self, key: str) -> Path:
         return self.entries_dir / key
 
-    def load(self, key: str, *, n_mfcc: int, n_bins: int) -> CacheEntry | None:
+    def load(
+        self, key: str, *, n_mfcc: int, n_bins: int, n_noise: int = 0
+    ) -> CacheEntry | None:
         """The entry ``key`` with memory-mapped arrays, or ``None`` on a miss.
 
-        ``n_mfcc`` and ``n_bins`` are the expected widths of ``mfcc`` and ``target``.
+        ``n_mfcc``, ``n_bins`` and ``n_noise`` are the expected widths of ``mfcc``,
+        ``target`` and ``noise`` (no noise array when 0).
         A corrupt entry (unreadable meta, missing array, wrong shape or dtype) is
         noted in :attr:`notes`, removed, and reported as a miss.
         """
@@ -198,13 +206,15 @@ class FeatureCache:
         if not d.is_dir():
             return None
         try:
-            return self._read_entry(d, key, n_mfcc=n_mfcc, n_bins=n_bins)
+            return self._read_entry(d, key, n_mfcc=n_mfcc, n_bins=n_bins, n_noise=n_noise)
         except _CorruptEntry as e:
             self.notes.append(f"cache entry {d} is corrupt ({e}); re-analysing {e.source}")
             self.discard(key)
             return None
 
-    def _read_entry(self, d: Path, key: str, *, n_mfcc: int, n_bins: int) -> CacheEntry:
+    def _read_entry(
+        self, d: Path, key: str, *, n_mfcc: int, n_bins: int, n_noise: int
+    ) -> CacheEntry:
         from wms.analysis.features import Analysis  # lazy: keeps `wms prepare` on a warm cache fast
 
         try:
@@ -220,6 +230,8 @@ class FeatureCache:
         if not isinstance(n, int) or n < 1:
             raise _CorruptEntry(f"meta.json frames = {n!r}", source)
         expected = {"f0": (n,), "voicedness": (n,), "mfcc": (n, n_mfcc), "target": (n, n_bins)}
+        if n_noise:
+            expected["noise"] = (n, n_noise)
         sums = meta.get("sha256")
         if not isinstance(sums, dict):
             raise _CorruptEntry("meta.json holds no checksums", source)
@@ -250,9 +262,10 @@ class FeatureCache:
         Returns the entry folder.
         """
         n = len(analysis.f0)
+        names = ARRAY_NAMES + (("noise",) if analysis.noise is not None else ())
         arrays = {
             name: np.ascontiguousarray(getattr(analysis, name), dtype=np.float32)
-            for name in ARRAY_NAMES
+            for name in names
         }
         for name, a in arrays.items():
             if a.shape[0] != n:

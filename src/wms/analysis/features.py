@@ -492,12 +492,22 @@ class Analysis:
         voicedness: ``[n]`` 0..1.
         mfcc: ``[n, n_mfcc]`` MFCC of the N-cycle segment (not standardised).
         target: ``[n, n_bins]`` ``log1p`` magnitudes of the N-cycle spectrum.
+        noise: ``[n, noise_bands]`` ``log1p`` levels of the noise part
+            (:func:`wms.noise.noise_envelope`), ``None`` without one.
     """
 
     f0: np.ndarray
     voicedness: np.ndarray
     mfcc: np.ndarray
     target: np.ndarray
+    noise: np.ndarray | None = None
+
+    def model_target(self) -> np.ndarray:
+        """The model's training target ``[n, n_outputs]``: ``target``, then ``noise`` if any."""
+        t = np.asarray(self.target, dtype=np.float32)
+        if self.noise is None:
+            return t
+        return np.concatenate([t, np.asarray(self.noise, dtype=np.float32)], axis=1)
 
     @property
     def n_frames(self) -> int:
@@ -635,9 +645,19 @@ def analyse(
         )
 
     _map_chunks(run, chunks, threads)
+    noise = None
+    if fc.noise_bands:
+        from wms.noise import noise_envelope
+
+        noise = noise_envelope(
+            y, f0, voicedness, sample_rate=sr, hop_size=fc.hop_size,
+            window_size=fc.window_size, n_bands=fc.noise_bands,
+            voicing_threshold=cfg.pitch.voicing_threshold,
+        )  # fmt: skip
     return Analysis(
         f0=f0.astype(np.float32),
         voicedness=voicedness.astype(np.float32),
         mfcc=mfcc,
         target=target,
+        noise=noise,
     )

@@ -358,7 +358,11 @@ def prepare(
     cache = FeatureCache(cache_dir)
     cache.clean_temp()
     skey = settings_hash(cfg)
-    shapes = {"n_mfcc": cfg.features.n_mfcc, "n_bins": cfg.features.n_bins}
+    shapes = {
+        "n_mfcc": cfg.features.n_mfcc,
+        "n_bins": cfg.features.n_bins,
+        "n_noise": cfg.features.noise_bands,
+    }
 
     skipped: dict[Path, str] = {}
     keys: dict[Path, str] = {}

@@ -28,6 +28,7 @@ from wms.config import SynthConfig, check_section
 from wms.errors import ConfigError, ControlError
 from wms.synth import kernels as K
 from wms.synth.network import GRUStepper, SynthModel
+from wms.noise import band_filters, noise_seed
 from wms.synth.tables import BAND_EDGE, TABLE_RMS, cosine_basis
 
 #: Output rates the engine accepts, in Hz (inclusive).
@@ -116,6 +117,19 @@ class SynthEngine:
         self._tables = np.zeros((v, 2, s + 3), f32)
         self._moments = np.zeros((v, 3), f64)
 
+        # the noise part (wms.noise; zero bands for a harmonics-only model)
+        nb = self._interface.n_noise
+        if nb:
+            self._nb0, self._na1, self._na2, self._ncoef = band_filters(
+                np.asarray(self._interface.noise_edges), sr, band_edge=BAND_EDGE
+            )
+        else:
+            self._nb0 = self._na1 = self._na2 = self._ncoef = np.zeros(0, f64)
+        self._ng_prev = np.zeros((v, nb), f64)
+        self._ng_next = np.zeros((v, nb), f64)
+        self._nstate = np.zeros((v, nb, 4), f64)
+        self._nrng = np.array([noise_seed(i) for i in range(v)], np.int64)
+
         self._timbre = np.asarray(model.defaults, dtype=f64).copy()
         self._bend = 0.0
         self._counter = 0
@@ -169,11 +183,18 @@ class SynthEngine:
             1.0,
             1.0,
             1.0,
+            *self._noise_args(),
         )
         K.finish_block(self._out, 0, 1.0, LIMIT_KNEE)
         K.gather_state(self._h, self._idx, 0, self._hb)
         K.scatter_state(self._hb, self._idx, 0, self._h)
         self._stepper.step(self._x[:1], self._hb[:, :1].copy())
+
+    def _noise_args(self) -> tuple:
+        return (
+            self._ng_prev, self._ng_next, self._nb0, self._na1, self._na2, self._nstate,
+            self._nrng,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ controls
     def check_f0(self, f0: float, where: str = "f0") -> float:
@@ -260,6 +281,7 @@ class SynthEngine:
             vf[K.LEVEL, v] = vf[K.LEVEL_TARGET, v] = 1.0
             vf[K.PHASE, v] = 0.0
             vi[K.FRESH, v] = 1
+            self._nstate[v] = 0.0  # the noise filters start at rest (the generator runs on)
             vi[K.DELAY_ON, v] = self._check_delay(delay)
         vi[K.DELAY_OFF, v] = 0
         self._last_logf = lf
@@ -427,6 +449,10 @@ class SynthEngine:
             self._tables,
             self._gains,
             self._moments,
+            layout.noise_offset,
+            self._ncoef,
+            self._ng_prev,
+            self._ng_next,
         )
 
     def process(self, n: int) -> np.ndarray:
@@ -461,6 +487,7 @@ class SynthEngine:
                     self._dec_inc,
                     cfg.sustain,
                     cfg.release * self.sample_rate,
+                    *self._noise_args(),
                 )
             done += m
             self._pos += m

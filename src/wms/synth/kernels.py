@@ -187,8 +187,13 @@ def finish_step(
     tables,
     gains,
     moments,
+    n_offset,
+    ncoef,
+    ng_prev,
+    ng_next,
 ):  # pragma: no cover - numba
-    """Model rows ``y[q]`` (log1p magnitudes) -> this step's previous and next tables.
+    """Model rows ``y[q]`` (log1p magnitudes) -> this step's previous and next tables (and
+    noise band gains).
 
     ``amps_next[v]`` becomes ``amps_prev[v]``; the new one is expm1 of the harmonic outputs
     ``y[q, h_offset + h_stride * (h - 1)]`` (the interface's output layout),
@@ -208,8 +213,14 @@ def finish_step(
     voice now goes higher than that limit (a jump or an accelerating bend); then it is
     rebuilt, band-limited for this step's highest f0: never aliasing, at worst a small step
     in a near-Nyquist harmonic.
+
+    Noise part (``ncoef.shape[0] = B > 0`` bands, outputs from ``n_offset``; wms.noise):
+    the level that is normalised counts the bands too, ``r = sqrt((sum a^2 + sum v^2) / 2)``,
+    and band ``b``'s gain at the end of the step is ``v_b * scale * ncoef[b]``
+    (``ng_next[v]``; last step's becomes ``ng_prev[v]``, a fresh voice starts at it).
     """
     n_harm = amps_next.shape[1]
+    n_noise = ncoef.shape[0]
     nyquist = 0.5 * sample_rate
     gp = gains[0]
     gn = gains[1]
@@ -225,8 +236,21 @@ def finish_step(
                 amps_prev[v, h] = amps_next[v, h]
             amps_next[v, h] = a
             ss += a * a
+        for b in range(n_noise):
+            a = math.expm1(y[q, n_offset + b])
+            if a < 0.0:
+                a = 0.0
+            if not fresh:
+                ng_prev[v, b] = ng_next[v, b]
+            ng_next[v, b] = a
+            ss += a * a
         r = math.sqrt(0.5 * ss)
         scale = rms / max(r, floor) if r > 0.0 else 0.0
+        for b in range(n_noise):
+            g = ng_next[v, b] * scale * ncoef[b]
+            ng_next[v, b] = g
+            if fresh:
+                ng_prev[v, b] = g
         f_start = vf[INC0, v] * sample_rate
         f_end = vf[INC1, v] * sample_rate
         fmax = max(f_start, f_end)
@@ -278,6 +302,13 @@ def render_voices(
     dec_inc,
     sustain,
     release_samples,
+    ng_prev,
+    ng_next,
+    nb0,
+    na1,
+    na2,
+    nstate,
+    nrng,
 ):  # pragma: no cover - numba
     """Add ``n`` samples of every voice in ``idx[:nv]`` to ``out[:n]``.
 
@@ -287,9 +318,16 @@ def render_voices(
     ADSR: linear attack to 1, linear decay to ``sustain``, linear release to 0 over
     ``release_samples`` (then IDLE). ``DELAY_ON`` samples of silence (phase held) precede a
     new voice's onset; the release starts after ``DELAY_OFF`` samples if that is set.
+
+    Noise part (``nb0.shape[0] = B > 0``, wms.noise): per sample the voice's generator
+    ``nrng[v]`` gives ``x = state / 2**31 - 1``; band ``b``'s filter (transposed direct form
+    II, state ``nstate[v, b]``) gives ``u = b0 x + s1``, ``s1 = s2 - a1 u``,
+    ``s2 = -b0 x - a2 u``; the voice adds ``sum_b ((1 - a) ng_prev + a ng_next)[v, b] * u``
+    times the same level, envelope and velocity as its tables.
     """
     table_size = tables.shape[2] - 3
     s = float(table_size)
+    n_noise = nb0.shape[0]
     for q in range(nv):
         v = idx[q]
         tn = tables[v, vi[CUR, v]]
@@ -310,6 +348,10 @@ def render_voices(
         rel = vf[REL_INC, v]
         d_on = vi[DELAY_ON, v]
         d_off = vi[DELAY_OFF, v]
+        rng = nrng[v]
+        gpv = ng_prev[v]
+        gnv = ng_next[v]
+        stv = nstate[v]
         for i in range(n):
             a = (j0 + i + 1) / step_len
             if d_on > 0:
@@ -358,6 +400,23 @@ def render_voices(
             ms = b * b * rp2 + a * a * rn2 + 2.0 * a * b * mpn
             c = (b * rp + a * rn) / math.sqrt(ms) if ms > 1e-20 else 1.0
             out[i] += (b * sp + a * sn) * c * (l0 + dl * a) * el * vel
+            if n_noise:
+                ns = 0.0
+                for m in range(n_noise):
+                    rng = (rng * 1664525 + 1013904223) & 0xFFFFFFFF
+                    c0 = nb0[m]
+                    c1 = na1[m]
+                    c2 = na2[m]
+                    bx = c0 * (rng * (1.0 / 2147483648.0) - 1.0)
+                    u = bx + stv[m, 0]
+                    stv[m, 0] = stv[m, 1] - c1 * u
+                    stv[m, 1] = -bx - c2 * u
+                    bx = c0 * u
+                    u = bx + stv[m, 2]
+                    stv[m, 2] = stv[m, 3] - c1 * u
+                    stv[m, 3] = -bx - c2 * u
+                    ns += (b * gpv[m] + a * gnv[m]) * u
+                out[i] += ns * (l0 + dl * a) * el * vel
             ph += i0 + di * a
             if ph >= 1.0:
                 ph -= math.floor(ph)
@@ -367,6 +426,7 @@ def render_voices(
         vf[REL_INC, v] = rel
         vi[DELAY_ON, v] = d_on
         vi[DELAY_OFF, v] = d_off
+        nrng[v] = rng
 
 
 @njit(cache=True)

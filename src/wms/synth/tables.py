@@ -71,15 +71,21 @@ def band_limit_gains(
     Returns:
         ``[..., H]`` float32 gains in [0, 1].
     """
-    nyq = 0.5 * sample_rate
     f = np.multiply.outer(np.asarray(f0, dtype=np.float64), np.arange(1, n_harm + 1))
-    x = np.clip((f - BAND_EDGE * nyq) / ((1.0 - BAND_EDGE) * nyq), 0.0, 1.0)
-    g = 0.5 + 0.5 * np.cos(np.pi * x)
-    g[f >= nyq] = 0.0
+    g = band_limit_gain_hz(f, 0.5 * sample_rate)
     if out is None:
         return g.astype(np.float32)
     out[...] = g
     return out
+
+
+def band_limit_gain_hz(f: np.ndarray, nyquist: float, edge: float = BAND_EDGE) -> np.ndarray:
+    """The band-limit gain of components at ``f`` Hz (float64, same shape): 1 up to ``edge *
+    nyquist``, a raised-cosine fade above, 0 at and above ``nyquist`` (the engine's
+    ``kernels.band_gain``; the noise bands fade the same way)."""
+    f = np.asarray(f, dtype=np.float64)
+    x = np.clip((f - edge * nyquist) / ((1.0 - edge) * nyquist), 0.0, 1.0)
+    return np.where(f >= nyquist, 0.0, 0.5 + 0.5 * np.cos(np.pi * x))
 
 
 def band_limit(amps: np.ndarray, f0: float | np.ndarray, *, sample_rate: float) -> np.ndarray:

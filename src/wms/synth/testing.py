@@ -39,8 +39,13 @@ def known_model(
     seed: int = 0,
     include_voicedness: bool = True,
     out_of_range: str = "clamp",
+    noise_bands: int = 0,
+    sample_rate: int = 16000,
 ) -> SynthModel:
-    """A seeded random-weight SynthModel with controls ``c0..`` ranging over [-1, 1]."""
+    """A seeded random-weight SynthModel with controls ``c0..`` ranging over [-1, 1] (and a
+    noise part of ``noise_bands`` bands at analysis rate ``sample_rate``)."""
+    from wms.noise import band_edges
+
     torch.manual_seed(seed)
     interface = ModelInterface(
         control_names=tuple(f"c{i}" for i in range(n_timbre)),
@@ -50,12 +55,13 @@ def known_model(
         f0_range=(60.0, 1000.0),
         f0_default=220.0,
         include_voicedness=include_voicedness,
-        outputs=OutputLayout.spectrum_bins(n_bins, cycles),
-        sample_rate=16000,
-        hop_size=256,
+        outputs=OutputLayout.spectrum_bins(n_bins, cycles).with_noise(noise_bands),
+        sample_rate=sample_rate,
+        hop_size=round(sample_rate * 0.016),
+        noise_edges=tuple(band_edges(sample_rate, noise_bands)) if noise_bands else (),
     )
     net = WMSNet(
-        interface.n_inputs, n_bins, encoder_size=hidden_size, hidden_size=hidden_size
+        interface.n_inputs, interface.n_outputs, encoder_size=hidden_size, hidden_size=hidden_size
     ).eval()
     rng = np.random.default_rng(seed)
     controls = rng.uniform(-1, 1, (200, n_timbre))

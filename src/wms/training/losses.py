@@ -179,6 +179,10 @@ class WMSLoss(nn.Module):
         smoothness_weight: weight of :func:`smoothness_penalty` (0 disables it).
         energy_floor: frame energy (sum of squared magnitudes) at or below which a frame is
             left out; 0 keeps every frame with any energy.
+        n_noise: the last ``n_noise`` outputs are the noise part (docs/DESIGN.md §1.6): they
+            get the same loss as the bins (``spectral``/``log_spectral``: their own pooled
+            convergence and L1; ``mse``/``weighted_mse``: unweighted squared error) on the
+            same kept frames, added with weight 1; ``n_bins`` counts the bins only.
     """
 
     def __init__(
@@ -189,8 +193,10 @@ class WMSLoss(nn.Module):
         cycles: int,
         smoothness_weight: float = 0.0,
         energy_floor: float = 0.0,
+        n_noise: int = 0,
     ):
         super().__init__()
+        self.n_noise = int(n_noise)
         if name not in LOSSES:
             raise ValueError(f"train.loss = {name!r} is not one of {', '.join(LOSSES)}")
         self.name, self.smoothness_weight = name, float(smoothness_weight)
@@ -201,6 +207,21 @@ class WMSLoss(nn.Module):
         self, pred: torch.Tensor, target: torch.Tensor, bands: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``bands[B, T]``: bins that count per frame (the rest are masked out), or ``None``."""
+        if self.n_noise:
+            k = pred.shape[-1] - self.n_noise
+            loss = self._bins(pred[..., :k], target[..., :k], bands)
+            wf = frame_weights(target[..., :k], self.energy_floor)
+            pn, tn = pred[..., k:], target[..., k:]
+            if self.name in ("spectral", "log_spectral"):
+                noise = pooled_convergence(pn, tn, wf) + masked_mean((pn - tn).abs(), wf)
+            else:
+                noise = masked_mean((pn - tn) ** 2, wf)
+            return loss + noise
+        return self._bins(pred, target, bands)
+
+    def _bins(
+        self, pred: torch.Tensor, target: torch.Tensor, bands: torch.Tensor | None
+    ) -> torch.Tensor:
         w = frame_weights(target, self.energy_floor)
         if bands is not None:
             m = band_mask(bands, pred.shape[-1], pred.dtype)

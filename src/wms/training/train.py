@@ -129,8 +129,13 @@ def build_training_data(
 
     timbre = [timbre_features(a, cfg) for a in analyses]
 
+    targets = [a.model_target() for a in analyses]  # spectrum bins, then the noise part
+
     def train_rows(name: str) -> np.ndarray:
-        arrays = timbre if name == "timbre" else [np.asarray(getattr(a, name)) for a in analyses]
+        if name in ("timbre", "model_target"):
+            arrays = timbre if name == "timbre" else targets
+        else:
+            arrays = [np.asarray(getattr(a, name)) for a in analyses]
         return np.concatenate([x[m] for x, m in zip(arrays, masks, strict=True)])
 
     if saved is not None:
@@ -144,13 +149,12 @@ def build_training_data(
             train_rows("f0"),
             train_rows("voicedness"),
             control_names=imap.control_names,
-            targets=train_rows("target"),
+            targets=train_rows("model_target"),
         )
     inputs = [
         interface.inputs(imap.controls(t), a.f0, a.voicedness)
         for a, t in zip(analyses, timbre, strict=True)
     ]
-    targets = [np.asarray(a.target, dtype=np.float32) for a in analyses]
     # The loss leaves out frames this far under the corpus's loud frames (docs/DESIGN.md §6.1).
     energy_floor = relative_floor(train_rows("target"), d.silence_db)
     rates = [file_rate(f, cfg) for f in corpus.files]
@@ -245,10 +249,11 @@ class WMSModule(L.LightningModule):
         f = self.cfg.features
         self.loss_fn = WMSLoss(
             self.cfg.train.loss,
-            n_bins=n_outputs,
+            n_bins=n_outputs - f.noise_bands,
             cycles=f.bins_per_harmonic,
             smoothness_weight=self.cfg.train.smoothness_weight,
             energy_floor=energy_floor,
+            n_noise=f.noise_bands,
         )
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"val_loss", "epoch", "state_dict"}

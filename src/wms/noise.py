@@ -1,0 +1,215 @@
+"""The noise part of the model contract: its bands, its analysis and its filters
+(docs/DESIGN.md §1.6, docs/SYNTH.md "Noise", docs/EXPORT.md "The noise part").
+
+A model trained with ``features.noise_bands = B > 0`` predicts, beside the harmonic
+spectrum, the level of the sound the harmonics do not explain in ``B`` frequency bands;
+the synth adds white noise shaped by them. This module is the one definition every stage
+uses: the analysis (:func:`noise_envelope`), the engines (:func:`band_filters`, the
+generator constants) and the exports (which state the same constants).
+
+**Bands.** ``B`` bands equally spaced on the (Slaney) mel scale from 0 Hz to the analysis
+Nyquist frequency (:func:`band_edges`); absolute frequencies, not pitch-relative, since
+breath, bow and consonant noise stay put when the pitch moves.
+
+**Level.** A band's value ``v`` is the noise's power in the band expressed in the harmonic
+outputs' units: a band of level ``v`` has the power of a harmonic of amplitude ``v``
+(both ``log1p`` in the output vector). The harmonic outputs are magnitudes of a Hann
+window of ``W`` samples, ``W / 4`` times a sinusoid's amplitude, so ``v = sqrt(2 P) * W / 4``
+for a band of power (variance) ``P`` in the signal.
+
+**Analysis** (:func:`noise_envelope`): Hann STFT of :func:`noise_fft` samples (~46 ms)
+centred on the analysis frames; in a voiced frame the bins within :data:`LOBE_BINS` bins (the
+Hann main lobe) of a multiple of f0 are the harmonics' and are left out, the rest are the
+residual (the same split as the evaluation's noise share,
+:func:`wms.evaluation.metrics.energy_parts`); unvoiced frames are all residual. A band's power
+is its mean residual bin power times its number of bins; a band with no residual bin (low
+notes, whose harmonics are closer than two main lobes) takes the mean bin power of the
+nearest band that has one.
+
+**Synthesis** (:func:`band_filters`): one uniform white noise source per voice (the
+:data:`LCG_A`, :data:`LCG_C` generator below, identical in every engine) through ``B``
+second-order band-pass filters in parallel (RBJ's constant-0-dB-peak band-pass at the band's
+geometric centre, ``Q = centre / width``); band ``b``'s output is multiplied by
+``g_b = scale * v_b * coef_b`` with ``coef_b = sqrt(3 / (2 G_b))`` (``G_b = b0_b``, the
+filter's exact white-noise power gain; 1/3 is the source's variance) so the band has the
+power of a harmonic of amplitude ``scale * v_b``, the scale the engine gives the harmonics.
+Gains move linearly over a control step, like the harmonic tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fft
+
+#: Bins on each side of a harmonic that belong to it (the Hann window's main lobe).
+LOBE_BINS = 2.0
+#: Length of the noise analysis window in seconds (rounded to a power of two of samples).
+NOISE_WINDOW_SECONDS = 0.046
+#: The noise generator, a 32-bit linear congruential generator:
+#: ``state = (LCG_A * state + LCG_C) mod 2**32``, sample ``state / 2**31 - 1`` in [-1, 1)
+#: (variance 1/3). Voice ``v`` of an engine starts from state :func:`noise_seed` ``(v)``.
+LCG_A, LCG_C = 1664525, 1013904223
+#: Variance of the generator's samples (uniform on [-1, 1)).
+SOURCE_VARIANCE = 1.0 / 3.0
+#: Each band's filter is two identical second-order stages; each stage's Q is the band's
+#: times this factor, so the cascade's -3 dB points are the band edges (sqrt(sqrt(2) - 1)).
+STAGE_Q = math.sqrt(math.sqrt(2.0) - 1.0)
+#: Samples of impulse response summed for a filter's power gain.
+GAIN_SAMPLES = 16384
+#: Frames analysed per chunk (bounds the temporaries: ~20 MB at 44.1 kHz).
+_CHUNK_FRAMES = 1024
+
+
+def noise_seed(voice: int) -> int:
+    """The generator's start state for engine voice ``voice`` (0-based)."""
+    return (2654435761 * (voice + 1)) % 2**32
+
+
+def noise_fft(sample_rate: int) -> int:
+    """Samples of the noise analysis window: the power of two nearest 46 ms (1024 at 16 kHz,
+    2048 at 44.1 and 48 kHz)."""
+    return 2 ** round(math.log2(NOISE_WINDOW_SECONDS * sample_rate))
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    import librosa
+
+    return librosa.hz_to_mel(f, htk=False)
+
+
+def band_edges(sample_rate: int, n_bands: int) -> np.ndarray:
+    """``[n_bands + 1]`` Hz: edges equally spaced in Slaney mel from 0 to ``sample_rate / 2``.
+
+    Raises:
+        ValueError: ``n_bands < 1``.
+    """
+    import librosa
+
+    if n_bands < 1:
+        raise ValueError(f"n_bands = {n_bands}: a noise part needs at least one band")
+    edges = librosa.mel_frequencies(n_bands + 1, fmin=0.0, fmax=sample_rate / 2.0, htk=False)
+    edges[0], edges[-1] = 0.0, sample_rate / 2.0
+    return edges.astype(np.float64)
+
+
+def band_centres(edges: np.ndarray) -> np.ndarray:
+    """``[B]`` Hz: the geometric centre of each band (half the top edge for a band from 0)."""
+    e = np.asarray(edges, dtype=np.float64)
+    lo, hi = e[:-1], e[1:]
+    return np.where(lo > 0, np.sqrt(lo * np.maximum(hi, 0.0)), 0.5 * hi)
+
+
+def noise_envelope(
+    y: np.ndarray,
+    f0: np.ndarray,
+    voicedness: np.ndarray,
+    *,
+    sample_rate: int,
+    hop_size: int,
+    window_size: int,
+    n_bands: int,
+    voicing_threshold: float,
+) -> np.ndarray:
+    """The noise part's targets ``[n_frames, n_bands]`` float32: ``log1p(v)`` per band.
+
+    Args:
+        y: ``[n]`` the signal at ``sample_rate``. f0, voicedness: ``[n_frames]`` per analysis
+            frame (frame ``i`` centred at sample ``i * hop_size``).
+        window_size: W of the harmonic analysis (sets the units, see the module docstring).
+        voicing_threshold: frames at or above it have harmonics to leave out.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    f0 = np.asarray(f0, dtype=np.float64)
+    n_frames = f0.shape[0]
+    n = noise_fft(sample_rate)
+    df = sample_rate / n
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+    sum_w2 = float(np.sum(window.astype(np.float64) ** 2))
+    edges = band_edges(sample_rate, n_bands)
+    freqs = np.arange(n // 2 + 1) * df
+    # bins 1 .. n/2 - 1 (DC and Nyquist belong to no band); band b: edges[b] <= f < edges[b+1]
+    band_of = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, n_bands - 1)
+    inner = np.arange(1, n // 2)
+    starts = np.searchsorted(band_of[inner], np.arange(n_bands))
+    counts = np.bincount(band_of[inner], minlength=n_bands).astype(np.float64)
+    voiced = (np.asarray(voicedness) >= voicing_threshold) & np.isfinite(f0) & (f0 > 0)
+    padded = np.pad(y, (n // 2, n // 2 + hop_size))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n)[::hop_size][:n_frames]
+    out = np.zeros((n_frames, n_bands), dtype=np.float32)
+    # power -> v: P_b = 2 * count_b * mean_b / (n * sum w^2), v = sqrt(2 P_b) * W / 4
+    unit = 4.0 / (n * sum_w2) * (window_size / 4.0) ** 2
+    f_in = freqs[inner]
+    for a in range(0, n_frames, _CHUNK_FRAMES):
+        b = min(a + _CHUNK_FRAMES, n_frames)
+        x = scipy.fft.rfft(frames[a:b] * window, axis=1)
+        power = (x.real**2 + x.imag**2)[:, inner].astype(np.float64)
+        fv = np.where(voiced[a:b], f0[a:b], 0.0)[:, None]
+        safe = np.where(fv > 0, fv, 1.0)
+        k = np.round(f_in[None, :] / safe)
+        near = (fv > 0) & (k >= 1) & (np.abs(f_in[None, :] - k * safe) <= LOBE_BINS * df)
+        keep = ~near
+        kept = np.add.reduceat(keep.astype(np.float64), starts, axis=1)
+        total = np.add.reduceat(power * keep, starts, axis=1)
+        has = kept > 0
+        mean = np.divide(total, kept, out=np.zeros_like(total), where=has)
+        # bands without a residual bin: the mean of the nearest band that has one
+        if not has.all():
+            idx = np.arange(n_bands)
+            for r in np.flatnonzero(~has.all(axis=1)):
+                ok = np.flatnonzero(has[r])
+                if ok.size == 0:
+                    continue
+                nearest = ok[np.argmin(np.abs(idx[:, None] - ok[None, :]), axis=1)]
+                mean[r] = mean[r, nearest]
+        out[a:b] = np.log1p(np.sqrt(unit * counts * mean))
+    return out
+
+
+def band_filters(
+    edges: np.ndarray, sample_rate: float, *, band_edge: float = 0.9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The synth's filter bank at output rate ``sample_rate``: ``(b0, a1, a2, coef)``, ``[B]``
+    float64 each.
+
+    Band ``b`` filters ``y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]`` (RBJ band-pass,
+    constant 0 dB peak, at :func:`band_centres` with ``Q = centre / width``, normalised by
+    ``1 + alpha``). ``coef`` turns a band level into the gain of that filter's output
+    (module docstring), faded out like the harmonics between ``band_edge`` x Nyquist and
+    Nyquist (0 above; such a band's filter is left at zero).
+    """
+    from wms.synth.tables import band_limit_gain_hz
+
+    e = np.asarray(edges, dtype=np.float64)
+    fc = band_centres(e)
+    width = e[1:] - e[:-1]
+    nyquist = 0.5 * float(sample_rate)
+    fade = band_limit_gain_hz(fc, nyquist, band_edge)
+    b0 = np.zeros_like(fc)
+    a1 = np.zeros_like(fc)
+    a2 = np.zeros_like(fc)
+    coef = np.zeros_like(fc)
+    on = fade > 0
+    w0 = 2.0 * np.pi * fc[on] / sample_rate
+    alpha = np.sin(w0) / (2.0 * STAGE_Q * (fc[on] / width[on]))
+    b0[on] = alpha / (1.0 + alpha)
+    a1[on] = -2.0 * np.cos(w0) / (1.0 + alpha)
+    a2[on] = (1.0 - alpha) / (1.0 + alpha)
+    coef[on] = fade[on] / np.sqrt(2.0 * SOURCE_VARIANCE * cascade_power_gain(b0[on], a1[on], a2[on]))
+    return b0, a1, a2, coef
+
+
+def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+    """White-noise power gain ``sum_n h[n]^2`` of each band's two-stage filter (float64),
+    from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute the same
+    sum the same way; the responses have decayed by far more than 300 dB by then)."""
+    from scipy.signal import sosfilt
+
+    impulse = np.zeros(GAIN_SAMPLES)
+    impulse[0] = 1.0
+    out = np.empty(len(b0))
+    for i, (c0, c1, c2) in enumerate(zip(b0, a1, a2, strict=True)):
+        stage = [c0, 0.0, -c0, 1.0, c1, c2]
+        out[i] = np.sum(sosfilt([stage, stage], impulse) ** 2)
+    return out
