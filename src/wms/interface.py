@@ -226,7 +226,7 @@ class ModelInterface:
             len(edges) != n_noise + 1
             or not all(np.isfinite(edges))
             or edges[0] < 0
-            or any(b <= a for a, b in zip(edges, edges[1:]))
+            or any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=True))
             or edges[-1] > 0.5 * self.sample_rate
         ):
             problems.append(

@@ -196,7 +196,9 @@ def band_filters(
     b0[on] = alpha / (1.0 + alpha)
     a1[on] = -2.0 * np.cos(w0) / (1.0 + alpha)
     a2[on] = (1.0 - alpha) / (1.0 + alpha)
-    coef[on] = fade[on] / np.sqrt(2.0 * SOURCE_VARIANCE * cascade_power_gain(b0[on], a1[on], a2[on]))
+    coef[on] = fade[on] / np.sqrt(
+        2.0 * SOURCE_VARIANCE * cascade_power_gain(b0[on], a1[on], a2[on])
+    )
     return b0, a1, a2, coef
 
 

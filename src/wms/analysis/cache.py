@@ -192,9 +192,7 @@ class FeatureCache:
     def entry_dir(self, key: str) -> Path:
         return self.entries_dir / key
 
-    def load(
-        self, key: str, *, n_mfcc: int, n_bins: int, n_noise: int = 0
-    ) -> CacheEntry | None:
+    def load(self, key: str, *, n_mfcc: int, n_bins: int, n_noise: int = 0) -> CacheEntry | None:
         """The entry ``key`` with memory-mapped arrays, or ``None`` on a miss.
 
         ``n_mfcc``, ``n_bins`` and ``n_noise`` are the expected widths of ``mfcc``,
@@ -264,8 +262,7 @@ class FeatureCache:
         n = len(analysis.f0)
         names = ARRAY_NAMES + (("noise",) if analysis.noise is not None else ())
         arrays = {
-            name: np.ascontiguousarray(getattr(analysis, name), dtype=np.float32)
-            for name in names
+            name: np.ascontiguousarray(getattr(analysis, name), dtype=np.float32) for name in names
         }
         for name, a in arrays.items():
             if a.shape[0] != n:

@@ -26,9 +26,9 @@ import numpy as np
 
 from wms.config import SynthConfig, check_section
 from wms.errors import ConfigError, ControlError
+from wms.noise import band_filters, noise_seed
 from wms.synth import kernels as K
 from wms.synth.network import GRUStepper, SynthModel
-from wms.noise import band_filters, noise_seed
 from wms.synth.tables import BAND_EDGE, TABLE_RMS, cosine_basis
 
 #: Output rates the engine accepts, in Hz (inclusive).
