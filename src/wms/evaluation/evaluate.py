@@ -174,7 +174,7 @@ def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int
         inputs=bundle.interface.inputs(
             bundle.input_map.controls(timbre_features(a, bundle.config)[sl]), f0, v
         ),
-        target=np.asarray(a.target[sl], dtype=np.float32),
+        target=np.asarray(a.model_target()[sl], dtype=np.float32),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
         native=np.asarray(
             native[round(start * hop * native_rate / sr) : round(stop * hop * native_rate / sr)],
@@ -388,6 +388,7 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
             inputs,
             energy_floor=floor,
             train_bands=held.train_bands,
+            n_noise=bundle.interface.n_noise,
         ),
     }
     h = bundle.interface.outputs.harmonic_index
@@ -398,6 +399,7 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
         split=held.source,
         energy_floor=floor,
         bands=segment_bands(bundle, held.segments),
+        n_noise=bundle.interface.n_noise,
     )
     m["baseline_nearest"]["from"] = held.baseline_from
     pm, tg = preds["model"][:, h], target[:, h]
@@ -428,7 +430,7 @@ def training_map_bands(bundle) -> np.ndarray | None:
     if "frames" not in tm or not len(rates) or rates.min() == rates.max():
         return None
     which = np.asarray(tm["frames"])[:, 0].astype(np.int64)
-    k = bundle.interface.outputs.n_outputs
+    k = bundle.interface.outputs.n_bins
     bands = np.full(len(which), k, np.int32)
     for i, r in enumerate(rates):
         rows = which == i
@@ -447,7 +449,7 @@ def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
     cfg = bundle.config
     rates = stored_rates(bundle)
     top = rates.max() if len(rates) else cfg.audio.sample_rate
-    k = bundle.interface.outputs.n_outputs
+    k = bundle.interface.outputs.n_bins
     parts = [
         recorded_bins(s.f0, s.voicedness, cfg, file_rate=s.native_rate)
         if s.native_rate < top

@@ -164,6 +164,7 @@ def baseline_predictions(
     *,
     energy_floor: float = 0.0,
     train_bands: np.ndarray | None = None,
+    n_noise: int = 0,
 ) -> dict[str, np.ndarray]:
     """What the two baselines predict for held-out frames with ``inputs[n, D]``:
     ``{"baseline_mean": [n, K], "baseline_nearest": [n, K]}``.
@@ -171,16 +172,19 @@ def baseline_predictions(
     The mean spectrum averages the sounding training frames only (averaging in silences
     would make it a weaker bar), each bin over the frames where it counts (``train_bands``,
     see :func:`band_mask`); the nearest frame is searched among all of them (a silent input
-    lies far from a sounding one).
+    lies far from a sounding one). The last ``n_noise`` columns (the noise part) count in
+    every frame; the frames' energy is that of the bins before them.
     """
-    keep = sounding(train_targets, energy_floor)
+    k = train_targets.shape[1] - n_noise
+    keep = sounding(train_targets[:, :k], energy_floor)
     if not keep.any():
         keep[:] = True
     if train_bands is None:
         mean = mean_spectrum_baseline(train_targets[keep], len(inputs))
     else:
         t = np.asarray(train_targets)[keep]
-        m = np.arange(t.shape[1])[None, :] < np.asarray(train_bands)[keep][:, None]
+        col = np.arange(t.shape[1])[None, :]
+        m = (col < np.asarray(train_bands)[keep][:, None]) | (col >= k)
         row = (t * m).sum(axis=0) / np.maximum(m.sum(axis=0), 1)
         mean = np.repeat(row[None, :].astype(np.float32), len(inputs), axis=0)
     return {
@@ -197,6 +201,7 @@ def heldout_report(
     split: str,
     energy_floor: float = 0.0,
     bands: np.ndarray | None = None,
+    n_noise: int = 0,
 ) -> dict[str, Any]:
     """The model and both baselines on held-out frames, and what that says about the model.
 
@@ -210,6 +215,9 @@ def heldout_report(
             are scored when none is above it.
         bands: ``[n]`` bins that count per frame (the rest lie above a low-rate file's own
             Nyquist, docs/DESIGN.md §6.3), or ``None``: all of them.
+        n_noise: the last ``n_noise`` columns are the noise part: every figure above is on
+            the K bins, and each predictor gets ``noise_lsd_db``, the log-spectral distance
+            of the noise band levels on the same frames.
 
     Returns ``{"split", "frames", "quiet_frames", "model", "baseline_mean",
     "baseline_nearest", "energy_db", "beats_both_baselines", "flags"}``: ``frames`` scored
@@ -217,6 +225,11 @@ def heldout_report(
     the model's :func:`energy_ratio_db`; ``beats_both_baselines`` decided on
     ``harm_lsd_db`` (what the synth plays); ``flags`` :func:`quality_flags`.
     """
+    noise: dict[str, np.ndarray] = {}
+    if n_noise:
+        k = target.shape[1] - n_noise
+        noise = {"target": target[:, k:], **{n: v[:, k:] for n, v in preds.items()}}
+        target, preds = target[:, :k], {n: v[:, :k] for n, v in preds.items()}
     keep = sounding(target, energy_floor)
     if not keep.any():
         keep[:] = True
@@ -232,6 +245,9 @@ def heldout_report(
         out["masked_bins"] = round(float(1.0 - mask.mean()), 4)
     for name in PREDICTORS:
         out[name] = spectrum_scores(preds[name], target, harmonic_index, mask=mask)
+        if noise:
+            lsd = log_spectral_distance(noise[name][keep], noise["target"][keep])
+            out[name]["noise_lsd_db"] = round(float(lsd), 4)
     out["energy_db"] = energy_ratio_db(preds["model"], target, harmonic_index, mask=mask)
     out["beats_both_baselines"] = beats_both_baselines(out)
     out["flags"] = quality_flags(out)

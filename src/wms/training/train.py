@@ -816,6 +816,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
             a.inputs[rows],
             energy_floor=data.energy_floor,
             train_bands=None if a.bands is None else a.bands[train_rows],
+            n_noise=data.interface.n_noise,
         ),
     }
     return heldout_report(
@@ -825,6 +826,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
         split=split,
         energy_floor=data.energy_floor,
         bands=None if a.bands is None else a.bands[rows],
+        n_noise=data.interface.n_noise,
     )
 
 
