@@ -292,6 +292,58 @@ def transfer(bundle, model: SynthModel) -> None:
     report("timbre transfer f0 error, median (cents)", err, "<= 20", err <= 20)
 
 
+def with_noise(tmp: Path, quick: bool) -> None:
+    """A full-band model with its noise part (``--preset fullband``: 160 harmonics, 32 noise
+    bands, random weights): one voice through ``render`` (noise included) against additive
+    synthesis of its harmonics alone, in the same run, and streaming 1 and 16 voices."""
+    seconds = 5.0 if quick else 10.0
+    reps = 2 if quick else 3
+    step = 768
+    cfg = load_config(None, preset="fullband")
+    model = SynthModel.from_bundle(load_bundle(random_bundle(tmp / "fullband.wms", config=cfg)))
+    tr = curves_trajectory(
+        Curves(duration=seconds), model, sample_rate=SR, step_seconds=step / SR, f0=110.0
+    )
+    fb = SynthConfig(release=0.0, phases="schroeder")
+    render(model, tr, sample_rate=SR, config=fb)  # warm-up
+    t_table = best_time(lambda: render(model, tr, sample_rate=SR, config=fb), reps)
+
+    def add():
+        tr.precompute(model, tr.n_steps)
+        amps = model.interface.harmonics(tr.spectra)
+        return additive(amps, np.asarray(tr.f0, float), step, SR)
+
+    add()
+    t_add = best_time(add, reps)
+    ratio = t_add / t_table
+    report(
+        f"fullband + {model.interface.n_noise} noise bands, 1 voice: wavetable + noise "
+        f"{seconds / t_table:.0f}x vs additive of its {model.n_harmonics} harmonics "
+        f"{seconds / t_add:.0f}x realtime (ratio)",
+        ratio,
+        ">= 8",
+        ratio >= 8,
+    )
+    for voices, need in ((1, 100), (16, 10)):
+        e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=voices), max_block=256)
+        for i in range(voices):
+            e.note_on(110.0 * 2 ** (i / 12))
+        n = int(seconds * SR) // 256
+        e.process(256)
+        best = 0.0
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                e.process(256)
+            best = max(best, n * 256 / SR / (time.perf_counter() - t0))
+        report(
+            f"fullband + noise, {voices} voice(s) process(256) streaming (x realtime)",
+            best,
+            f">= {need}",
+            best >= need,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bundle", help="a trained bundle (default: random weights, hidden 256)")
@@ -311,6 +363,7 @@ def main() -> None:
         quality(model, args.quick)
         speed(model, args.quick)
         versus_additive(Path(path), args.quick)
+        with_noise(Path(tmp), args.quick)
         transfer(bundle, model)
         long_render(Path(path), args.quick)
     misses = [r for r in ROWS if r[3] != "ok"]

@@ -459,3 +459,361 @@ def test_every_export_of_a_fullband_bundle_passes_its_checks(tmp_path):
         res = ex.export(b, fmt, tmp_path / fmt)
         assert _summary(tmp_path / fmt)["passed"], fmt
         assert res.max_abs_diff <= 1e-6, (fmt, res.checks)  # measured <= 1.8e-7 (spec 1e-5)
+
+
+# --------------------------------------------------------------------------- the noise part
+
+N_NOISE = 16
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> Bundle:
+    """A random bundle with a noise part: K = 80 bins at 16 kHz, then 16 noise bands."""
+    from wms.config import Config
+    from wms.synth.testing import random_bundle
+
+    cfg = Config().replace(
+        features={"noise_bands": N_NOISE}, model={"hidden_size": 16, "encoder_size": 16}
+    )
+    b = load_bundle(random_bundle(tmp_path_factory.mktemp("noisy") / "noisy.wms", config=cfg))
+    assert b.interface.n_outputs == 80 + N_NOISE and b.interface.outputs.noise_offset == 80
+    return b
+
+
+@pytest.fixture(scope="module")
+def noisy_rtneural(noisy, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("noisy_rtneural")
+    res = ex.export(noisy, "rtneural", out)
+    assert res.max_abs_diff <= REG, res.checks  # measured 7.6e-8
+    return out
+
+
+def _noise_of(meta: dict) -> dict:
+    return json.loads(json.dumps(meta["noise"]))
+
+
+def test_noise_model_exports_carry_the_noise_outputs(noisy, noisy_rtneural, tmp_path):
+    """ONNX, TorchScript and RTNeural give all K + B outputs of the bundle's network, and
+    their metadata name the noise part."""
+    i = noisy.interface
+    x = common.check_inputs(noisy, 300, seed=5)
+    want = noisy.predict(x)
+    assert want.shape == (300, 96)
+    consts = json.loads((noisy_rtneural / "wms_constants.json").read_text())
+    noise = consts["noise"]
+    assert consts["model"]["n_outputs"] == 96 and consts["spectrum"]["n_bins"] == 80
+    assert noise["n_bands"] == N_NOISE and noise["offset"] == 80 == i.outputs.noise_offset
+    assert noise["band_edges_hz"] == list(i.noise_edges)  # exactly the interface's
+    assert noise["analysis_sample_rate"] == 16000
+    assert noise["level"]["level_floor"] == i.level_floor
+    assert consts["interface"]["outputs"]["n_noise"] == N_NOISE
+
+    ex.export(noisy, "onnx", tmp_path / "onnx")
+    sess = ort.InferenceSession(
+        str(tmp_path / "onnx" / "wms_step.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [(o.name, o.shape) for o in sess.get_outputs()][0] == ("y", [1, 96])
+    props = sess.get_modelmeta().custom_metadata_map
+    assert props["n_noise"] == "16" and props["noise_offset"] == "80" and props["n_bins"] == "80"
+    assert json.loads(props["noise"]) == noise
+    assert _noise_of(json.loads(props["wms_metadata"])) == noise
+    got = _loop(lambda a, h: sess.run(["y", "h_out"], {"x": a, "h": h}), x, 1)
+    assert np.max(np.abs(got - want)) <= REG  # measured 1.2e-7
+    assert np.max(np.abs(got[:, 80:] - want[:, 80:])) <= REG and np.ptp(got[:, 80:]) > 0
+
+    ex.export(noisy, "torchscript", tmp_path / "ts")
+    extra = {"wms_metadata.json": ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*torch\.jit\.load` is deprecated", DeprecationWarning)
+        loaded = torch.jit.load(str(tmp_path / "ts" / "wms_step.pt"), _extra_files=extra)
+    assert _noise_of(json.loads(extra["wms_metadata.json"])) == noise
+
+    def step(a, h):
+        with torch.no_grad():
+            y, h2 = loaded(torch.from_numpy(a), torch.from_numpy(h))
+        return y.numpy(), h2.numpy()
+
+    got = _loop(step, x, 1)
+    assert got.shape == (300, 96) and np.max(np.abs(got - want)) <= REG  # measured 6.0e-8
+
+    tv = json.loads((noisy_rtneural / "wms_test_vectors.json").read_text())
+    ref = common.torch_reference(noisy.model, np.asarray(tv["inputs"], np.float32))
+    assert np.asarray(tv["outputs"]).shape == (ex.CHECK_STEPS, 96)
+    assert np.asarray(tv["pre_activation"]).shape == (ex.CHECK_STEPS, 96)
+    assert np.max(np.abs(np.asarray(tv["outputs"])[:, 80:] - ref["y"][:, 80:])) <= REG  # 3.0e-8
+
+
+def test_harmonics_only_exports_say_nothing_of_noise(src, tmp_path):
+    ex.export(src, "rtneural", tmp_path)
+    meta = json.loads((tmp_path / "wms_constants.json").read_text())
+    assert "noise" not in meta and meta["interface"]["outputs"]["n_noise"] == 0
+    assert meta["model"]["output"] == "log1p magnitudes [K]; expm1 gives linear magnitudes"
+    header = (tmp_path / "wms_model.h").read_text()
+    assert "kNoise" not in header and "kNumSpectrumBins" not in header
+    assert "constexpr int kNumHarmonics = (kNumBins - 1) / kBinsPerHarmonic;" in header
+
+
+def _cpp_array(header: str, name: str) -> list[float]:
+    body = header.split(name, 1)[1].split("{", 1)[1].split("}", 1)[0]
+    return [float(v) for v in body.split(",")]
+
+
+def _cpp_const(header: str, name: str) -> str:
+    line = next(x for x in header.splitlines() if f" {name} = " in x)
+    return line.split(" = ", 1)[1].split(";", 1)[0]
+
+
+def test_noise_header_states_the_constants(noisy, noisy_rtneural):
+    from wms import noise
+    from wms.synth.tables import BAND_EDGE, TABLE_RMS
+
+    header = (noisy_rtneural / "wms_model.h").read_text()
+    i = noisy.interface
+    assert _cpp_const(header, "kNumBins") == "96"  # the ModelT's output width, as before
+    assert _cpp_const(header, "kNumSpectrumBins") == "80"
+    assert _cpp_const(header, "kNumHarmonics") == "(kNumSpectrumBins - 1) / kBinsPerHarmonic"
+    assert _cpp_const(header, "kNoiseBands") == "16"
+    assert _cpp_const(header, "kNoiseOffset") == "kNumSpectrumBins"
+    assert _cpp_array(header, "kNoiseEdgesHz[kNoiseBands + 1]") == list(i.noise_edges)
+    assert float(_cpp_const(header, "kNoiseStageQ")) == noise.STAGE_Q
+    assert float(_cpp_const(header, "kNoiseSourceVariance")) == noise.SOURCE_VARIANCE
+    assert int(_cpp_const(header, "kNoiseGainSamples")) == noise.GAIN_SAMPLES
+    assert _cpp_const(header, "kNoiseLcgA") == f"{noise.LCG_A}u"
+    assert _cpp_const(header, "kNoiseLcgC") == f"{noise.LCG_C}u"
+    assert float(_cpp_const(header, "kTableRms")) == TABLE_RMS
+    assert float(_cpp_const(header, "kBandEdge")) == BAND_EDGE
+    assert float(_cpp_const(header, "kLevelFloor")) == i.level_floor
+    assert "2654435761u" in header and noise.noise_seed(0) == 2654435761
+    for part in ("designNoiseFilters", "levelScale", "struct NoiseVoice", "1664525"):
+        assert part in header, part
+    assert "96 outputs (80 log1p magnitude bins, then 16 log1p noise band levels)" in header
+
+
+def _host_band_filters(noise_meta: dict, sr: float):
+    """A host's filter design at output rate ``sr``, from ``wms_constants.json``'s ``noise``
+    alone, written from its text (docs/EXPORT.md "The noise part")."""
+    e = np.asarray(noise_meta["band_edges_hz"], dtype=np.float64)
+    flt, gen = noise_meta["filter"], noise_meta["generator"]
+    lo, hi = e[:-1], e[1:]
+    fc = np.array([np.sqrt(a * b) if a > 0 else b / 2 for a, b in zip(lo, hi, strict=True)])
+    nyq, edge = sr / 2, flt["band_edge"]
+    x = np.clip((fc - edge * nyq) / ((1 - edge) * nyq), 0, 1)
+    fade = np.where(fc >= nyq, 0.0, 0.5 + 0.5 * np.cos(np.pi * x))
+    q = fc / (hi - lo) * flt["stage_q"]
+    w0 = 2 * np.pi * fc / sr
+    alpha = np.sin(w0) / (2 * q)
+    b0, a1, a2 = alpha / (1 + alpha), -2 * np.cos(w0) / (1 + alpha), (1 - alpha) / (1 + alpha)
+    # G: the two-stage cascade's impulse response, squared and summed (all bands at once)
+    n = flt["gain_samples"]
+    s = np.zeros((4, len(fc)))
+    g = np.zeros(len(fc))
+    for k in range(n):
+        bx = b0 * (1.0 if k == 0 else 0.0)
+        u = bx + s[0]
+        s[0], s[1] = s[1] - a1 * u, -bx - a2 * u
+        bx = b0 * u
+        u = bx + s[2]
+        s[2], s[3] = s[3] - a1 * u, -bx - a2 * u
+        g += u * u
+    coef = fade / np.sqrt(2 * gen["source_variance"] * g)
+    off = fade <= 0
+    for a in (b0, a1, a2, coef):
+        a[off] = 0.0
+    return b0, a1, a2, coef
+
+
+@pytest.mark.parametrize("sr", [48000, 44100, 16000])
+def test_a_host_rebuilds_the_noise_filters_from_the_constants_alone(noisy_rtneural, sr):
+    """The constants file and its description suffice: a re-implementation that reads only
+    ``wms_constants.json`` gets the engine's coefficients (wms.noise.band_filters)."""
+    from wms.noise import band_filters
+    from wms.synth.tables import BAND_EDGE
+
+    meta = json.loads((noisy_rtneural / "wms_constants.json").read_text())
+    noise_meta = meta["noise"]
+    host = _host_band_filters(noise_meta, sr)
+    want = band_filters(np.asarray(noise_meta["band_edges_hz"]), sr, band_edge=BAND_EDGE)
+    for name, got, ref in zip(("b0", "a1", "a2", "coef"), host, want, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0, err_msg=name)
+    if sr == 16000:  # the top band sits in the fade below Nyquist: partly faded, not cut
+        assert 0 < want[3][-1] and np.all(want[3] > 0)
+    # the generator as documented: uniform in [-1, 1), variance 1/3
+    gen, state, xs = noise_meta["generator"], 2654435761, []
+    for _ in range(20000):
+        state = (gen["lcg_a"] * state + gen["lcg_c"]) % gen["modulus"]
+        xs.append(state * gen["sample_scale"] - 1)
+    assert abs(np.var(xs) - gen["source_variance"]) < 0.01 and min(xs) >= -1 and max(xs) < 1
+
+
+def test_noise_wavetable_says_it_is_harmonic_only(noisy, src, tmp_path):
+    res = ex.export(noisy, "wavetable", tmp_path / "noisy", n_frames=8)
+    side = json.loads((tmp_path / "noisy" / "wms_wavetable.json").read_text())
+    assert "16 bands" in side["noise"] and "only the harmonic part" in side["noise"]
+    assert side["harmonics"] == 39
+    summary = _summary(tmp_path / "noisy")
+    assert summary["passed"] and summary["noise"] == side["noise"]
+    assert res.info["warnings"] == [side["noise"]]
+    ex.export(src, "wavetable", tmp_path / "plain", n_frames=8)
+    assert "noise" not in json.loads((tmp_path / "plain" / "wms_wavetable.json").read_text())
+    assert "warnings" not in _summary(tmp_path / "plain")
+
+
+def test_cli_warns_that_a_noise_wavetable_is_harmonic_only(noisy, tmp_path, capsys):
+    argv = ["export", str(noisy.path), "--format", "wavetable", "--out", str(tmp_path)]
+    assert main([*argv, "--frames", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the model has a noise part (16 bands) that a wavetable cannot hold" in err
+
+
+_NOISE_HOST_CPP = r"""
+// The header's noise reference implementation, driven like a host: filters at the output
+// rate, then per control step levelScale + NoiseVoice::step, per sample NoiseVoice::sample.
+#include <cstdio>
+#include <vector>
+#include "wms_model.h"
+
+int main(int argc, char** argv)
+{
+    if(argc != 4)
+        return 2;
+    const double sr = std::atof(argv[1]);
+    const int stepLen = std::atoi(argv[2]);
+    std::FILE* in = std::fopen(argv[3], "r");
+    if(!in)
+        return 2;
+    std::vector<std::vector<float>> rows;
+    for(;;)
+    {
+        std::vector<float> y(wms::kNumBins);
+        int got = 0;
+        for(auto& v : y)
+            got += std::fscanf(in, "%f", &v);
+        if(got != wms::kNumBins)
+            break;
+        rows.push_back(y);
+    }
+    std::fclose(in);
+    wms::NoiseFilters f;
+    wms::designNoiseFilters(sr, f);
+    for(int b = 0; b < wms::kNoiseBands; ++b)
+        std::printf("%.17g %.17g %.17g %.17g\n", f.b0[b], f.a1[b], f.a2[b], f.coef[b]);
+    wms::NoiseVoice voice;
+    voice.rng = wms::noiseSeed(0);
+    voice.reset();
+    for(const auto& y : rows)
+    {
+        const double scale = wms::levelScale(y.data());
+        voice.step(y.data(), scale, f);
+        std::printf("scale %.17g\n", scale);
+        for(int j = 0; j < stepLen; ++j)
+            std::printf("%.17g\n", voice.sample(static_cast<double>(j + 1) / stepLen, f));
+    }
+    return 0;
+}
+"""
+
+
+def _engine_noise(bundle: Bundle, rows: np.ndarray, sr: int, step_len: int):
+    """The engine's own kernels (finish_step, render_voices) for one sustained voice at level,
+    envelope and velocity 1 and f0 220 Hz, its tables zeroed: the noise it adds, per step."""
+    from wms.noise import band_filters, noise_seed
+    from wms.synth import kernels as K
+    from wms.synth.tables import BAND_EDGE, TABLE_RMS, cosine_basis
+
+    i, lay = bundle.interface, bundle.interface.outputs
+    nh, nb, s = i.n_harmonics, i.n_noise, 2048
+    nb0, na1, na2, ncoef = band_filters(np.asarray(i.noise_edges), sr, band_edge=BAND_EDGE)
+    idx = np.zeros(1, np.int64)
+    vi = np.zeros((K.N_IFIELDS, 1), np.int64)
+    vf = np.zeros((K.N_FIELDS, 1))
+    vi[K.FRESH], vi[K.STAGE] = 1, K.SUSTAIN
+    vf[K.INC0] = vf[K.INC1] = 220.0 / sr
+    vf[K.LEV0] = vf[K.LEV1] = vf[K.ENV] = vf[K.VELOCITY] = 1.0
+    amps_prev, amps_next = np.zeros((1, nh), np.float32), np.zeros((1, nh), np.float32)
+    basis = cosine_basis(nh, s)
+    tables = np.zeros((1, 2, s + 3), np.float32)
+    gains, moments = np.zeros((2, nh), np.float32), np.zeros((1, 3))
+    ng_prev, ng_next, nstate = np.zeros((1, nb)), np.zeros((1, nb)), np.zeros((1, nb, 4))
+    nrng = np.array([noise_seed(0)], np.int64)
+    out, scales = [], []
+    for y in rows:
+        K.finish_step(
+            idx, 1, y[None].astype(np.float32), lay.harmonic_offset, lay.harmonic_stride, vi,
+            vf, amps_prev, amps_next, float(sr), BAND_EDGE, TABLE_RMS, i.level_floor, basis,
+            tables, gains, moments, lay.noise_offset, ncoef, ng_prev, ng_next,
+        )  # fmt: skip
+        tables[:] = 0.0  # the harmonic part out of the way
+        # the step's scale, read back from band 0's gain g = v * scale * coef
+        v0 = float(np.expm1(np.float32(y[lay.noise_offset])))
+        scales.append(ng_next[0, 0] / (v0 * ncoef[0]))
+        buf = np.zeros(step_len)
+        K.render_voices(
+            buf, step_len, 0, step_len, idx, 1, tables, moments, vi, vf, 1.0, 1.0, 1.0, 1.0,
+            ng_prev, ng_next, nb0, na1, na2, nstate, nrng,
+        )  # fmt: skip
+        out.append(buf)
+    return (nb0, na1, na2, ncoef), np.array(scales), np.stack(out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_header_noise_reference_reproduces_the_engine(noisy, noisy_rtneural, tmp_path):
+    """The header's designNoiseFilters / levelScale / NoiseVoice, compiled, give the engine's
+    filters and, fed the test vectors' outputs, the engine's noise samples at 48 kHz; the
+    existing C++ checks (cpp/wms_check.cpp, the RTNeural part) build against the header too."""
+    sr, step_len, n_steps = 48000, 768, 6
+    tv = json.loads((noisy_rtneural / "wms_test_vectors.json").read_text())
+    rows = np.asarray(tv["outputs"], np.float32)[100 : 100 + n_steps]
+    (tmp_path / "rows.txt").write_text(
+        "\n".join(" ".join(repr(float(v)) for v in r) for r in rows) + "\n"
+    )
+    (tmp_path / "noise_host.cpp").write_text(_NOISE_HOST_CPP)
+    exe = tmp_path / "noise_host"
+    subprocess.run(
+        ["g++", "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-DWMS_NO_RTNEURAL",
+         "-I", str(noisy_rtneural), str(tmp_path / "noise_host.cpp"), "-o", str(exe)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run = subprocess.run(
+        [str(exe), str(sr), str(step_len), str(tmp_path / "rows.txt")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    lines = run.stdout.splitlines()
+    coefs = np.array([[float(v) for v in ln.split()] for ln in lines[:N_NOISE]])
+    rest = lines[N_NOISE:]
+    scales = np.array([float(ln.split()[1]) for ln in rest if ln.startswith("scale")])
+    samples = np.array([float(ln) for ln in rest if not ln.startswith("scale")])
+    want_f, want_scale, want = _engine_noise(noisy, rows, sr, step_len)
+    for col, ref in enumerate(want_f):
+        np.testing.assert_allclose(coefs[:, col], ref, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(scales, want_scale, rtol=1e-14)  # measured 2e-16 (read-back)
+    assert samples.shape == (n_steps * step_len,) and np.std(samples) > 1e-4
+    err = np.max(np.abs(samples - want.ravel())) / np.max(np.abs(want))
+    # measured 1.3e-14: the same double arithmetic, up to the engine's fastmath sum and
+    # 1-ulp differences of sin / cos (expm1 in float32 on both sides, as the engine does)
+    assert err <= 1e-12, err
+    # the existing host checks, unchanged, against a noise export (kNumBins = K + B)
+    chk = tmp_path / "wms_check"
+    subprocess.run(
+        ["g++", "-O2", "-std=c++17", "-Wall", "-Werror", "-I", str(noisy_rtneural),
+         str(REPO / "cpp" / "wms_check.cpp"), "-o", str(chk)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run = subprocess.run(
+        [str(chk), str(noisy_rtneural / "wms_model.json"),
+         str(noisy_rtneural / "wms_test_vectors.json"), str(TOL)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    hdr = tmp_path / "wms_header_check"
+    subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "cpp"),
+         "-I", str(REPO / "cpp" / "mock_rtneural"), "-I", str(noisy_rtneural),
+         str(REPO / "cpp" / "wms_header_check.cpp"), "-o", str(hdr)],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    run = subprocess.run(
+        [str(hdr), str(noisy_rtneural / "wms_model.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr

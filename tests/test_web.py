@@ -206,16 +206,20 @@ def check_pitch(js, py, sr, f0, t0, t1, harmonic=1):
     assert abs(cents(fj, fp)) <= 1.0 and abs(cents(fj, f0)) <= 1.0, (fj, fp, f0)
 
 
-def check_fixed_note(driver, bundle_path: Path, tmp_path: Path, f0: float) -> None:
+def check_fixed_note(
+    driver, bundle_path: Path, tmp_path: Path, f0: float, *, pitch: bool = True
+) -> float:
     """renderOffline({f0, seconds: 0.5}) == `wms render --f0 F --seconds 0.5` (float WAV),
-    in samples and in pitch."""
+    in samples and (``pitch``) in pitch; returns the max abs difference."""
     out = tmp_path / "fixed.wav"
     args = ["render", str(bundle_path), "--out", str(out), "--f0", f"{f0:g}", "--seconds", "0.5"]
     assert main([*args, "--format", "float"]) == 0
     py, sr = sf.read(out, dtype="float32")
     js, _ = render_in_browser(driver, {"f0": f0, "seconds": 0.5})
-    check_same(js, py)
-    check_pitch(js, py, sr, f0, 0.1, 0.5)
+    diff = check_same(js, py)
+    if pitch:
+        check_pitch(js, py, sr, f0, 0.1, 0.5)
+    return diff
 
 
 def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
@@ -249,18 +253,22 @@ def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
 
 
 def test_a_fullband_bundle_plays_the_same_in_the_browser(driver, tmp_path):
-    """--preset fullband's layout (321 outputs, 160 harmonics, 44.1 kHz analysis, Schroeder
-    phases) through the browser engine and `wms render`: the same samples (before the
-    browser's table builder learnt Schroeder tables, which are not even: 0.39 apart)."""
+    """--preset fullband's layout (321 + 32 outputs: 160 harmonics and a noise part of 32
+    bands, 44.1 kHz analysis, Schroeder phases) through the browser engine and `wms render`:
+    the same samples (before the browser's table builder learnt Schroeder tables, which are
+    not even: 0.39 apart). A random network's noise is loud enough to pull the peak-frequency
+    pitch estimate off by a cent, so only the samples are compared."""
     from conftest import fullband_config
 
     cfg = fullband_config(model={"hidden_size": 32, "encoder_size": 32})
     assert cfg.synth.phases == "schroeder"  # the preset's: tables that are not even
+    assert cfg.features.noise_bands == 32
     path = random_bundle(tmp_path / "fb.wms", config=cfg)
     export_web(load_bundle(path), tmp_path / "web")
     open_page(driver, tmp_path / "web")
     driver.get_log("browser")
-    check_fixed_note(driver, path, tmp_path, 110.0)
+    diff = check_fixed_note(driver, path, tmp_path, 110.0, pitch=False)
+    print(f"fullband bundle: browser vs Python max abs diff {diff:.3g}")
     assert severe(driver) == []
 
 
@@ -350,16 +358,13 @@ LIVE_CALLS = [
 ]
 
 
-def test_live_calls_equal_python_engine(page, bundle):
-    """The live API (note on/off with delays, bend, controls, glide from the last note, all
-    notes off) called in the same order on SynthEngine and WmsEngine gives the same samples."""
+def live_python(model, cfg, calls=LIVE_CALLS, sample_rate=48000) -> np.ndarray:
+    """``calls`` (as LIVE_CALLS) on a SynthEngine -> the samples."""
     from wms.synth.engine import SynthEngine
 
-    model = SynthModel.from_bundle(bundle)
-    cfg = dataclasses.replace(bundle.config.synth, glide=0.02)
-    e = SynthEngine(model, sample_rate=48000, config=cfg)
+    e = SynthEngine(model, sample_rate=sample_rate, config=cfg)
     out = []
-    for op, *a in LIVE_CALLS:
+    for op, *a in calls:
         if op == "on":
             e.note_on(a[0], a[1], note=a[2], delay=a[3])
         elif op == "off":
@@ -372,13 +377,18 @@ def test_live_calls_equal_python_engine(page, bundle):
             e.all_notes_off()
         else:
             out.append(e.process(a[0]).copy())
-    py = np.concatenate(out)
-    js = page.execute_script(
+    return np.concatenate(out)
+
+
+def live_browser(driver, synth: dict, calls=LIVE_CALLS, sample_rate=48000) -> np.ndarray:
+    """The same calls on a WmsEngine (synth: overrides) on the page -> the samples."""
+    js = driver.execute_script(
         """
+        const [calls, synth, sampleRate] = arguments;
         const m = wmsEngineLib.decodeModel(window.WMS_MODEL);
-        const e = new WmsEngine(m, {sampleRate: 48000, synth: {glide: 0.02}});
+        const e = new WmsEngine(m, {sampleRate, synth});
         const parts = [];
-        for (const [op, ...a] of arguments[0]) {
+        for (const [op, ...a] of calls) {
           if (op === 'on') e.noteOn(a[0], a[1], a[2], a[3]);
           else if (op === 'off') e.noteOff(a[0], a[1]);
           else if (op === 'bend') e.setPitchBend(a[0]);
@@ -388,9 +398,19 @@ def test_live_calls_equal_python_engine(page, bundle):
         }
         return parts;
         """,
-        [list(c) for c in LIVE_CALLS],
+        [list(c) for c in calls],
+        synth,
+        sample_rate,
     )
-    check_same(np.asarray(js, np.float32), py)
+    return np.asarray(js, np.float32)
+
+
+def test_live_calls_equal_python_engine(page, bundle):
+    """The live API (note on/off with delays, bend, controls, glide from the last note, all
+    notes off) called in the same order on SynthEngine and WmsEngine gives the same samples."""
+    model = SynthModel.from_bundle(bundle)
+    cfg = dataclasses.replace(bundle.config.synth, glide=0.02)
+    check_same(live_browser(page, {"glide": 0.02}), live_python(model, cfg))
 
 
 def test_engine_reads_harmonics_through_offset_and_stride(page):
@@ -656,3 +676,144 @@ def test_play_serves_only_the_export_on_loopback_and_stops(driver, bundle_path, 
     proc, url, folder = start_play(bundle_path, tmp_path)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0 and not folder.exists()
+
+
+# --------------------------------------------------------------------------- the noise part
+
+
+@pytest.fixture(scope="module")
+def noise_bundle_path(tmp_path_factory):
+    """A bundle with a noise part: 16 mel bands of a 44.1 kHz analysis (random network)."""
+    from wms.config import Config
+
+    cfg = Config().replace(
+        audio={"sample_rate": 44100},
+        features={"noise_bands": 16},
+        model={"hidden_size": 32, "encoder_size": 32},
+    )
+    return random_bundle(tmp_path_factory.mktemp("web_noise") / "noise.wms", config=cfg)
+
+
+@pytest.fixture(scope="module")
+def noise_bundle(noise_bundle_path):
+    return load_bundle(noise_bundle_path)
+
+
+@pytest.fixture(scope="module")
+def noise_export(noise_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("web_noise_export")
+    export_web(noise_bundle, out)
+    return out
+
+
+@pytest.fixture()
+def noise_page(driver, noise_export):
+    open_page(driver, noise_export)
+    driver.get_log("browser")
+    return driver
+
+
+def test_web_model_data_carries_the_noise_part(bundle, noise_bundle):
+    from wms.noise import GAIN_SAMPLES, LCG_A, LCG_C, STAGE_Q
+
+    assert web_model_data(bundle)["noise"] is None  # harmonics only
+    d = web_model_data(noise_bundle)
+    i = noise_bundle.interface
+    assert d["interface"] == i.to_state() and d["interface"]["outputs"]["n_noise"] == 16
+    assert d["noise"] == {
+        "n_bands": 16,
+        "offset": i.outputs.noise_offset,
+        "edges": list(i.noise_edges),
+        "analysis_rate": 44100,
+        "generator": {"a": LCG_A, "c": LCG_C},
+        "stage_q": STAGE_Q,
+        "gain_samples": GAIN_SAMPLES,
+    }
+    assert d["noise"]["offset"] == d["model"]["n_outputs"] - 16 and d["noise"]["edges"][-1] == 22050
+
+
+def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundle):
+    """wmsEngineLib.noiseFilters == wms.noise.band_filters at several output rates (the same
+    float64 arithmetic: only Math.sin / Math.cos may differ in the last bit), bands above
+    the output's Nyquist zeroed alike; the voice seeds and the LCG draws are exact."""
+    from wms.noise import LCG_A, LCG_C, band_filters, noise_seed
+    from wms.synth.tables import BAND_EDGE
+
+    edges = list(noise_bundle.interface.noise_edges)
+    for sr in (48000, 44100, 22050, 16000, 8000):
+        js = noise_page.execute_script(
+            "const f = wmsEngineLib.noiseFilters(arguments[0], arguments[1]);"
+            "return [f.b0, f.a1, f.a2, f.coef].map((a) => Array.from(a));",
+            edges,
+            sr,
+        )
+        py = band_filters(np.asarray(edges), sr, band_edge=BAND_EDGE)
+        for name, a, b in zip(("b0", "a1", "a2", "coef"), js, py, strict=True):
+            a = np.asarray(a)
+            np.testing.assert_array_equal(a == 0, b == 0, err_msg=f"{name} at {sr} Hz")
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=0, err_msg=f"{name} at {sr} Hz")
+    assert 0 < np.count_nonzero(band_filters(np.asarray(edges), 16000)[3]) < 16  # faded out
+    seeds, draws = noise_page.execute_script(
+        """
+        const lib = wmsEngineLib, seeds = [], draws = [];
+        for (let v = 0; v < 256; v++) seeds.push(lib.noiseSeed(v));
+        let r = lib.noiseSeed(255);
+        for (let i = 0; i < 2000; i++) { r = (Math.imul(r, lib.LCG_A) + lib.LCG_C) >>> 0; draws.push(r); }
+        return [seeds, draws];
+        """
+    )
+    assert seeds == [noise_seed(v) for v in range(256)]
+    r, want = noise_seed(255), []
+    for _ in range(2000):
+        r = (r * LCG_A + LCG_C) % 2**32
+        want.append(r)
+    assert draws == want
+
+
+def test_a_noise_bundle_plays_the_same_in_the_browser(
+    noise_page, noise_bundle, noise_bundle_path, tmp_path, monkeypatch
+):
+    """A model with a noise part: the browser adds the same filtered noise as the Python
+    engine, sample for sample: a fixed note (against `wms render`), the live API with two
+    overlapping voices, and a chord with 2 voices (stealing keeps the noise filters' state).
+    The noise is a large part of the sound (the test would see it missing)."""
+    # (a random network's noise is loud: the peak-frequency pitch check does not apply)
+    note_diff = check_fixed_note(noise_page, noise_bundle_path, tmp_path, 220.0, pitch=False)
+
+    model = SynthModel.from_bundle(noise_bundle)
+    cfg = dataclasses.replace(noise_bundle.config.synth, glide=0.02)
+    n_bands = noise_page.execute_script(
+        "return new WmsEngine(wmsEngineLib.decodeModel(window.WMS_MODEL), {}).noise.B"
+    )
+    assert n_bands == 16
+    py = live_python(model, cfg)
+    live_diff = check_same(live_browser(noise_page, {"glide": 0.02}), py)
+
+    # the same calls without the noise part (zero band gains): a different sound
+    def no_noise(edges, sample_rate, band_edge):
+        return tuple(np.zeros(len(edges) - 1) for _ in range(4))
+
+    monkeypatch.setattr("wms.synth.engine.band_filters", no_noise)
+    harmonic_only = live_python(model, cfg)
+    monkeypatch.undo()
+    noise = py - harmonic_only
+    assert np.sqrt(np.mean(noise**2)) > 0.2 * np.sqrt(np.mean(harmonic_only**2))
+    assert np.max(np.abs(noise)) > 0.05
+
+    chord = [(60, 100, 0, 336), (64, 80, 41, 346), (67, 127, 97, 376)]
+    cfg2 = dataclasses.replace(noise_bundle.config.synth, voices=2)
+    src = C.MidiSource(midi_file(tmp_path / "chord.mid", chord), model, cfg2)
+    py, _ = render(model, src, sample_rate=48000, config=cfg2)
+    tick = 0.5 / 480
+    notes = [
+        {"note": n, "velocity": v / 127, "start": a * tick, "end": b * tick} for n, v, a, b in chord
+    ]
+    js, _ = render_in_browser(
+        noise_page, {"notes": notes, "synth": {"voices": 2}, "normalize": "none"}
+    )
+    chord_diff = check_same(js, py)
+    print(
+        f"noise bundle: browser vs Python max abs diff: note {note_diff:.3g}, "
+        f"live {live_diff:.3g}, chord {chord_diff:.3g}"
+    )
+    assert severe(noise_page) == []

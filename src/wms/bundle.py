@@ -609,8 +609,9 @@ def describe(b: Bundle) -> str:
             else f"wms {b.wms_version} (before presets)"
         ),
         f"model: {b.model.n_inputs} inputs -> encoder {c.model.encoder_size} -> GRU "
-        f"{c.model.hidden_size} x {c.model.num_layers} -> {b.model.n_outputs} bins "
-        f"({c.model.output_activation}); {b.parameter_count:,} parameters",
+        f"{c.model.hidden_size} x {c.model.num_layers} -> {i.outputs.n_bins} bins"
+        + (f" + {i.n_noise} noise bands" if i.n_noise else "")
+        + f" ({c.model.output_activation}); {b.parameter_count:,} parameters",
         f"analysis: {c.audio.sample_rate} Hz, hop {c.features.hop_size}, window "
         f"{c.features.window_size}, {c.features.cycles_per_window} cycles, pitch "
         f"{c.pitch.method} {c.pitch.fmin:g}-{c.pitch.fmax:g} Hz, reduction {c.features.reduction}",

@@ -93,7 +93,7 @@ class FeatureConfig:
     timbre: str = "mfcc"
     #: Harmonics in the ``"envelope"`` timbre features (at most the target's harmonics).
     envelope_harmonics: int = 12
-    #: Bands of the noise part (docs/DESIGN.md §1.6): the model also predicts the level of
+    #: Bands of the noise part (docs/DESIGN.md §1.7): the model also predicts the level of
     #: the sound the harmonics do not explain (breath, bow, consonants) in this many mel
     #: bands, and the synth adds noise shaped by it. 0: harmonics only (the reference).
     noise_bands: int = 0

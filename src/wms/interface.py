@@ -15,7 +15,7 @@ is output ``harmonic_offset + harmonic_stride * (h - 1)``. The reference layout 
 bins_per_harmonic``), so offset = stride = B and ``H = (K - 1) // B``. A model with a noise
 part (``features.noise_bands > 0``) has ``n_noise`` more outputs after the K bins: the
 log1p levels of the noise in the bands of :attr:`ModelInterface.noise_edges`
-(:mod:`wms.noise`, docs/DESIGN.md §1.6).
+(:mod:`wms.noise`, docs/DESIGN.md §1.7).
 
 The state (:meth:`ModelInterface.to_state`) is plain data with a format name and version;
 :meth:`ModelInterface.from_state` refuses other versions.

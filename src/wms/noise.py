@@ -1,5 +1,5 @@
 """The noise part of the model contract: its bands, its analysis and its filters
-(docs/DESIGN.md §1.6, docs/SYNTH.md "Noise", docs/EXPORT.md "The noise part").
+(docs/DESIGN.md §1.7, docs/SYNTH.md "Noise", docs/EXPORT.md "The noise part").
 
 A model trained with ``features.noise_bands = B > 0`` predicts, beside the harmonic
 spectrum, the level of the sound the harmonics do not explain in ``B`` frequency bands;

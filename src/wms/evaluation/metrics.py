@@ -450,6 +450,7 @@ def describe_heldout(m: dict[str, Any]) -> list[str]:
         ("harm_lsd_db", "harmonic-bin LSD (dB, what the synth plays)", ".2f"),
         ("lsd_db", "all-bin LSD (dB)", ".2f"),
         ("harm_sc", "harmonic-bin spectral convergence", ".3f"),
+        ("noise_lsd_db", "noise-band LSD (dB)", ".2f"),
     ):
         if all(key in m[k] for k, _ in cols):
             lines.append(f"  {label}: {row(key, fmt)}")

@@ -31,6 +31,15 @@ fails. Each format is one module (``rtneural``, ``onnx``, ``torchscript``,
 ``wavetable``); what they share (metadata from the bundle's model interface, check
 inputs, the PyTorch reference, the summary) is :mod:`wms.export.common`.
 
+Noise part: a model with ``features.noise_bands = B > 0`` has ``B`` noise band levels after
+its ``K`` spectrum bins. The model formats carry all ``K + B`` outputs; the metadata
+(``wms_constants.json``, ONNX ``metadata_props``, the TorchScript extra file) gains a
+``noise`` object (:func:`wms.export.common.noise_metadata`: offset, band edges, generator,
+filter design, level normalisation) and the C++ header the matching constants and a
+reference implementation of the host algorithm (docs/EXPORT.md "The noise part"). The
+wavetable bank holds only the harmonic part and says so. Harmonics-only models export
+exactly as before.
+
 Softplus: RTNeural has no Softplus layer. The RTNeural ``ModelT`` ends at the
 last Dense layer; the header provides ``wms::softplus`` / ``wms::applyOutputActivation``
 (PyTorch's Softplus, beta 1, threshold 20) for the host to apply to each output,

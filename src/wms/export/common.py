@@ -39,6 +39,8 @@ CHECK_STEPS = 1000
 #: PyTorch's Softplus default: above this the output is the input.
 SOFTPLUS_THRESHOLD = 20.0
 SUMMARY_NAME = "export_summary.json"
+#: ``model.output`` of the metadata of a harmonics-only model.
+_OUTPUT_TEXT = "log1p magnitudes [K]; expm1 gives linear magnitudes"
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,11 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
     and defaults, the log-pitch mapping, voicedness, the output layout), the input columns
     and mapping spelled out for hosts, the fitted input map (MFCC mean/std, reducer), the
     spectrum layout (K bins, N cycles per window, n_fft, analysis rate) and the synth's
-    table size.
+    table size. A model with a noise part also gets ``noise`` (:func:`noise_metadata`); a
+    harmonics-only model's metadata has no such key (and is what wms wrote before).
     """
     m, cfg, i = bundle.model, bundle.config, bundle.interface
-    return {
+    meta = {
         "format": "wms-export",
         "format_version": EXPORT_FORMAT_VERSION,
         "wms_version": __version__,
@@ -120,7 +123,10 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
             "num_layers": m.num_layers,
             "output_activation": m.output_activation,
             "softplus_threshold": SOFTPLUS_THRESHOLD,
-            "output": "log1p magnitudes [K]; expm1 gives linear magnitudes",
+            "output": _OUTPUT_TEXT
+            if not i.n_noise
+            else f"log1p magnitudes [K = {i.outputs.n_bins}], then log1p noise band levels "
+            f"[B = {i.n_noise}] (see noise); expm1 gives linear values",
         },
         "interface": i.to_state(),
         "inputs": {
@@ -139,7 +145,7 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
         },
         "input_map": json_data(bundle.input_map.to_state()),
         "spectrum": {
-            "n_bins": i.n_outputs,
+            "n_bins": i.outputs.n_bins,
             "cycles_per_table": cfg.features.cycles_per_window,
             "bins_per_harmonic": i.outputs.bins_per_harmonic,
             "harmonic_offset": i.outputs.harmonic_offset,
@@ -158,6 +164,77 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
             "phases": cfg.synth.phases,
             "phase_law": PHASE_LAW[cfg.synth.phases],
         },
+    }
+    if i.n_noise:
+        meta["noise"] = noise_metadata(i)
+    return meta
+
+
+def noise_metadata(interface: Any) -> dict[str, Any]:
+    """The noise part spelled out for a host (docs/EXPORT.md "The noise part"): where its
+    outputs are, the band edges, and every constant of the generator, the filter design
+    and the level normalisation :mod:`wms.noise` and the engine use. Enough to rebuild
+    :func:`wms.noise.band_filters` at any output rate from this data alone (tested)."""
+    from wms import noise
+    from wms.synth.tables import BAND_EDGE, TABLE_RMS
+
+    i = interface
+    edges = np.asarray(i.noise_edges, dtype=np.float64)
+    return {
+        "n_bands": i.n_noise,
+        "offset": i.outputs.noise_offset,
+        "outputs": "y[offset + b], b = 0 .. n_bands - 1, is log1p of band b's level v_b; "
+        "v_b = max(expm1(y[offset + b]), 0) is in the harmonic amplitudes' units: the band "
+        "holds the power of a harmonic of amplitude v_b",
+        "band_edges_hz": [float(e) for e in edges],
+        "band_centres_hz": [float(c) for c in noise.band_centres(edges)],
+        "bands": "band b spans band_edges_hz[b] .. band_edges_hz[b + 1] (Hz, absolute, not "
+        "pitch-relative): n_bands bands equally spaced on the Slaney mel scale from 0 to the "
+        "analysis Nyquist frequency",
+        "analysis_sample_rate": int(i.sample_rate),
+        "level": {
+            "table_rms": TABLE_RMS,
+            "level_floor": float(i.level_floor),
+            "formula": "per control step: r = sqrt((sum_h amp[h]^2 + sum_b v_b^2) / 2); "
+            "scale = table_rms / max(r, level_floor) (0 when r = 0); the harmonics play "
+            "amp[h] * scale (a table of RMS table_rms when r >= level_floor), band b the gain g_b = scale * v_b * coef_b",
+        },
+        "generator": {
+            "lcg_a": noise.LCG_A,
+            "lcg_c": noise.LCG_C,
+            "modulus": 2**32,
+            "sample_scale": 2.0**-31,
+            "source_variance": noise.SOURCE_VARIANCE,
+            "formula": "state = (lcg_a * state + lcg_c) mod 2**32, then x = state * "
+            "sample_scale - 1 (uniform in [-1, 1), variance 1/3); one draw per band per "
+            "sample, bands in order 0 .. n_bands - 1",
+            "seed": "voice v (0-based) starts at state (2654435761 * (v + 1)) mod 2**32",
+            "seed_multiplier": 2654435761,
+        },
+        "filter": {
+            "stage_q": noise.STAGE_Q,
+            "gain_samples": noise.GAIN_SAMPLES,
+            "band_edge": BAND_EDGE,
+            "design": "at the host's output rate sr: fc = sqrt(lo * hi) (hi / 2 for the band "
+            "from 0 Hz), Q = fc / (hi - lo) * stage_q, w0 = 2 pi fc / sr, alpha = sin(w0) / "
+            "(2 Q), b0 = alpha / (1 + alpha), a1 = -2 cos(w0) / (1 + alpha), a2 = (1 - alpha) "
+            "/ (1 + alpha) (RBJ band-pass, constant 0 dB peak); two identical stages in "
+            "cascade, each y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]",
+            "power_gain": "G = sum of h[n]^2 over the cascade's first gain_samples impulse "
+            "response samples h[0 ..] (float64)",
+            "coef": "coef = fade(fc) / sqrt(2 * source_variance * G), fade(f) = 1 up to "
+            "band_edge * sr / 2, 0.5 + 0.5 cos(pi (f - band_edge sr/2) / ((1 - band_edge) "
+            "sr/2)) above, 0 at and above sr / 2; a band with fade 0 is silent (b0 = a1 = "
+            "a2 = coef = 0)",
+        },
+        "synthesis": "per voice and output sample j of a control step of L samples, a = (j + "
+        "1) / L: for each band b draw x, run it through the band's two stages (transposed "
+        "direct form II: u = b0 x + s1, s1 = s2 - a1 u, s2 = -b0 x - a2 u), and add "
+        "((1 - a) g_prev_b + a g_next_b) * u; the sum is multiplied by the voice's level, "
+        "envelope and velocity, like its tables, and added to the harmonic signal. g_next of "
+        "a step becomes g_prev of the next; a new voice starts with g_prev = g_next and zero "
+        "filter state",
+        "wavetable": "the wavetable bank export holds only the harmonic part",
     }
 
 

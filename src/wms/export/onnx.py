@@ -1,4 +1,5 @@
-"""ONNX export: one recurrent step ``(x[1, D], h[L, 1, H]) -> (y[1, K], h_out[L, 1, H])``.
+"""ONNX export: one recurrent step ``(x[1, D], h[L, 1, H]) -> (y[1, K], h_out[L, 1, H])``
+(``y[1, K + B]`` for a model with a noise part of ``B`` bands: the levels follow the bins).
 
 The graph is built node by node from the weights (Gemm, Split, Sigmoid, Tanh; PyTorch's
 (r, z, n) gate order), so no exporter and no gate reordering is involved; the metadata
@@ -36,6 +37,7 @@ from wms.training.model import WMSNet
 
 _ONNX_OPSET = 17
 _ONNX_IR_VERSION = 8  # the oldest IR that carries opset 17: loads in older runtimes too
+_DOC = "WMS one recurrent step: (x[1, D], h[L, 1, H]) -> (y[1, K] log1p spectrum, h_out)"
 
 
 def onnx_step_model(model: WMSNet, metadata: Mapping[str, Any]) -> Any:
@@ -126,7 +128,11 @@ def onnx_step_model(model: WMSNet, metadata: Mapping[str, Any]) -> Any:
         opset_imports=[helper.make_opsetid("", _ONNX_OPSET)],
         producer_name="wms",
         producer_version=__version__,
-        doc_string="WMS one recurrent step: (x[1, D], h[L, 1, H]) -> (y[1, K] log1p spectrum, h_out)",
+        doc_string=_DOC
+        if "noise" not in metadata
+        else f"WMS one recurrent step: (x[1, D], h[L, 1, H]) -> (y[1, K + B] log1p spectrum "
+        f"(K = {metadata['spectrum']['n_bins']}) then log1p noise band levels "
+        f"(B = {metadata['noise']['n_bands']}), h_out)",
     )
     proto.ir_version = _ONNX_IR_VERSION
     onnx.helper.set_model_props(proto, _flat_metadata(metadata))
@@ -138,8 +144,12 @@ def onnx_step_model(model: WMSNet, metadata: Mapping[str, Any]) -> Any:
 
 
 def _flat_metadata(meta: Mapping[str, Any]) -> dict[str, str]:
-    """String key/value pairs (ONNX metadata_props); the full metadata under ``wms_metadata``."""
-    return {
+    """String key/value pairs (ONNX metadata_props); the full metadata under ``wms_metadata``.
+
+    A model with a noise part also gets ``n_noise``, ``noise_offset`` and ``noise`` (JSON:
+    the band edges and the host algorithm's constants, :func:`~wms.export.common.noise_metadata`).
+    """
+    props = {
         "wms_version": __version__,
         "wms_export_format_version": str(EXPORT_FORMAT_VERSION),
         "control_names": json.dumps(meta["inputs"]["control_names"]),
@@ -151,6 +161,11 @@ def _flat_metadata(meta: Mapping[str, Any]) -> dict[str, str]:
         "output_activation": meta["model"]["output_activation"],
         "wms_metadata": json.dumps(meta),
     }
+    if "noise" in meta:
+        props["n_noise"] = str(meta["noise"]["n_bands"])
+        props["noise_offset"] = str(meta["noise"]["offset"])
+        props["noise"] = json.dumps(meta["noise"])
+    return props
 
 
 def export_onnx(

@@ -9,6 +9,12 @@ of the forward pass that reads only the JSON files (:func:`~wms.export.common.nu
 
 RTNeural has no Softplus layer: the ``ModelT`` ends at the last Dense layer and the header's
 ``wms::applyOutputActivation`` applies PyTorch's Softplus (beta 1, threshold 20) on the host.
+
+A model with a noise part: ``kNumBins`` stays the ``ModelT``'s output width (``K + B``, so
+host code written for harmonics-only headers still compiles), ``kNumSpectrumBins`` is ``K``,
+and ``templates/wms_noise.h.in`` adds the noise constants and the host reference
+implementation (``designNoiseFilters``, ``levelScale``, ``NoiseVoice``). A harmonics-only
+header is what wms wrote before, byte for byte.
 """
 
 from __future__ import annotations
@@ -115,6 +121,7 @@ def rtneural_header(bundle: Any) -> str:
         wms_version=__version__,
         n_inputs=m.n_inputs,
         n_outputs=m.n_outputs,
+        **_noise_fields(bundle),
         num_layers=m.num_layers,
         hidden_size=m.hidden_size,
         voicedness_plus=" + voicedness" if i.include_voicedness else "",
@@ -138,6 +145,46 @@ def rtneural_header(bundle: Any) -> str:
         load_calls="\n".join(loads),
         model_bytes_note=f"about {4 * count_parameters(m) / 2**20:.1f} MiB for these weights",
     )
+
+
+def _noise_fields(bundle: Any) -> dict[str, str]:
+    """The header's noise-dependent parts: empty (the harmonics-only header, unchanged) or the
+    noise constants and host reference implementation (``templates/wms_noise.h.in``)."""
+    i, k = bundle.interface, bundle.interface.outputs.n_bins
+    if not i.n_noise:
+        return {
+            "outputs_desc": f"{i.n_outputs} log1p magnitude bins",
+            "bins_comment": "K log1p magnitude bins",
+            "noise_includes": "",
+            "noise_shape": "",
+            "harmonic_bins": "kNumBins",
+            "noise_section": "",
+        }
+    from wms.export.common import noise_metadata
+
+    nm = noise_metadata(i)
+    section = string.Template((TEMPLATES / "wms_noise.h.in").read_text()).substitute(
+        n_noise=i.n_noise,
+        noise_edges=", ".join(repr(float(e)) for e in nm["band_edges_hz"]),
+        stage_q=repr(nm["filter"]["stage_q"]),
+        source_variance=repr(nm["generator"]["source_variance"]),
+        gain_samples=nm["filter"]["gain_samples"],
+        lcg_a=nm["generator"]["lcg_a"],
+        lcg_c=nm["generator"]["lcg_c"],
+        seed_multiplier=nm["generator"]["seed_multiplier"],
+        table_rms=repr(float(nm["level"]["table_rms"])),
+        level_floor=repr(float(nm["level"]["level_floor"])),
+        band_edge=repr(float(nm["filter"]["band_edge"])),
+    )
+    return {
+        "outputs_desc": f"{i.n_outputs} outputs ({k} log1p magnitude bins, then {i.n_noise} "
+        "log1p noise band levels)",
+        "bins_comment": "all outputs: kNumSpectrumBins, then kNoiseBands",
+        "noise_includes": "#include <cstdint>\n",
+        "noise_shape": f"constexpr int kNumSpectrumBins = {k};   // K log1p magnitude bins\n",
+        "harmonic_bins": "kNumSpectrumBins",
+        "noise_section": section,
+    }
 
 
 def export_rtneural(

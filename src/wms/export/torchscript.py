@@ -1,7 +1,9 @@
 """TorchScript export: the same one-step module as ONNX, scripted, for libtorch hosts.
 
 ``wms_step.pt`` carries the metadata in the ``_extra_files`` entry ``wms_metadata.json``;
-checked through ``torch.jit.load`` over 1000 fed-back steps.
+checked through ``torch.jit.load`` over 1000 fed-back steps. A model with a noise part
+returns ``y[1, K + B]`` (the band levels after the bins; the metadata's ``noise`` says how
+to play them).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 up to 512 frames of 16-bit PCM or 32-bit float) with Serum's ``clm `` and Surge's ``srge``
 chunks, and ``wms_wavetable.json`` what each frame is. Checked by re-reading the WAV and
 comparing each frame's spectrum with the harmonic amplitudes the PyTorch model predicts.
+
+The bank is harmonic only: a model's noise part (``features.noise_bands``) has no place in
+a single-cycle table. The sidecar and the summary say so, and the export warns.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from wms.training.model import WMSNet
 WAVETABLE_FRAME_SIZE = 2048
 #: Sample rate written into the wavetable WAV (only a label: a frame is one cycle).
 WAVETABLE_SAMPLE_RATE = 44100
+#: What the bank leaves out of a model with a noise part (sidecar, summary and a warning).
+NOISE_NOTE = (
+    "the model has a noise part ({n} bands) that a wavetable cannot hold: the bank has only "
+    "the harmonic part (the rtneural, onnx and torchscript exports carry the noise outputs; "
+    "add the noise in the synth, see docs/EXPORT.md)"
+)
 #: WAV sample formats for the wavetable and their check tolerances (harmonic amplitude,
 #: full scale = 1; 16-bit rounding moves a bin by at most one step, 2**-15 = 3.1e-5).
 WAV_FORMATS = {"float": 1e-5, "24": 1e-5, "16": 1e-4}
@@ -286,6 +295,9 @@ def export_wavetable(
         "sample_format": sample_format,
         "silent_frames": int(np.sum(peaks == 0)),
     }
+    n_noise = bundle.interface.n_noise
+    if n_noise:
+        side["noise"] = NOISE_NOTE.format(n=n_noise)
     sidecar = write_text(out / "wms_wavetable.json", json.dumps(side, indent=2) + "\n")
 
     got, info = read_wavetable_wav(wav)
@@ -319,11 +331,17 @@ def export_wavetable(
         )
     }
     info_out["clm"] = info["clm"]
+    warnings = []
+    if n_noise:
+        info_out["noise"] = side["noise"]
+        warnings.append(NOISE_NOTE.format(n=n_noise))
     if sample_format == "24":
         # Surge XT's loader takes 16-bit PCM or 32-bit float wavetables only (read in its
         # WAVFileSupport.cpp); Serum, Vital and Bitwig read 24-bit.
-        info_out["warnings"] = [
+        warnings.append(
             "Surge XT loads only 16-bit PCM and 32-bit float wavetables: this 24-bit bank "
             "will not open there (use --wav-format float or 16 for Surge)"
-        ]
+        )
+    if warnings:
+        info_out["warnings"] = warnings
     return finish("wavetable", out, [wav, sidecar], checks, WAV_FORMATS[sample_format], info_out)

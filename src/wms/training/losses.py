@@ -179,7 +179,7 @@ class WMSLoss(nn.Module):
         smoothness_weight: weight of :func:`smoothness_penalty` (0 disables it).
         energy_floor: frame energy (sum of squared magnitudes) at or below which a frame is
             left out; 0 keeps every frame with any energy.
-        n_noise: the last ``n_noise`` outputs are the noise part (docs/DESIGN.md §1.6): they
+        n_noise: the last ``n_noise`` outputs are the noise part (docs/DESIGN.md §1.7): they
             get the same loss as the bins (``spectral``/``log_spectral``: their own pooled
             convergence and L1; ``mse``/``weighted_mse``: unweighted squared error) on the
             same kept frames, added with weight 1; ``n_bins`` counts the bins only.

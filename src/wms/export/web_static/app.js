@@ -602,7 +602,8 @@
       }
       $('view-info').textContent =
         `${v.playing ? 'playing' : 'last played'} · ${v.voices} voice${v.voices === 1 ? '' : 's'} · ` +
-        `${v.amps.length} harmonics (bars: 60 dB range)` + (v.limited ? ` · ${v.limited} samples soft-limited` : '');
+        `${v.amps.length} harmonics (bars: 60 dB range)` +
+        (v.noiseBands ? ` + ${v.noiseBands} noise bands` : '') + (v.limited ? ` · ${v.limited} samples soft-limited` : '');
     } else {
       $('view-info').textContent = 'play a note to see its wavetable';
     }

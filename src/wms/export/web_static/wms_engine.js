@@ -11,15 +11,19 @@
  *   2. one GRU step per playing voice (its own state, zeroed at note start),
  *   3. harmonic amplitudes = expm1 of the harmonic outputs, clipped at 0, normalised to
  *      full-band RMS TABLE_RMS, band-limited for the f0 the voice reaches (this step and,
- *      predicted, the next), one new one-cycle table per voice (the two tables flip),
+ *      predicted, the next), one new one-cycle table per voice (the two tables flip); with a
+ *      noise part, its band levels (expm1 of the last n_noise outputs) count in that level
+ *      and become the gains of the voice's noise bands at the end of the step,
  * then per sample: both tables read at the same phase (4-point Lagrange), crossfaded with the
- * RMS correction c(a), x level ramp x ADSR x velocity; voices summed, x gain, soft limit.
+ * RMS correction c(a), plus the noise bands (one LCG draw per band through its 4th-order
+ * band-pass, gains ramped over the step), x level ramp x ADSR x velocity; voices summed,
+ * x gain, soft limit.
  *
  * process() allocates nothing: every buffer is made in the constructor.
  *
- * A voice's sound is the sum of its parts. Today there is one, HarmonicPart (the tables); a
- * noise part would be a second class with the same three methods (startVoice, finishStep,
- * render), reading its own model outputs, and added to `this.parts`. The envelope, level
+ * A voice's sound is the sum of its parts: HarmonicPart (the tables) and, for a model with a
+ * noise part, NoisePart (wms.noise). Each has startVoice, readOutputs (its model outputs,
+ * adding their squares to the level both share), finishStep and render; the envelope, level
  * and velocity are computed once per voice and sample (voiceGain) and shared by all parts.
  */
 function wmsDefineEngine(scope) {
@@ -33,6 +37,14 @@ function wmsDefineEngine(scope) {
   const LIMIT_KNEE = 0.9;
   /** Seconds rendered after the controls end, on top of the release (render.TAIL_SECONDS). */
   const TAIL_SECONDS = 0.05;
+  /** The noise generator (wms.noise.LCG_A, LCG_C): state = (A state + C) mod 2**32. */
+  const LCG_A = 1664525, LCG_C = 1013904223;
+  /** Each noise band's stage Q is the band's times this (wms.noise.STAGE_Q). */
+  const STAGE_Q = Math.sqrt(Math.sqrt(2.0) - 1.0);
+  /** Impulse-response samples summed for a noise filter's power gain (wms.noise.GAIN_SAMPLES). */
+  const GAIN_SAMPLES = 16384;
+  /** Variance of the generator's samples, uniform on [-1, 1) (wms.noise.SOURCE_VARIANCE). */
+  const SOURCE_VARIANCE = 1.0 / 3.0;
   const MIN_SAMPLE_RATE = 8000;
   const MAX_SAMPLE_RATE = 192000;
   const IDLE = 0, ATTACK = 1, DECAY = 2, SUSTAIN = 3, RELEASE = 4;
@@ -119,6 +131,7 @@ function wmsDefineEngine(scope) {
       synth: data.synth,
       model,
       training_map: data.training_map,
+      noise: data.noise || null,
     };
   }
 
@@ -389,10 +402,8 @@ function wmsDefineEngine(scope) {
    * 1 before, 2 after the cycle) and one oscillator phase in cycles.
    */
   class HarmonicPart {
-    constructor(nVoices, outputs, tableSize, sampleRate, levelFloor, phases) {
+    constructor(nVoices, outputs, tableSize, sampleRate, phases) {
       this.nV = nVoices;
-      // a prediction quieter than this is not normalised up (ModelInterface.level_floor)
-      this.levelFloor = levelFloor || 0.0;
       this.H = outputs.n_harmonics;
       this.off = outputs.harmonic_offset;
       this.stride = outputs.harmonic_stride;
@@ -493,13 +504,12 @@ function wmsDefineEngine(scope) {
     }
 
     /**
-     * Model outputs y[yOff ..] of voice v -> its next table (kernels.finish_step).
-     * fStart / fEnd: Hz at the start / end of this step; fresh: no previous table yet.
+     * Model outputs y[yOff ..] of voice v -> its new (unscaled) amplitudes, last step's new
+     * ones becoming the previous (unless fresh: no previous table yet); returns ss plus their
+     * squares (the first half of kernels.finish_step).
      */
-    finishStep(v, y, yOff, fStart, fEnd, fresh) {
+    readOutputs(v, y, yOff, fresh, ss) {
       const H = this.H, aOff = v * H, ap = this.ampsPrev, an = this.ampsNext;
-      const gp = this.gp, gn = this.gn, nyq = 0.5 * this.sr;
-      let ss = 0.0;
       for (let h = 0; h < H; h++) {
         let a = Math.expm1(y[yOff + this.off + this.stride * h]);
         if (a < 0.0) a = 0.0;
@@ -508,8 +518,17 @@ function wmsDefineEngine(scope) {
         a = an[aOff + h];
         ss += a * a;
       }
-      const r = Math.sqrt(0.5 * ss);
-      const scale = r > 0.0 ? TABLE_RMS / Math.max(r, this.levelFloor) : 0.0;
+      return ss;
+    }
+
+    /**
+     * The amplitudes read by readOutputs, times scale (the voice's level normalisation) ->
+     * its next table (kernels.finish_step). fStart / fEnd: Hz at the start / end of this
+     * step; fresh: no previous table yet.
+     */
+    finishStep(v, fStart, fEnd, fresh, scale) {
+      const H = this.H, aOff = v * H, ap = this.ampsPrev, an = this.ampsNext;
+      const gp = this.gp, gn = this.gn, nyq = 0.5 * this.sr;
       const fmax = Math.max(fStart, fEnd);
       const fNext = Math.max(fmax, fEnd * Math.max(1.0, fEnd / fStart));
       let fPrev = fresh ? fNext : this.fbl[v];
@@ -591,6 +610,174 @@ function wmsDefineEngine(scope) {
       const aOff = v * this.H;
       const f = this.fbl[v], nyq = 0.5 * this.sr;
       for (let h = 0; h < this.H; h++) out[h] = this.ampsNext[aOff + h] * bandGain((h + 1) * f, nyq, BAND_EDGE);
+    }
+  }
+
+  // ------------------------------------------------------------------------ noise part
+  /** numpy's pairwise sum of a[lo .. lo + n) (np.sum's order: the same float64 result). */
+  function pairwiseSum(a, lo, n) {
+    if (n < 8) {
+      let r = 0.0;
+      for (let i = 0; i < n; i++) r += a[lo + i];
+      return r;
+    }
+    if (n <= 128) {
+      let r0 = a[lo], r1 = a[lo + 1], r2 = a[lo + 2], r3 = a[lo + 3];
+      let r4 = a[lo + 4], r5 = a[lo + 5], r6 = a[lo + 6], r7 = a[lo + 7];
+      let i = 8;
+      for (; i < n - (n % 8); i += 8) {
+        const p = lo + i;
+        r0 += a[p]; r1 += a[p + 1]; r2 += a[p + 2]; r3 += a[p + 3];
+        r4 += a[p + 4]; r5 += a[p + 5]; r6 += a[p + 6]; r7 += a[p + 7];
+      }
+      let res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7));
+      for (; i < n; i++) res += a[lo + i];
+      return res;
+    }
+    let n2 = Math.floor(n / 2);
+    n2 -= n2 % 8;
+    return pairwiseSum(a, lo, n2) + pairwiseSum(a, lo + n2, n - n2);
+  }
+
+  /**
+   * The noise filter bank at output rate sampleRate (wms.noise.band_filters, the same
+   * float64 arithmetic): band b filters y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]
+   * twice (RBJ band-pass, constant 0 dB peak, at the band's geometric centre - half the top
+   * edge for the band from 0 Hz - stage Q = centre / width x STAGE_Q, normalised by
+   * 1 + alpha); coef = fade / sqrt(2 SOURCE_VARIANCE G) with G the cascade's white-noise
+   * power gain (sum of its impulse response squared over GAIN_SAMPLES samples, summed as
+   * np.sum does) and fade the harmonics' band-limit gain at the centre (0: a zero filter).
+   * edges: [B + 1] Hz. Returns {b0, a1, a2, coef}, Float64Array [B] each.
+   */
+  function noiseFilters(edges, sampleRate) {
+    const B = edges.length - 1, nyq = 0.5 * sampleRate;
+    const b0 = new Float64Array(B), a1 = new Float64Array(B), a2 = new Float64Array(B);
+    const coef = new Float64Array(B);
+    const h2 = new Float64Array(GAIN_SAMPLES);
+    for (let b = 0; b < B; b++) {
+      const lo = edges[b], hi = edges[b + 1];
+      const fc = lo > 0 ? Math.sqrt(lo * Math.max(hi, 0.0)) : 0.5 * hi;
+      const fade = bandGain(fc, nyq, BAND_EDGE);
+      if (!(fade > 0)) continue;
+      const w0 = (2.0 * Math.PI * fc) / sampleRate;
+      const alpha = Math.sin(w0) / (2.0 * STAGE_Q * (fc / (hi - lo)));
+      const c0 = alpha / (1.0 + alpha), c1 = (-2.0 * Math.cos(w0)) / (1.0 + alpha);
+      const c2 = (1.0 - alpha) / (1.0 + alpha);
+      b0[b] = c0;
+      a1[b] = c1;
+      a2[b] = c2;
+      // the cascade's impulse response, the same TDF-II recursion as the per-sample loop
+      let s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      for (let n = 0; n < GAIN_SAMPLES; n++) {
+        let bx = c0 * (n === 0 ? 1.0 : 0.0);
+        let u = bx + s0;
+        s0 = s1 - c1 * u;
+        s1 = -bx - c2 * u;
+        bx = c0 * u;
+        u = bx + s2;
+        s2 = s3 - c1 * u;
+        s3 = -bx - c2 * u;
+        h2[n] = u * u;
+      }
+      coef[b] = fade / Math.sqrt(2.0 * SOURCE_VARIANCE * pairwiseSum(h2, 0, GAIN_SAMPLES));
+    }
+    return { b0, a1, a2, coef };
+  }
+
+  /** The noise generator's start state for voice slot v (wms.noise.noise_seed). */
+  function noiseSeed(v) {
+    return Math.imul(2654435761, v + 1) >>> 0;
+  }
+
+  /**
+   * The noise part of every voice (wms.noise; kernels.finish_step / render_voices): one
+   * uniform white-noise generator per voice slot (seeded once, never reset), B band-passes
+   * in parallel (two identical TDF-II biquad stages each, state zeroed when an idle voice
+   * starts), band b's output times its gain, which moves linearly over the step from last
+   * step's to g_b = v_b x scale x coef_b (v_b = expm1 of output offset + b, clipped at 0).
+   */
+  class NoisePart {
+    constructor(nVoices, outputs, noise, sampleRate) {
+      const B = (this.B = outputs.n_noise);
+      const off = (this.off = outputs.n_outputs - B);
+      if (!noise || noise.n_bands !== B || noise.offset !== off || !noise.edges || noise.edges.length !== B + 1) {
+        throw new WmsError(
+          `the model has ${B} noise outputs from output ${off} but model.js describes ` +
+            `${noise ? `${noise.n_bands} bands from output ${noise.offset}` : 'no noise part'}; export it again`);
+      }
+      const g = noise.generator || {};
+      if (g.a !== LCG_A || g.c !== LCG_C || noise.stage_q !== STAGE_Q || noise.gain_samples !== GAIN_SAMPLES) {
+        throw new WmsError('the noise part of model.js uses other generator or filter constants than this engine');
+      }
+      const f = noiseFilters(noise.edges, sampleRate);
+      this.b0 = f.b0;
+      this.a1 = f.a1;
+      this.a2 = f.a2;
+      this.coef = f.coef;
+      this.gPrev = new Float64Array(nVoices * B);
+      this.gNext = new Float64Array(nVoices * B);
+      this.state = new Float64Array(nVoices * B * 4);
+      this.rng = new Int32Array(nVoices); // the generators' states, their bits as int32
+      for (let v = 0; v < nVoices; v++) this.rng[v] = noiseSeed(v) | 0;
+    }
+
+    /** A voice starting from silence: its filters at rest (the generator runs on). */
+    startVoice(v) {
+      this.state.fill(0.0, v * this.B * 4, (v + 1) * this.B * 4);
+    }
+
+    /** Voice v's band levels from y[yOff ..] (last step's gains become the previous ones);
+     * returns ss plus their squares. */
+    readOutputs(v, y, yOff, fresh, ss) {
+      const B = this.B, o = v * B, gp = this.gPrev, gn = this.gNext;
+      for (let b = 0; b < B; b++) {
+        let a = Math.fround(Math.expm1(y[yOff + this.off + b]));
+        if (a < 0.0) a = 0.0;
+        if (!fresh) gp[o + b] = gn[o + b];
+        gn[o + b] = a;
+        ss += a * a;
+      }
+      return ss;
+    }
+
+    /** The levels read by readOutputs -> the band gains at the end of this step. */
+    finishStep(v, fStart, fEnd, fresh, scale) {
+      const B = this.B, o = v * B, gp = this.gPrev, gn = this.gNext, coef = this.coef;
+      for (let b = 0; b < B; b++) {
+        const x = gn[o + b] * scale * coef[b];
+        gn[o + b] = x;
+        if (fresh) gp[o + b] = x;
+      }
+    }
+
+    /** Add samples i0 .. n-1 of voice v's noise to out[outOff + i], times gain[i]
+     * (arguments as HarmonicPart.render). */
+    render(v, out, outOff, i0, n, j0, L, gain) {
+      const B = this.B, o = v * B, so = 4 * o;
+      const gp = this.gPrev, gn = this.gNext, st = this.state;
+      const b0 = this.b0, a1 = this.a1, a2 = this.a2;
+      let rng = this.rng[v];
+      for (let i = i0; i < n; i++) {
+        const a = (j0 + i + 1) / L;
+        const bb = 1.0 - a;
+        let ns = 0.0;
+        for (let m = 0, k = so; m < B; m++, k += 4) {
+          // the state's 32 bits as an int32 (fast in V8); >>> 0 reads them unsigned
+          rng = (Math.imul(rng, LCG_A) + LCG_C) | 0;
+          const c0 = b0[m], c1 = a1[m], c2 = a2[m];
+          let bx = c0 * ((rng >>> 0) * (1.0 / 2147483648.0) - 1.0);
+          let u = bx + st[k];
+          st[k] = st[k + 1] - c1 * u;
+          st[k + 1] = -bx - c2 * u;
+          bx = c0 * u;
+          u = bx + st[k + 2];
+          st[k + 2] = st[k + 3] - c1 * u;
+          st[k + 3] = -bx - c2 * u;
+          ns += (bb * gp[o + m] + a * gn[o + m]) * u;
+        }
+        out[outOff + i] += ns * gain[i];
+      }
+      this.rng[v] = rng;
     }
   }
 
@@ -694,9 +881,13 @@ function wmsDefineEngine(scope) {
       this.nv = 0;
       this.x = this.net.x;
       this.y = this.net.y;
-      this.harmonic = new HarmonicPart(
-        V, iface.outputs, cfg.table_size, sr, iface.level_floor, cfg.phases || 'zero');
+      // a prediction quieter than this is not normalised up (ModelInterface.level_floor)
+      this.levelFloor = iface.level_floor || 0.0;
+      this.harmonic = new HarmonicPart(V, iface.outputs, cfg.table_size, sr, cfg.phases || 'zero');
       this.parts = [this.harmonic];
+      // the noise part (wms.noise): none for a harmonics-only model
+      this.noise = iface.outputs.n_noise > 0 ? new NoisePart(V, iface.outputs, model.noise, sr) : null;
+      if (this.noise) this.parts.push(this.noise);
       this.gainBuf = new Float64Array(this.stepLen);
       this.out = new Float64Array(this.maxBlock);
 
@@ -928,10 +1119,15 @@ function wmsDefineEngine(scope) {
         x[nt] = Math.log(Math.max(fm, this.fmin) - this.fmin + this.logEps);
         if (this.includeV) x[nt + 1] = Math.min(Math.max(this.voiced[v], 0.0), 1.0);
         this.net.step(v);
-        // finish_step: tables from the outputs (same f0s as the kernel: increments x sr)
+        // finish_step: the level of all parts' outputs, r = sqrt(sum of squares / 2), sets
+        // the scale; tables and noise gains from it (same f0s as the kernel: increments x sr)
         const fresh = this.fresh[v] !== 0;
         const fs = this.inc0[v] * sr, fe = this.inc1[v] * sr;
-        for (let i = 0; i < this.parts.length; i++) this.parts[i].finishStep(v, y, 0, fs, fe, fresh);
+        let ss = 0.0;
+        for (let i = 0; i < this.parts.length; i++) ss = this.parts[i].readOutputs(v, y, 0, fresh, ss);
+        const r = Math.sqrt(0.5 * ss);
+        const scale = r > 0.0 ? TABLE_RMS / Math.max(r, this.levelFloor) : 0.0;
+        for (let i = 0; i < this.parts.length; i++) this.parts[i].finishStep(v, fs, fe, fresh, scale);
         this.fresh[v] = 0;
       }
     }
@@ -1339,6 +1535,12 @@ function wmsDefineEngine(scope) {
     BAND_EDGE,
     LIMIT_KNEE,
     TAIL_SECONDS,
+    LCG_A,
+    LCG_C,
+    STAGE_Q,
+    GAIN_SAMPLES,
+    noiseFilters,
+    noiseSeed,
     decodeModel,
     checkSettings,
     simdAvailable: () => !!affineWasmModule(),

@@ -104,6 +104,7 @@ function wmsDefineProcessor(scope) {
         peak: this.peak,
         limited: e.samplesLimited,
         simd: e.net.simd,
+        noiseBands: e.noise ? e.noise.B : 0,
       });
     }
 
