@@ -27,14 +27,17 @@ width in bins; a band with no residual bin (notes below about 65 Hz at 44.1 kHz,
 harmonics are closer than two main lobes) takes the mean bin power of the nearest band that
 has one.
 
-**Synthesis** (:func:`band_filters`): one uniform white noise source per voice (the
-:data:`LCG_A`, :data:`LCG_C` generator below, identical in every engine) through ``B``
-second-order band-pass filters in parallel (RBJ's constant-0-dB-peak band-pass at the band's
-geometric centre, ``Q = centre / width``); band ``b``'s output is multiplied by
-``g_b = scale * v_b * coef_b`` with ``coef_b = sqrt(3 / (2 G_b))`` (``G_b = b0_b``, the
-filter's exact white-noise power gain; 1/3 is the source's variance) so the band has the
-power of a harmonic of amplitude ``scale * v_b``, the scale the engine gives the harmonics.
-Gains move linearly over a control step, like the harmonic tables.
+**Synthesis** (:func:`band_filters`): per voice one uniform generator (the :data:`LCG_A`,
+:data:`LCG_C` generator below, identical in every engine), one draw per band per sample, so
+the bands are independent and their powers add; band ``b``'s draws go through two identical
+second-order band-pass stages (RBJ's constant-0-dB-peak band-pass at the band's geometric
+centre, stage ``Q = centre / width * STAGE_Q``, so the cascade's -3 dB points are the band
+edges), and its output is multiplied by ``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b /
+sqrt(2 G_b / 3)`` (``G_b`` the cascade's white-noise power gain, :func:`cascade_power_gain`;
+1/3 is the source's variance), so the band has the power of a harmonic of amplitude
+``scale * v_b``, the scale the engine gives the harmonics. Gains move linearly over a control
+step, like the harmonic tables. (A single source through second-order bands cancelled in the
+skirts of neighbouring bands: a flat envelope came out 4 dB low.)
 """
 
 from __future__ import annotations
