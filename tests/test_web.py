@@ -252,23 +252,26 @@ def test_fixed_note_equals_wms_render(page, bundle_path, tmp_path):
     assert severe(page) == []
 
 
-def test_a_fullband_bundle_plays_the_same_in_the_browser(driver, tmp_path):
-    """--preset fullband's layout (321 + 32 outputs: 160 harmonics and a noise part of 32
-    bands, 44.1 kHz analysis, Schroeder phases) through the browser engine and `wms render`:
-    the same samples (before the browser's table builder learnt Schroeder tables, which are
-    not even: 0.39 apart). A random network's noise is loud enough to pull the peak-frequency
-    pitch estimate off by a cent, so only the samples are compared."""
+@pytest.mark.parametrize("noise_bands", [0, 32])
+def test_a_fullband_bundle_plays_the_same_in_the_browser(driver, tmp_path, noise_bands):
+    """--preset fullband's layout (321 outputs: 160 harmonics, 44.1 kHz analysis, Schroeder
+    phases; the preset's noise part of 32 bands, or none) through the browser engine and `wms
+    render`: the same samples (before the browser's table builder learnt Schroeder tables,
+    which are not even: 0.39 apart) and, harmonics only, the same pitch. A random network's
+    noise is loud enough to pull the peak-frequency pitch estimate off by a cent, so with it
+    only the samples are compared."""
     from conftest import fullband_config
 
-    cfg = fullband_config(model={"hidden_size": 32, "encoder_size": 32})
+    cfg = fullband_config(
+        model={"hidden_size": 32, "encoder_size": 32}, features={"noise_bands": noise_bands}
+    )
     assert cfg.synth.phases == "schroeder"  # the preset's: tables that are not even
-    assert cfg.features.noise_bands == 32
     path = random_bundle(tmp_path / "fb.wms", config=cfg)
     export_web(load_bundle(path), tmp_path / "web")
     open_page(driver, tmp_path / "web")
     driver.get_log("browser")
-    diff = check_fixed_note(driver, path, tmp_path, 110.0, pitch=False)
-    print(f"fullband bundle: browser vs Python max abs diff {diff:.3g}")
+    diff = check_fixed_note(driver, path, tmp_path, 110.0, pitch=noise_bands == 0)
+    print(f"fullband bundle, {noise_bands} noise bands: browser vs Python max abs diff {diff:.3g}")
     assert severe(driver) == []
 
 
@@ -714,22 +717,17 @@ def noise_page(driver, noise_export):
 
 
 def test_web_model_data_carries_the_noise_part(bundle, noise_bundle):
-    from wms.noise import GAIN_SAMPLES, LCG_A, LCG_C, STAGE_Q
+    from wms.export.common import noise_metadata
 
     assert web_model_data(bundle)["noise"] is None  # harmonics only
     d = web_model_data(noise_bundle)
     i = noise_bundle.interface
     assert d["interface"] == i.to_state() and d["interface"]["outputs"]["n_noise"] == 16
-    assert d["noise"] == {
-        "n_bands": 16,
-        "offset": i.outputs.noise_offset,
-        "edges": list(i.noise_edges),
-        "analysis_rate": 44100,
-        "generator": {"a": LCG_A, "c": LCG_C},
-        "stage_q": STAGE_Q,
-        "gain_samples": GAIN_SAMPLES,
-    }
-    assert d["noise"]["offset"] == d["model"]["n_outputs"] - 16 and d["noise"]["edges"][-1] == 22050
+    # the record every export carries (wms_constants.json), the engine's constants in it
+    assert d["noise"] == json.loads(json.dumps(noise_metadata(i)))
+    assert d["noise"]["offset"] == d["model"]["n_outputs"] - 16
+    assert d["noise"]["band_edges_hz"] == list(i.noise_edges)
+    assert d["noise"]["band_edges_hz"][-1] == 22050 and d["noise"]["analysis_sample_rate"] == 44100
 
 
 def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundle):

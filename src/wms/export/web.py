@@ -39,7 +39,7 @@ import numpy as np
 
 from wms import __version__
 from wms.errors import ExportError, PlayError
-from wms.export.common import ExportResult, finish
+from wms.export.common import ExportResult, finish, noise_metadata
 from wms.io import writable_dir, write_bytes, write_text
 
 #: ``window.WMS_MODEL.format`` / ``.version`` (the engine refuses other values).
@@ -79,7 +79,8 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
     - ``model``: layer sizes and the state_dict, each tensor ``{shape, data}`` with ``data``
       base64 of little-endian float32.
     - ``training_map``: ``controls [M][n_timbre]`` and ``f0 [M]`` (Hz), 6 significant digits.
-    - ``noise``: :func:`web_noise_data` (``None`` for a harmonics-only model).
+    - ``noise``: :func:`wms.export.common.noise_metadata`, the record every export carries
+      (``None`` for a harmonics-only model).
     """
     net, tm = bundle.model, bundle.training_map
     return {
@@ -99,30 +100,7 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
             "weights": {k: _weight(v) for k, v in net.state_dict().items()},
         },
         "training_map": {"controls": _rounded(tm["controls"]), "f0": _rounded(tm["f0"])},
-        "noise": web_noise_data(bundle.interface),
-    }
-
-
-def web_noise_data(interface: Any) -> dict[str, Any] | None:
-    """The noise part for the browser engine (:mod:`wms.noise`), or ``None`` without one:
-    ``n_bands`` B, ``offset`` (output of band 0; the bands are the last B outputs), ``edges``
-    ``[B + 1]`` Hz (float64, exact in JSON), ``analysis_rate`` (Hz, the rate the bands were
-    measured at: their top edge is its Nyquist frequency), and the constants the engine
-    implements and checks: ``generator`` ``{a, c}`` (the LCG), ``stage_q``, ``gain_samples``.
-    The engine builds its filters from the edges at its own output rate (``band_filters``)."""
-    from wms.noise import GAIN_SAMPLES, LCG_A, LCG_C, STAGE_Q
-
-    layout = interface.outputs
-    if not layout.n_noise:
-        return None
-    return {
-        "n_bands": int(layout.n_noise),
-        "offset": int(layout.noise_offset),
-        "edges": [float(e) for e in interface.noise_edges],
-        "analysis_rate": int(interface.sample_rate),
-        "generator": {"a": LCG_A, "c": LCG_C},
-        "stage_q": float(STAGE_Q),
-        "gain_samples": int(GAIN_SAMPLES),
+        "noise": noise_metadata(bundle.interface) if bundle.interface.n_noise else None,
     }
 
 

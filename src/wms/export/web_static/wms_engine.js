@@ -700,16 +700,18 @@ function wmsDefineEngine(scope) {
     constructor(nVoices, outputs, noise, sampleRate) {
       const B = (this.B = outputs.n_noise);
       const off = (this.off = outputs.n_outputs - B);
-      if (!noise || noise.n_bands !== B || noise.offset !== off || !noise.edges || noise.edges.length !== B + 1) {
+      const edges = noise && noise.band_edges_hz;
+      if (!noise || noise.n_bands !== B || noise.offset !== off || !edges || edges.length !== B + 1) {
         throw new WmsError(
           `the model has ${B} noise outputs from output ${off} but model.js describes ` +
             `${noise ? `${noise.n_bands} bands from output ${noise.offset}` : 'no noise part'}; export it again`);
       }
       const g = noise.generator || {};
-      if (g.a !== LCG_A || g.c !== LCG_C || noise.stage_q !== STAGE_Q || noise.gain_samples !== GAIN_SAMPLES) {
+      const flt = noise.filter || {};
+      if (g.lcg_a !== LCG_A || g.lcg_c !== LCG_C || flt.stage_q !== STAGE_Q || flt.gain_samples !== GAIN_SAMPLES) {
         throw new WmsError('the noise part of model.js uses other generator or filter constants than this engine');
       }
-      const f = noiseFilters(noise.edges, sampleRate);
+      const f = noiseFilters(edges, sampleRate);
       this.b0 = f.b0;
       this.a1 = f.a1;
       this.a2 = f.a2;
