@@ -118,3 +118,37 @@ def test_energy_parts_split_highs_and_the_noise_between_harmonics():
     # (expected 0.6085, measured 0.6049)
     assert e["inharmonic"] / e["voiced"] == pytest.approx(1 - 4 * 21.533 / 220, abs=0.01)
     assert energy_parts(noise[:16000], 16000, f0, 0.01)["high"] == 0.0  # 8 kHz is Nyquist
+
+
+def test_a_noise_part_is_scored_apart_from_the_bins():
+    """The last n_noise columns: every bin figure is the bins' alone (also which frames are
+    quiet), and each predictor gets the noise bands' own LSD; the mean baseline averages
+    the noise columns over the sounding frames even where low-rate bins are masked."""
+    from wms.evaluation.metrics import log_spectral_distance
+
+    rng = np.random.default_rng(3)
+    target = np.concatenate([_spectra(rng, 12), np.zeros((3, 80), np.float32)])
+    preds = {k: _spectra(rng, 15) for k in ("model", "baseline_mean", "baseline_nearest")}
+    nz = {k: np.log1p(rng.uniform(0, 5, (15, 6))).astype(np.float32) for k in (*preds, "t")}
+    nz["t"][12:] = 9.0  # loud noise where the bins are silent: still a quiet frame
+    bins = heldout_report(preds, target, harmonic_index=HARMONICS, split="test", energy_floor=1.0)
+    both = heldout_report(
+        {k: np.concatenate([v, nz[k]], axis=1) for k, v in preds.items()},
+        np.concatenate([target, nz["t"]], axis=1),
+        harmonic_index=HARMONICS, split="test", energy_floor=1.0, n_noise=6,
+    )  # fmt: skip
+    assert both["quiet_frames"] == bins["quiet_frames"] == 3
+    for k in preds:
+        noise = both[k].pop("noise_lsd_db")
+        assert both[k] == bins[k]
+        assert noise == round(float(log_spectral_distance(nz[k][:12], nz["t"][:12])), 4)
+    assert "  noise-band LSD (dB): model" in "\n".join(describe_heldout({**both, **{
+        k: {**both[k], "noise_lsd_db": 1.0} for k in preds}}))  # fmt: skip
+    # the mean baseline: a masked low-rate bin does not mask the noise columns
+    train_t = np.concatenate([target[:12], nz["t"][:12]], axis=1)
+    b = baseline_predictions(
+        rng.normal(size=(12, 3)), train_t, rng.normal(size=(2, 3)),
+        train_bands=np.full(12, 40), n_noise=6,
+    )  # fmt: skip
+    np.testing.assert_allclose(b["baseline_mean"][0, 80:], nz["t"][:12].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(b["baseline_mean"][0, :40], target[:12, :40].mean(0), rtol=1e-6)

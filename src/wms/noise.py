@@ -78,12 +78,6 @@ def noise_fft(sample_rate: int) -> int:
     return 2 ** round(math.log2(NOISE_WINDOW_SECONDS * sample_rate))
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    import librosa
-
-    return librosa.hz_to_mel(f, htk=False)
-
-
 def band_edges(sample_rate: int, n_bands: int) -> np.ndarray:
     """``[n_bands + 1]`` Hz: edges equally spaced in Slaney mel from 0 to ``sample_rate / 2``.
 

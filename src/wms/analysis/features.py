@@ -502,12 +502,13 @@ class Analysis:
     target: np.ndarray
     noise: np.ndarray | None = None
 
-    def model_target(self) -> np.ndarray:
-        """The model's training target ``[n, n_outputs]``: ``target``, then ``noise`` if any."""
-        t = np.asarray(self.target, dtype=np.float32)
+    def model_target(self, rows: slice = slice(None)) -> np.ndarray:
+        """The model's training target ``[n, n_outputs]`` of frames ``rows``: ``target``, then
+        ``noise`` if any (only those rows are read from the memory-mapped arrays)."""
+        t = np.asarray(self.target[rows], dtype=np.float32)
         if self.noise is None:
             return t
-        return np.concatenate([t, np.asarray(self.noise, dtype=np.float32)], axis=1)
+        return np.concatenate([t, np.asarray(self.noise[rows], dtype=np.float32)], axis=1)
 
     @property
     def n_frames(self) -> int:

@@ -174,7 +174,7 @@ def _segment(pf, y, native, native_rate, start: int, stop: int, bundle, hop: int
         inputs=bundle.interface.inputs(
             bundle.input_map.controls(timbre_features(a, bundle.config)[sl]), f0, v
         ),
-        target=np.asarray(a.model_target()[sl], dtype=np.float32),
+        target=a.model_target(sl),
         audio=np.asarray(y[start * hop : stop * hop], dtype=np.float32),
         native=np.asarray(
             native[round(start * hop * native_rate / sr) : round(stop * hop * native_rate / sr)],
