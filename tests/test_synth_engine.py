@@ -1,7 +1,5 @@
 """The streaming engine: exact maths, quality properties, voices, offline == streaming."""
 
-import tracemalloc
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,12 @@ from wms.synth.engine import SynthEngine
 from wms.synth.network import GRUStepper
 from wms.synth.render import render
 from wms.synth.tables import TABLE_RMS
-from wms.synth.testing import known_model, saw_amplitudes, spectrum_from_harmonics
+from wms.synth.testing import (
+    known_model,
+    process_allocation,
+    saw_amplitudes,
+    spectrum_from_harmonics,
+)
 from wms.training.model import WMSNet
 
 SR = 48000
@@ -214,15 +217,8 @@ def test_process_allocates_nothing(model):
     e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=4), max_block=4096)
     for f in (110.0, 220.0, 330.0):
         e.note_on(f)
-    e.process(4096)
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    for _ in range(20):
-        e.process(4096)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
     # a single block buffer would be 16 KB (float32) or 32 KB (float64)
-    assert peak - base < 4096
+    assert process_allocation(e, blocks=20) < 4096
 
 
 def test_stepper_matches_wmsnet():

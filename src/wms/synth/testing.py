@@ -30,6 +30,22 @@ def saw_amplitudes(n_harm: int = 39) -> np.ndarray:
     return 1.0 / np.arange(1, n_harm + 1)
 
 
+def process_allocation(engine, *, blocks: int, block: int = 4096) -> int:
+    """Peak bytes Python allocates while ``engine`` renders ``blocks`` blocks of ``block``
+    samples (tracemalloc), after one warm-up block: 0 for an allocation-free ``process``."""
+    import tracemalloc
+
+    engine.process(block)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(blocks):
+            engine.process(block)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def known_model(
     *,
     n_timbre: int = 3,
