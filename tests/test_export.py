@@ -179,6 +179,17 @@ def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
     s = _source(tmp_path, num_layers=num_layers, activation=activation)
     out = tmp_path / "export"
     ex.export(s, "rtneural", out)
+    figures = _cpp_checks(out, tmp_path)
+    assert int(figures["steps"]) == ex.CHECK_STEPS
+    assert float(figures["max_abs_diff_outputs"]) <= TOL  # spec (also wms_check's exit code)
+    assert float(figures["max_abs_diff_outputs"]) <= REG  # measured 1.2e-7 / 6.0e-8
+
+
+def _cpp_checks(out: Path, tmp_path: Path) -> dict[str, str]:
+    """Build and run the repository's two host checks against the RTNeural export in
+    ``out``: cpp/wms_check.cpp (the header's network against the test vectors, within TOL)
+    and cpp/wms_header_check.cpp (the header's RTNeural part, ModelType and loadModel,
+    against the API stand-in). Returns wms_check's printed figures."""
     exe = tmp_path / "wms_check"
     subprocess.run(
         ["g++", "-O2", "-std=c++17", "-Wall", "-Werror", "-I", str(out),
@@ -191,21 +202,18 @@ def test_rtneural_cpp_reproduces_test_vectors(tmp_path, num_layers, activation):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     figures = dict(line.split() for line in run.stdout.splitlines())
-    assert int(figures["steps"]) == ex.CHECK_STEPS
-    assert float(figures["max_abs_diff_outputs"]) <= TOL  # spec (also wms_check's exit code)
-    assert float(figures["max_abs_diff_outputs"]) <= REG  # measured 1.2e-7 / 6.0e-8
-    # The header's RTNeural part (ModelType, loadModel) against the API stand-in.
-    exe = tmp_path / "wms_header_check"
+    hdr = tmp_path / "wms_header_check"
     subprocess.run(
         ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "cpp"),
          "-I", str(REPO / "cpp" / "mock_rtneural"), "-I", str(out),
-         str(REPO / "cpp" / "wms_header_check.cpp"), "-o", str(exe)],
+         str(REPO / "cpp" / "wms_header_check.cpp"), "-o", str(hdr)],
         check=True, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     run = subprocess.run(
-        [str(exe), str(out / "wms_model.json")], capture_output=True, text=True, timeout=60
+        [str(hdr), str(out / "wms_model.json")], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stdout + run.stderr
+    return figures
 
 
 # --------------------------------------------------------------------------- onnx / torchscript
@@ -793,27 +801,4 @@ def test_header_noise_reference_reproduces_the_engine(noisy, noisy_rtneural, tmp
     # 1-ulp differences of sin / cos (expm1 in float32 on both sides, as the engine does)
     assert err <= 1e-12, err
     # the existing host checks, unchanged, against a noise export (kNumBins = K + B)
-    chk = tmp_path / "wms_check"
-    subprocess.run(
-        ["g++", "-O2", "-std=c++17", "-Wall", "-Werror", "-I", str(noisy_rtneural),
-         str(REPO / "cpp" / "wms_check.cpp"), "-o", str(chk)],
-        check=True, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    run = subprocess.run(
-        [str(chk), str(noisy_rtneural / "wms_model.json"),
-         str(noisy_rtneural / "wms_test_vectors.json"), str(TOL)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    hdr = tmp_path / "wms_header_check"
-    subprocess.run(
-        ["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(REPO / "cpp"),
-         "-I", str(REPO / "cpp" / "mock_rtneural"), "-I", str(noisy_rtneural),
-         str(REPO / "cpp" / "wms_header_check.cpp"), "-o", str(hdr)],
-        check=True, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    run = subprocess.run(
-        [str(hdr), str(noisy_rtneural / "wms_model.json")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    _cpp_checks(noisy_rtneural, tmp_path)
