@@ -147,6 +147,20 @@ def best_time(fn, reps: int) -> float:
     return min(ts)
 
 
+def streaming_rate(model, voices: int, block: int, seconds: float) -> float:
+    """x realtime of ``process(block)`` with ``voices`` notes held (a semitone apart from
+    110 Hz), after one warm-up block."""
+    e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=voices), max_block=block)
+    for i in range(voices):
+        e.note_on(110.0 * 2 ** (i / 12))
+    n = int(seconds * SR) // block
+    e.process(block)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        e.process(block)
+    return n * block / SR / (time.perf_counter() - t0)
+
+
 def speed(model, quick: bool) -> None:
     seconds = 5.0 if quick else 20.0
     reps = 2 if quick else 3
@@ -159,20 +173,9 @@ def speed(model, quick: bool) -> None:
     rt = (seconds + 0.05) / wall
     report("1 voice offline render (x realtime)", rt, ">= 300", rt >= 300)
 
-    def stream(voices: int, block: int) -> float:
-        e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=voices), max_block=block)
-        for i in range(voices):
-            e.note_on(110.0 * 2 ** (i / 12))
-        n = int(seconds * SR) // block
-        e.process(block)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            e.process(block)
-        return n * block / SR / (time.perf_counter() - t0)
-
-    rt = max(stream(1, 256) for _ in range(reps))
+    rt = max(streaming_rate(model, 1, 256, seconds) for _ in range(reps))
     report("1 voice process(256) streaming (x realtime)", rt, ">= 100", rt >= 100)
-    rt = max(stream(16, 256) for _ in range(reps))
+    rt = max(streaming_rate(model, 16, 256, seconds) for _ in range(reps))
     report("16 voices process(256) streaming (x realtime)", rt, ">= 20", rt >= 20)
 
 
@@ -195,34 +198,39 @@ def additive(amps: np.ndarray, f0: np.ndarray, step: int, sr: int) -> np.ndarray
     return out
 
 
+def table_and_additive_times(
+    model: SynthModel, seconds: float, reps: int, config: SynthConfig, step: int = 768
+) -> tuple[float, float]:
+    """Best wall seconds of one 110 Hz voice through ``render`` and of :func:`additive` of
+    the same harmonics, both from controls (the model's pass included)."""
+    tr = curves_trajectory(
+        Curves(duration=seconds), model, sample_rate=SR, step_seconds=step / SR, f0=110.0
+    )
+    render(model, tr, sample_rate=SR, config=config)  # warm-up
+    t_table = best_time(lambda: render(model, tr, sample_rate=SR, config=config), reps)
+
+    def add():
+        tr.precompute(model, tr.n_steps)
+        amps = model.interface.harmonics(tr.spectra)
+        return additive(amps, np.asarray(tr.f0, float), step, SR)
+
+    add()
+    return t_table, best_time(add, reps)
+
+
 def versus_additive(path: Path, quick: bool) -> None:
     """One voice through ``render`` against additive synthesis of the same harmonics, both
     from controls (the model's pass included), in the same run: at the model's own
     harmonic count and at 128 harmonics (a random model with K = 257 bins)."""
     seconds = 5.0 if quick else 10.0
     reps = 2 if quick else 3
-    step = 768
     cases = [("39", path)]
     big = Path(path).with_name("h128.wms")
     cfg = load_config(None, preset="reference").replace(features={"n_bins": 257})
     cases.append(("128", random_bundle(big, hidden_size=256, config=cfg)))
     for label, p in cases:
         model = SynthModel.from_bundle(load_bundle(p))
-        tr = curves_trajectory(
-            Curves(duration=seconds), model, sample_rate=SR, step_seconds=step / SR, f0=110.0
-        )
-        render(model, tr, sample_rate=SR, config=NO_RELEASE)  # warm-up
-        t_table = best_time(
-            lambda m=model, t=tr: render(m, t, sample_rate=SR, config=NO_RELEASE), reps
-        )
-
-        def add(m=model, t=tr):
-            t.precompute(m, t.n_steps)
-            amps = m.interface.harmonics(t.spectra)
-            return additive(amps, np.asarray(t.f0, float), step, SR)
-
-        add()
-        t_add = best_time(add, reps)
+        t_table, t_add = table_and_additive_times(model, seconds, reps, NO_RELEASE)
         ratio = t_add / t_table
         need = 3.0 if label == "39" else 8.0
         report(
@@ -298,23 +306,10 @@ def with_noise(tmp: Path, quick: bool) -> None:
     synthesis of its harmonics alone, in the same run, and streaming 1 and 16 voices."""
     seconds = 5.0 if quick else 10.0
     reps = 2 if quick else 3
-    step = 768
     cfg = load_config(None, preset="fullband")
     model = SynthModel.from_bundle(load_bundle(random_bundle(tmp / "fullband.wms", config=cfg)))
-    tr = curves_trajectory(
-        Curves(duration=seconds), model, sample_rate=SR, step_seconds=step / SR, f0=110.0
-    )
     fb = SynthConfig(release=0.0, phases="schroeder")
-    render(model, tr, sample_rate=SR, config=fb)  # warm-up
-    t_table = best_time(lambda: render(model, tr, sample_rate=SR, config=fb), reps)
-
-    def add():
-        tr.precompute(model, tr.n_steps)
-        amps = model.interface.harmonics(tr.spectra)
-        return additive(amps, np.asarray(tr.f0, float), step, SR)
-
-    add()
-    t_add = best_time(add, reps)
+    t_table, t_add = table_and_additive_times(model, seconds, reps, fb)
     ratio = t_add / t_table
     report(
         f"fullband + {model.interface.n_noise} noise bands, 1 voice: wavetable + noise "
@@ -325,22 +320,12 @@ def with_noise(tmp: Path, quick: bool) -> None:
         ratio >= 8,
     )
     for voices, need in ((1, 100), (16, 10)):
-        e = SynthEngine(model, sample_rate=SR, config=SynthConfig(voices=voices), max_block=256)
-        for i in range(voices):
-            e.note_on(110.0 * 2 ** (i / 12))
-        n = int(seconds * SR) // 256
-        e.process(256)
-        best = 0.0
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                e.process(256)
-            best = max(best, n * 256 / SR / (time.perf_counter() - t0))
+        rt = max(streaming_rate(model, voices, 256, seconds) for _ in range(reps))
         report(
             f"fullband + noise, {voices} voice(s) process(256) streaming (x realtime)",
-            best,
+            rt,
             f">= {need}",
-            best >= need,
+            rt >= need,
         )
 
 
