@@ -205,3 +205,25 @@ def test_offline_render_equals_streaming_with_noise(model):
         [harm.process(min(256, fast.size - s)).copy() for s in range(0, fast.size, 256)]
     )
     assert np.abs(alone - slow).max() > 0.01
+
+
+def test_the_analysis_computes_the_noise_part_in_its_chunks_alike():
+    """wms.analysis.features.analyse reads the noise part chunk by chunk in its threads:
+    the same values as one noise_envelope call over the whole signal, for any thread count."""
+    from conftest import fullband_config
+    from wms.analysis.features import analyse
+
+    cfg = fullband_config()
+    rng = np.random.default_rng(4)
+    t = np.arange(30 * SR) / SR  # 1875 frames: several of analyse's chunks
+    y = (0.3 * np.sin(2 * np.pi * 220 * t) + rng.normal(0, 0.01, t.size)).astype(np.float32)
+    n = 1 + y.size // HOP
+    f0, voiced = np.full(n, 220.0), np.where(np.arange(n) % 7 == 0, 0.2, 1.0)
+    whole = noise_envelope(
+        y, f0, voiced, sample_rate=SR, hop_size=HOP, window_size=W, n_bands=B,
+        voicing_threshold=cfg.pitch.voicing_threshold,
+    )  # fmt: skip
+    for threads in (1, 2):
+        a = analyse(y, f0, voiced, cfg, threads=threads)
+        np.testing.assert_array_equal(a.noise, whole)
+    assert a.model_target().shape == (n, K + B)

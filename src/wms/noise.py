@@ -42,11 +42,12 @@ skirts of neighbouring bands: a flat envelope came out 4 dB low.)
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numba
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 #: Bins on each side of a harmonic that belong to it (the Blackman window's main lobe).
 LOBE_BINS = 3.0
@@ -100,6 +101,25 @@ def band_centres(edges: np.ndarray) -> np.ndarray:
     return np.where(lo > 0, np.sqrt(lo * np.maximum(hi, 0.0)), 0.5 * hi)
 
 
+@functools.lru_cache(maxsize=8)
+def _analysis_layout(sample_rate: int, n_bands: int) -> tuple:
+    """``(n, window, sum_w2, band_of, widths)`` of :func:`noise_envelope` at this rate: the
+    window length and its Blackman window, the band of every bin (bins 1 .. n/2 - 1; band
+    b: ``edges[b] <= f < edges[b + 1]``; DC and Nyquist belong to none, -1) and each band's
+    width in bins."""
+    from scipy.signal import get_window  # here: the synth imports this module, not scipy.signal
+
+    n = noise_fft(sample_rate)
+    df = sample_rate / n
+    window = get_window("blackman", n, fftbins=True).astype(np.float32)
+    sum_w2 = float(np.sum(window.astype(np.float64) ** 2))
+    edges = band_edges(sample_rate, n_bands)
+    freqs = np.arange(n // 2 + 1) * df
+    band_of = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, n_bands - 1)
+    band_of[0] = band_of[-1] = -1
+    return n, window, sum_w2, band_of, np.diff(edges) / df
+
+
 def noise_envelope(
     y: np.ndarray,
     f0: np.ndarray,
@@ -110,6 +130,7 @@ def noise_envelope(
     window_size: int,
     n_bands: int,
     voicing_threshold: float,
+    frames: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The noise part's targets ``[n_frames, n_bands]`` float32: ``log1p(v)`` per band.
 
@@ -118,52 +139,60 @@ def noise_envelope(
             frame (frame ``i`` centred at sample ``i * hop_size``).
         window_size: W of the harmonic analysis (sets the units, see the module docstring).
         voicing_threshold: frames at or above it have harmonics to leave out.
+        frames: ``(a, b)``: only frames ``a .. b - 1`` (``[b - a, n_bands]``; the analysis
+            runs its chunks in threads this way), else all.
     """
     y = np.asarray(y, dtype=np.float32)
     f0 = np.asarray(f0, dtype=np.float64)
-    n_frames = f0.shape[0]
-    n = noise_fft(sample_rate)
-    df = sample_rate / n
-    window = scipy.signal.get_window("blackman", n, fftbins=True).astype(np.float32)
-    sum_w2 = float(np.sum(window.astype(np.float64) ** 2))
-    edges = band_edges(sample_rate, n_bands)
-    freqs = np.arange(n // 2 + 1) * df
-    # bins 1 .. n/2 - 1 (DC and Nyquist belong to no band); band b: edges[b] <= f < edges[b+1]
-    band_of = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, n_bands - 1)
-    inner = np.arange(1, n // 2)
-    starts = np.searchsorted(band_of[inner], np.arange(n_bands))
-    widths = np.diff(edges) / df  # a band's power is its mean bin power times its width
-    voiced = (np.asarray(voicedness) >= voicing_threshold) & np.isfinite(f0) & (f0 > 0)
+    a0, b0 = frames if frames is not None else (0, f0.shape[0])
+    n, window, sum_w2, band_of, widths = _analysis_layout(int(sample_rate), int(n_bands))
+    voiced = np.asarray(voicedness[a0:b0]) >= voicing_threshold
+    fv = np.where(voiced & np.isfinite(f0[a0:b0]) & (f0[a0:b0] > 0), f0[a0:b0], 0.0)
     padded = np.pad(y, (n // 2, n // 2 + hop_size))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n)[::hop_size][:n_frames]
-    out = np.zeros((n_frames, n_bands), dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(padded, n)[::hop_size]
+    out = np.zeros((b0 - a0, n_bands), dtype=np.float32)
     # power -> v: P_b = 2 * width_b * mean_b / (n * sum w^2) (width in bins), v = sqrt(2 P_b) W / 4
     unit = 4.0 / (n * sum_w2) * (window_size / 4.0) ** 2
-    f_in = freqs[inner]
-    for a in range(0, n_frames, _CHUNK_FRAMES):
-        b = min(a + _CHUNK_FRAMES, n_frames)
-        x = scipy.fft.rfft(frames[a:b] * window, axis=1)
-        power = (x.real**2 + x.imag**2)[:, inner].astype(np.float64)
-        fv = np.where(voiced[a:b], f0[a:b], 0.0)[:, None]
-        safe = np.where(fv > 0, fv, 1.0)
-        k = np.round(f_in[None, :] / safe)
-        near = (fv > 0) & (k >= 1) & (np.abs(f_in[None, :] - k * safe) <= LOBE_BINS * df)
-        keep = ~near
-        kept = np.add.reduceat(keep.astype(np.float64), starts, axis=1)
-        total = np.add.reduceat(power * keep, starts, axis=1)
-        has = kept > 0
-        mean = np.divide(total, kept, out=np.zeros_like(total), where=has)
-        # bands without a residual bin: the mean of the nearest band that has one
-        if not has.all():
-            idx = np.arange(n_bands)
-            for r in np.flatnonzero(~has.all(axis=1)):
-                ok = np.flatnonzero(has[r])
-                if ok.size == 0:
-                    continue
-                nearest = ok[np.argmin(np.abs(idx[:, None] - ok[None, :]), axis=1)]
-                mean[r] = mean[r, nearest]
-        out[a:b] = np.log1p(np.sqrt(unit * widths * mean))
+    mean = np.empty((min(_CHUNK_FRAMES, b0 - a0), n_bands))
+    for a in range(a0, b0, _CHUNK_FRAMES):
+        b = min(a + _CHUNK_FRAMES, b0)
+        x = scipy.fft.rfft(view[a:b] * window, axis=1)
+        m = mean[: b - a]
+        _residual_means(x, fv[a - a0 : b - a0], sample_rate / n, LOBE_BINS, band_of, m)
+        out[a - a0 : b - a0] = np.log1p(np.sqrt(unit * widths * m))
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual_means(x, f0, df, lobe, band_of, out):  # pragma: no cover - numba
+    """Per frame ``r`` (spectrum ``x[r]``, f0 ``f0[r]``, 0 = unvoiced): ``out[r, b]`` the mean
+    power of band b's bins farther than ``lobe`` bins from every multiple of f0; a band with
+    no such bin takes the nearest band's (the lower one on a tie), all 0 if none has one."""
+    n_bands = out.shape[1]
+    tot = np.empty(n_bands)
+    cnt = np.empty(n_bands, np.int64)
+    for r in range(x.shape[0]):
+        f = f0[r]
+        tot[:] = 0.0
+        cnt[:] = 0
+        for k in range(x.shape[1]):
+            band = band_of[k]
+            if band < 0:
+                continue
+            if f > 0.0:
+                fk = k * df
+                h = math.floor(fk / f + 0.5)
+                if h >= 1.0 and abs(fk - h * f) <= lobe * df:
+                    continue
+            v = x[r, k]
+            tot[band] += v.real * v.real + v.imag * v.imag
+            cnt[band] += 1
+        for band in range(n_bands):
+            best, dist = -1, n_bands + 1
+            for o in range(n_bands):
+                if cnt[o] > 0 and abs(o - band) < dist:
+                    best, dist = o, abs(o - band)
+            out[r, band] = tot[best] / cnt[best] if best >= 0 else 0.0
 
 
 def band_filters(

@@ -58,6 +58,7 @@ import scipy.sparse
 import soxr
 
 from wms.config import Config
+from wms.noise import noise_envelope
 
 #: Oversampling factor of the signal read by the Lagrange interpolator.
 OVERSAMPLE = 4
@@ -629,6 +630,7 @@ def analyse(
     steps = _steps(f0_cut, sample_rate=sr, window_size=fc.window_size, cycles=fc.cycles_per_window)
     target = np.empty((n_frames, fc.n_bins), dtype=np.float32)
     mfcc = np.empty((n_frames, fc.n_mfcc), dtype=np.float32)
+    noise = np.empty((n_frames, fc.noise_bands), np.float32) if fc.noise_bands else None
 
     def run(a: int, b: int) -> None:
         seg = _segments_range(
@@ -644,17 +646,14 @@ def analyse(
             mel_fmin=fc.mel_fmin,
             mel_fmax=fc.mel_fmax,
         )
+        if noise is not None:
+            noise[a:b] = noise_envelope(
+                y, f0, voicedness, sample_rate=sr, hop_size=fc.hop_size,
+                window_size=fc.window_size, n_bands=fc.noise_bands,
+                voicing_threshold=cfg.pitch.voicing_threshold, frames=(a, b),
+            )  # fmt: skip
 
     _map_chunks(run, chunks, threads)
-    noise = None
-    if fc.noise_bands:
-        from wms.noise import noise_envelope
-
-        noise = noise_envelope(
-            y, f0, voicedness, sample_rate=sr, hop_size=fc.hop_size,
-            window_size=fc.window_size, n_bands=fc.noise_bands,
-            voicing_threshold=cfg.pitch.voicing_threshold,
-        )  # fmt: skip
     return Analysis(
         f0=f0.astype(np.float32),
         voicedness=voicedness.astype(np.float32),
