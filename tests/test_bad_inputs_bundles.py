@@ -146,3 +146,47 @@ def test_a_damaged_checkpoint_is_refused_before_any_work(tiny_run, tmp_path, cap
     err = capsys.readouterr().err
     assert message in err and "resume from another checkpoint" in err and "Traceback" not in err
     assert not (tmp_path / "cache").exists()  # refused before any analysis
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory) -> Path:
+    from wms.config import Config
+
+    cfg = Config().replace(
+        features={"noise_bands": 8}, model={"hidden_size": 16, "encoder_size": 16}
+    )
+    return random_bundle(tmp_path_factory.mktemp("n") / "noisy.wms", config=cfg)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda o: o["interface"]["noise_edges"].pop(),
+            r"8 noise outputs need 9 increasing band edges from 0 to at most 8000 Hz, got 8",
+        ),
+        (
+            lambda o: o["interface"]["noise_edges"].__setitem__(3, 1e9),
+            r"8 noise outputs need 9 increasing band edges",
+        ),
+        (
+            lambda o: o["interface"]["noise_edges"].__setitem__(0, "low"),
+            r"\[interface\]: missing or malformed field \(ValueError",
+        ),
+        (  # the interface says harmonics only, the network has the noise outputs
+            lambda o: (
+                o["interface"]["outputs"].update(n_noise=0, n_outputs=80),
+                o["interface"].update(noise_edges=[]),
+            ),
+            r"the network maps 10 -> 88 values, the interface 10 -> 80",
+        ),
+    ],
+)
+def test_crafted_noise_parts_fail_one_check(noisy, tmp_path, capsys, change, message):
+    assert load_bundle(noisy).interface.n_noise == 8
+    p = _crafted(noisy, tmp_path / "crafted.wms", change)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(p)
+    assert main(["info", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "crafted.wms" in err and "Traceback" not in err
