@@ -628,6 +628,9 @@ def start_play(bundle_path: Path, tmp: Path) -> tuple[subprocess.Popen, str, Pat
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C as a terminal delivers it: a test suite started in the background (`cmd &`,
+        # nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     line = proc.stdout.readline()
     m = re.search(r"serving (http://127\.0\.0\.1:(\d+)/) \(from (.+?);", line)
