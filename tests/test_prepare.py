@@ -321,3 +321,15 @@ def test_the_fullband_range_holds_both_notes_the_reference_could_not(tmp_path, c
     out = capsys.readouterr().out
     assert "files: 2 used, 0 skipped" in out and "100.0 % voiced" in out
     assert "WARNING" not in out
+
+
+def test_cli_prepare_takes_the_preset_train_will_use(mixed, tmp_path, capsys):
+    argv = ["prepare", str(mixed / "good.wav"), "--cache-dir", str(tmp_path / "cache")]
+    assert main([*argv, "--jobs", "1", "--preset", "fullband"]) == 0
+    out = capsys.readouterr().out
+    # the fullband preset analyses at 44.1 kHz, hop 706: 1.2 s is 1 + 52920 // 706 frames
+    assert "audio: 1.2 s in 75 frames" in out and "; 0 file(s) from the cache" in out
+    assert main([*argv, "--jobs", "1", "--preset", "fullband"]) == 0
+    assert "all 1 file(s) from the cache: nothing analysed" in capsys.readouterr().out
+    assert main([*argv, "--jobs", "1"]) == 0  # the default preset's settings: analysed again
+    assert "; 0 file(s) from the cache" in capsys.readouterr().out

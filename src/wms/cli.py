@@ -38,6 +38,19 @@ def _config_args(p: argparse.ArgumentParser, example: str = "features.hop_size=1
     )
 
 
+def _preset_arg(p: argparse.ArgumentParser, recorded: str) -> None:
+    p.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=None,
+        help="starting settings under --config and --set, shipped as wms/presets/NAME.toml: "
+        "default (16 kHz analysis, 39 harmonics); fullband (44.1 kHz, 160 harmonics, pitch "
+        "30-4200 Hz, Schroeder table phases: the choice for real recordings); reference (the "
+        "reference project's analysis, 256-wide model and optimisation) (default: default). "
+        + recorded,
+    )
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
@@ -120,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "wms prepare recordings/",
             "wms prepare take1.wav --set pitch.method=crepe --jobs 2",
+            "wms prepare recordings/ --preset fullband",
         ),
         description="Analyse audio into training pairs in the feature cache: pitch and "
         "voicedness, timbre features (MFCC) and pitch-synchronous spectra. A file already "
@@ -132,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="an audio file or a folder, searched recursively (WAV, FLAC, OGG, AIFF, MP3)",
     )
     _config_args(p)
+    _preset_arg(
+        p, "Analyse with the preset you will train with, so that wms train finds it in the cache."
+    )
     _data_args(p)
     p.set_defaults(handler="wms.analysis.prepare:run_prepare")
 
@@ -160,16 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(p)
     _data_args(p)
-    p.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default=None,
-        help="starting settings under --config and --set, shipped as wms/presets/NAME.toml: "
-        "default (16 kHz analysis, 39 harmonics); fullband (44.1 kHz, 160 harmonics, pitch "
-        "30-4200 Hz, Schroeder table phases: the choice for real recordings); reference (the "
-        "reference project's analysis, 256-wide model and optimisation). RUN_DIR/config.toml "
-        "and wms info say which was used (default: default)",
-    )
+    _preset_arg(p, "RUN_DIR/config.toml and wms info say which was used.")
     p.add_argument(
         "--max-steps",
         type=int,

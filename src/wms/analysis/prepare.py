@@ -705,10 +705,10 @@ def _reference_audio_path(config_path: str | None) -> str | None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    """``wms prepare AUDIO [--config F] [--set k=v ...] [--cache-dir D] [--jobs N]``."""
+    """``wms prepare AUDIO [--config F] [--set k=v ...] [--preset P] [--cache-dir D] [--jobs N]``."""
     from wms.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, preset=getattr(args, "preset", None))
     audio = getattr(args, "audio", None) or _reference_audio_path(args.config)
     if not audio:
         raise ConfigError("no AUDIO given (and the config has no audio_files_path)")
