@@ -47,6 +47,25 @@ def test_stft_distance_of_a_scaled_signal(gain):
         assert v["sc"] == pytest.approx(abs(gain - 1), rel=1e-9)
 
 
+def test_floored_stft_distance_ignores_what_lies_80_db_under_the_original():
+    # The original holds digital silence above 1/8 of the band (a resampled source); a
+    # render adds hiss there. At -100 dB the eps-floored term charges it as an audible
+    # error and the floored one does not; at -60 dB both do.
+    rng = np.random.default_rng(2)
+    spec = np.fft.rfft(rng.normal(size=16000))
+    spec[2000:] = 0
+    x = np.fft.irfft(spec, 16000)
+    spec = np.fft.rfft(rng.normal(size=16000))
+    spec[:4000] = 0
+    hiss = np.fft.irfft(spec, 16000)
+    quiet = multi_resolution_stft_distance(x + 1e-5 * hiss, x)
+    assert quiet["log_mag_l1"] > 1.8 and quiet["log_mag_l1_floored"] < 1e-4  # 1.85, 5.3e-5
+    assert quiet["total_floored"] == quiet["sc"] + quiet["log_mag_l1_floored"]
+    loud = multi_resolution_stft_distance(x + 1e-3 * hiss, x)
+    assert loud["log_mag_l1_floored"] > 0.4  # 0.48
+    assert multi_resolution_stft_distance(x, x)["total_floored"] == 0.0
+
+
 def test_stft_distance_rejects_bad_signals():
     with pytest.raises(ValueError, match="one length"):
         multi_resolution_stft_distance(np.zeros(100), np.zeros(101))
@@ -109,6 +128,9 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(
     for kind in ("model", "baseline_mean", "baseline_nearest", "oracle"):
         d = r["stft_distance"][kind]
         assert d["total"] == pytest.approx(d["sc"] + d["log_mag_l1"], rel=1e-12), kind
+        # clamping at 80 dB under the original's peak can only lower the log-magnitude term
+        assert d["total_floored"] == pytest.approx(d["sc"] + d["log_mag_l1_floored"], rel=1e-12)
+        assert d["log_mag_l1_floored"] <= d["log_mag_l1"], kind
     # the oracle plays the audio's own harmonics: no predictor can come closer to the original
     assert r["stft_distance"]["oracle"]["total"] <= min(
         r["stft_distance"][k]["total"] for k in ("model", "baseline_mean")
@@ -154,6 +176,7 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(
     report = (out / "report.md").read_text()
     assert "| **model** |" in report and "![Predicted vs target spectra](spectra.png)" in report
     assert "baselines" in report and "(resynthesis_oracle.wav)" in report
+    assert "| within 80 dB |" in report
     assert "<img src='spectra.png'" in (out / "index.html").read_text()
     assert not list(out.glob(".*.tmp"))
 

@@ -511,7 +511,8 @@ def resynthesise(
 
     Returns:
         :class:`Resynthesis`; ``metrics`` = ``{"sample_rate", "seconds", "segments",
-        "stft_distance": {kind: {"sc", "log_mag_l1", "total"}}, "level_match_db": {kind: dB},
+        "stft_distance": {kind: {"sc", "log_mag_l1", "total", "log_mag_l1_floored",
+        "total_floored"}}, "level_match_db": {kind: dB},
         "oscillator_f0_cents": {...}, "fft_sizes", ...}``.
     """
     from wms.analysis.pitch import cents_error
@@ -589,7 +590,8 @@ def resynthesise(
     w = np.asarray(weights) / np.sum(weights)
     stft = {
         kind: {
-            k: float(np.dot(w, [d[k] for d in dists[kind]])) for k in ("sc", "log_mag_l1", "total")
+            k: float(np.dot(w, [d[k] for d in dists[kind]]))
+            for k in ("sc", "log_mag_l1", "total", "log_mag_l1_floored", "total_floored")
         }
         for kind in RESYNTH_KINDS
     }
@@ -951,9 +953,15 @@ def format_metrics(m: dict[str, Any]) -> str:
     ]
     for kind in RESYNTH_KINDS:
         st = r["stft_distance"][kind]
+        floored = (
+            f"; {st['total_floored']:.3f} counting only what lies within 80 dB of the "
+            "original's peak"
+            if "total_floored" in st
+            else ""
+        )
         lines.append(
             f"  {RESYNTH_LABELS[kind]:<34} {st['total']:.3f} (SC {st['sc']:.3f} + "
-            f"log-mag L1 {st['log_mag_l1']:.3f})"
+            f"log-mag L1 {st['log_mag_l1']:.3f}){floored}"
         )
     en = r.get("energy")
     if en:

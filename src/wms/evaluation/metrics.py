@@ -18,6 +18,11 @@ LSD_FLOOR_DB = -80.0
 STFT_FFT_SIZES = (2048, 1024, 512, 256)
 #: Magnitudes are clamped to at least this before their log (as auraloss does).
 STFT_EPS = 1e-7
+#: The floored log-magnitude term clamps both spectra at this many dB under the original's
+#: peak (per FFT size) instead: a band the original holds in digital silence (a source
+#: resampled from a lower rate) would otherwise charge a render's -100 dB noise there as
+#: much as an audible error, as LSD's floor (:data:`LSD_FLOOR_DB`) avoids for empty bins.
+STFT_FLOOR_DB = -80.0
 
 
 def _check(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,25 +379,31 @@ def multi_resolution_stft_distance(
     *,
     fft_sizes: tuple[int, ...] = STFT_FFT_SIZES,
     eps: float = STFT_EPS,
+    floor_db: float = STFT_FLOOR_DB,
 ) -> dict[str, Any]:
     """Multi-resolution STFT distance of ``pred`` to ``target`` (auraloss-style, numpy).
 
     At each FFT size ``n`` (Hann window of ``n`` samples, hop ``n / 4``, centred
     frames): spectral convergence ``||T| - |P||_F / ||T||_F`` and log-magnitude L1
     ``mean |log max(|T|, eps) - log max(|P|, eps)|`` (natural log). Both signals
-    must share one sample rate; the distance has no unit.
+    must share one sample rate; the distance has no unit. The floored log-magnitude L1
+    is the same mean with both magnitudes clamped at ``floor_db`` under the target's
+    peak magnitude at that size (never below ``eps``): what lies that far under the
+    original's loudest bin costs nothing, so it is never above the log-magnitude L1.
 
     Args:
         pred: ``[n]`` the signal judged (e.g. the resynthesis).
         target: ``[n]`` the reference, same length.
         fft_sizes: FFT sizes in samples.
         eps: magnitude floor before the log.
+        floor_db: the floored term's clamp, dB under the target's peak (negative).
 
     Returns:
-        ``{"sc", "log_mag_l1", "total", "fft_sizes", "per_size": {n: {"sc",
-        "log_mag_l1"}}}``: ``sc`` and ``log_mag_l1`` are means over the sizes and
-        ``total = sc + log_mag_l1``. Identical signals give 0; ``pred = g * target``
-        gives ``sc = |g - 1|`` and ``log_mag_l1 = |ln g|`` (bins above ``eps``).
+        ``{"sc", "log_mag_l1", "total", "log_mag_l1_floored", "total_floored",
+        "fft_sizes", "per_size": {n: {"sc", "log_mag_l1", "log_mag_l1_floored"}}}``:
+        means over the sizes, ``total = sc + log_mag_l1`` and ``total_floored = sc +
+        log_mag_l1_floored``. Identical signals give 0; ``pred = g * target`` gives
+        ``sc = |g - 1|`` and ``log_mag_l1 = |ln g|`` (bins above ``eps``).
 
     Raises:
         ValueError: signals of different lengths, empty, not 1-D or not finite.
@@ -411,13 +422,19 @@ def multi_resolution_stft_distance(
         mp, mt = stft_magnitude(p, n, n // 4), stft_magnitude(t, n, n // 4)
         sc = float(np.linalg.norm(mt - mp) / max(np.linalg.norm(mt), 1e-12))
         lm = float(np.mean(np.abs(np.log(np.maximum(mt, eps)) - np.log(np.maximum(mp, eps)))))
-        per[int(n)] = {"sc": sc, "log_mag_l1": lm}
-    sc = float(np.mean([v["sc"] for v in per.values()]))
-    lm = float(np.mean([v["log_mag_l1"] for v in per.values()]))
+        floor = max(float(mt.max()) * 10 ** (floor_db / 20), eps)
+        lf = float(np.mean(np.abs(np.log(np.maximum(mt, floor)) - np.log(np.maximum(mp, floor)))))
+        per[int(n)] = {"sc": sc, "log_mag_l1": lm, "log_mag_l1_floored": lf}
+    sc, lm, lf = (
+        float(np.mean([v[k] for v in per.values()]))
+        for k in ("sc", "log_mag_l1", "log_mag_l1_floored")
+    )
     return {
         "sc": sc,
         "log_mag_l1": lm,
         "total": sc + lm,
+        "log_mag_l1_floored": lf,
+        "total_floored": sc + lf,
         "fft_sizes": [int(n) for n in fft_sizes],
         "per_size": per,
     }

@@ -64,21 +64,26 @@ def metrics_markdown(m: dict[str, Any]) -> str:
     blocks += [f"**Warning:** {f['message']}. {f['advice']}." for f in m.get("flags", [])]
     r = m["resynthesis"]
     res = [
-        "| resynthesis by | MR-STFT distance | SC | log-magnitude L1 | level match (dB) |",
-        "|---|---:|---:|---:|---:|",
+        "| resynthesis by | MR-STFT distance | SC | log-magnitude L1 | within 80 dB | "
+        "level match (dB) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key in ("model", "baseline_mean", "baseline_nearest", "oracle"):
         st = r["stft_distance"][key]
+        floored = _fmt(st.get("total_floored"), ".3f")
         res.append(
             f"| {_LABELS[key]} | {st['total']:.3f} | {st['sc']:.3f} | {st['log_mag_l1']:.3f} | "
-            f"{r['level_match_db'][key]:+.1f} |"
+            f"{floored} | {r['level_match_db'][key]:+.1f} |"
         )
     blocks.append(
         f"Resynthesis: {r['seconds']:.1f} s of held-out audio played through the synth four ways "
         f"(same pitch and loudness, the timbre from each predictor) at the audio's own rate "
         f"({r['sample_rate']} Hz) and compared with the original over the full band by a "
         f"multi-resolution STFT distance (FFT sizes {', '.join(map(str, r['fft_sizes']))}; "
-        "lower is better; the oracle is the best this representation can do)."
+        'lower is better; the oracle is the best this representation can do). "Within 80 '
+        "dB\" is the same distance with both spectra clamped at 80 dB under the original's "
+        "loudest bin: a band the original holds in digital silence (a source resampled from "
+        "a lower rate) then costs nothing for a render's inaudible noise there."
     )
     blocks.append("\n".join(res))
     osc = r["oscillator_f0_cents"]
