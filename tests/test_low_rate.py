@@ -12,10 +12,11 @@ import torch
 from conftest import REFERENCE_SET, TINY_TRAIN, fullband_config, reference_config
 from wms.analysis.audio import resample, write_audio
 from wms.analysis.basic_waves import basic_waves
-from wms.analysis.features import bins_below
+from wms.analysis.features import bins_below, recorded_noise_bands
 from wms.bundle import load_bundle
 from wms.cli import main
-from wms.evaluation.metrics import heldout_report
+from wms.evaluation.metrics import baseline_predictions, heldout_report
+from wms.noise import band_edges
 from wms.training import train as train_mod
 from wms.training.losses import WMSLoss
 
@@ -69,6 +70,57 @@ def test_figures_ignore_masked_bins():
     assert m2["model"] == m["model"] and m2["baseline_nearest"] == m["baseline_nearest"]
     assert m["masked_bins"] == pytest.approx(above.mean(), abs=1e-4)
     assert heldout_report(preds, target, harmonic_index=h, split="test")["model"] != m["model"]
+
+
+def test_a_low_rate_file_counts_the_noise_bands_it_holds_whole():
+    edges = band_edges(44100, 32)  # Slaney mel: ... 6076, 6912, 7863 ... 19383, 22050 Hz
+    # 16 kHz: trusted to 0.9 * 8000 = 7200 Hz, so bands 0..22 (the last ends at 6912 Hz)
+    assert recorded_noise_bands(edges, file_rate=16000) == 23
+    assert edges[23] <= 7200 < edges[24]
+    assert [recorded_noise_bands(edges, file_rate=r) for r in (8000, 22050, 44100)] == [17, 25, 31]
+
+
+def test_the_loss_ignores_masked_noise_bands():
+    g = torch.Generator().manual_seed(1)
+    pred = torch.rand(3, 5, 26, generator=g)  # 20 bins, then 6 noise bands
+    target = torch.rand(3, 5, 26, generator=g)
+    bands = torch.full((3, 5), 20)
+    noise_bands = torch.randint(1, 7, (3, 5), generator=g)
+    for name in ("spectral", "log_spectral", "mse"):
+        loss = WMSLoss(name, n_bins=20, cycles=2, n_noise=6)
+        full = loss(pred, target, bands, torch.full((3, 5), 6)).item()
+        assert full == pytest.approx(loss(pred, target).item(), rel=1e-6), name
+        base = loss(pred, target, bands, noise_bands).item()
+        above = torch.arange(6) >= noise_bands.unsqueeze(-1)
+        p2 = pred.clone()
+        p2[..., 20:][above] = 9.0  # anything in a band the file does not hold
+        assert loss(p2, target, bands, noise_bands).item() == pytest.approx(base, rel=1e-6)
+        p3 = pred.clone()
+        p3[..., 20:][~above] += 0.5
+        assert abs(loss(p3, target, bands, noise_bands).item() - base) > 1e-3, name
+
+
+def test_figures_and_the_mean_baseline_ignore_masked_noise_bands():
+    rng = np.random.default_rng(4)
+    target = rng.uniform(0.5, 3.0, (40, 26)).astype(np.float32)
+    preds = {k: target + rng.normal(0, 0.2, target.shape) for k in ("model", "baseline_mean")}
+    preds["baseline_nearest"] = target + 0.3
+    nb = rng.integers(1, 7, 40)
+    kw = dict(harmonic_index=np.arange(2, 20, 2), split="test", n_noise=6)
+    m = heldout_report(preds, target, noise_bands=nb, **kw)
+    above = np.arange(6)[None, :] >= nb[:, None]
+    changed = {k: v.copy() for k, v in preds.items()}
+    for v in changed.values():
+        v[:, 20:][above] = 0.0
+    assert heldout_report(changed, target, noise_bands=nb, **kw) == m
+    assert heldout_report(changed, target, **kw)["model"] != m["model"]
+    # the mean baseline averages each noise band over the training frames that hold it
+    b = baseline_predictions(
+        rng.normal(size=(40, 3)), target, rng.normal(size=(2, 3)), n_noise=6, train_noise_bands=nb
+    )["baseline_mean"][0]
+    for j in range(6):
+        np.testing.assert_allclose(b[20 + j], target[nb > j, 20 + j].mean(), rtol=1e-6)
+    np.testing.assert_allclose(b[:20], target[:, :20].mean(0), rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +189,43 @@ def test_a_low_rate_file_learns_its_highs_from_the_others(mixed, tmp_path, capsy
     # measured: -30.0 dB of the energy above 3.6 kHz against -34.5 dB learnt as silence
     # (the 16 kHz file's targets hold -17.9 dB there; this model is tiny)
     assert masked > silence + 2.0, (masked, silence)
+
+
+def test_training_data_masks_a_low_rate_files_noise_bands(mixed, tmp_path):
+    from wms.analysis.prepare import prepare
+    from wms.training.data import SequenceDataset
+
+    data = {"seq_len": 8, "val_block_seconds": 1.0, "gap_frames": 8}
+    cfg = reference_config(features={"noise_bands": 8}, data=data)
+    corpus = prepare(mixed, cfg, cache_dir=tmp_path / "cache", jobs=1, progress=False)
+    data = train_mod.build_training_data(corpus, cfg)
+    a, low = data.arrays, recorded_noise_bands(band_edges(16000, 8), file_rate=8000)
+    assert low == 5  # 8 kHz: to 3.6 kHz of the 8 bands to 8 kHz
+    rows = [slice(a.offsets[i], a.offsets[i + 1]) for i in range(2)]
+    assert (a.noise_bands[rows[0]] == 8).all() and (a.noise_bands[rows[1]] == low).all()
+    assert (a.bands[rows[0]] == 80).all() and a.bands[rows[1]].min() < 80  # high notes
+    assert data.summary["masked_noise_bands"] == pytest.approx(
+        (a.offsets[2] - a.offsets[1]) * 3 / 8 / a.offsets[2], abs=1e-4
+    )
+    x, y, bands, noise_bands = SequenceDataset(a, a.train_starts)[np.arange(4)]
+    assert noise_bands.shape == bands.shape == x.shape[:2]
+
+
+def test_evaluate_masks_the_noise_bands_training_masked(mixed, tmp_path):
+    from wms.evaluation.evaluate import heldout_data, spectral_metrics
+
+    run, cache = tmp_path / "run", ["--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]
+    args = ["train", str(mixed), "--out", str(run), *cache, "--max-steps", "30"]
+    for s in [*TINY_TRAIN, *REFERENCE_SET, "features.noise_bands=8"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    b = load_bundle(run / "model.wms")
+    # 3 of the 8 bands (above 3.6 kHz) are masked in the low-rate file's half of the test frames
+    assert b.metrics["masked_noise_bands"] == 0.1875
+    m, _ = spectral_metrics(b, heldout_data(b, None, cache_dir=tmp_path / "cache", jobs=1))
+    assert m["masked_noise_bands"] == 0.1875
+    for k in ("model", "baseline_mean", "baseline_nearest"):  # float16 training map: 1e-3
+        assert m[k]["noise_lsd_db"] == pytest.approx(b.metrics[k]["noise_lsd_db"], rel=1e-3), k
 
 
 def test_prepare_says_what_no_file_holds(mixed, tmp_path, capsys):

@@ -465,6 +465,16 @@ def recorded_bins(f0: np.ndarray, voicedness: np.ndarray, cfg, *, file_rate: int
     return bins_below(f0, voicedness, cfg, nyquist=LOW_RATE_PASSBAND * file_rate / 2)
 
 
+def recorded_noise_bands(edges, *, file_rate: int) -> int:
+    """How many of the noise part's bands (``edges`` in Hz, :mod:`wms.noise`) a file recorded
+    at ``file_rate`` Hz holds whole: those whose upper edge lies at or below
+    :data:`LOW_RATE_PASSBAND` of its own Nyquist frequency, bands ``0 .. count-1``. The
+    others, like its bins there, are masked out of the loss and the figures rather than
+    learnt as silence (docs/DESIGN.md §6.3)."""
+    e = np.asarray(edges, dtype=np.float64)
+    return int(np.searchsorted(e[1:], LOW_RATE_PASSBAND * file_rate / 2, side="right"))
+
+
 def bins_below(f0: np.ndarray, voicedness: np.ndarray, cfg, *, nyquist: float) -> np.ndarray:
     """How many of each frame's ``K`` target bins stand for frequencies below ``nyquist`` Hz,
     ``[n]`` int32: bins ``0 .. count-1`` do (docs/DESIGN.md §6.3).

@@ -680,9 +680,9 @@ def low_rate_lines(summary: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"note: {len(low)} file(s) recorded below the corpus's highest rate "
-            f"({top / 1000:g} kHz): {names}; their bins above {LOW_RATE_PASSBAND:g} of their "
-            "own Nyquist frequency are masked out of the loss and the metrics (learnt from "
-            "the other files, not as silence)"
+            f"({top / 1000:g} kHz): {names}; their bins (and noise bands) above "
+            f"{LOW_RATE_PASSBAND:g} of their own Nyquist frequency are masked out of the loss "
+            "and the metrics (learnt from the other files, not as silence)"
         )
     if top < rate:
         lines.append(

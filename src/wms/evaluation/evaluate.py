@@ -115,6 +115,7 @@ class HeldOut:
     notes: list[str] = field(default_factory=list)
     #: ``[M]`` bins that count per training frame (low-rate files, §6.3), or ``None``
     train_bands: np.ndarray | None = None
+    train_noise_bands: np.ndarray | None = None
 
 
 def _prepared(path: Path, cfg, *, cache_dir, jobs, stored: dict | None = None):
@@ -317,6 +318,7 @@ def heldout_data(
         out.train_inputs = np.asarray(tm["inputs"], dtype=np.float32)
         out.train_targets = np.asarray(tm["targets"], dtype=np.float32)
         out.train_bands = training_map_bands(bundle)
+        out.train_noise_bands = training_map_noise_bands(bundle)
         n_train = sum(b - a for f in files for a, b in _ranges(f["train"]))
         m = len(out.train_targets)
         out.baseline_from = f"the bundle's training map ({m} training frames, " + (
@@ -389,6 +391,7 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
             energy_floor=floor,
             train_bands=held.train_bands,
             n_noise=bundle.interface.n_noise,
+            train_noise_bands=held.train_noise_bands,
         ),
     }
     h = bundle.interface.outputs.harmonic_index
@@ -400,6 +403,7 @@ def spectral_metrics(bundle, held: HeldOut) -> tuple[dict[str, Any], dict[str, n
         energy_floor=floor,
         bands=segment_bands(bundle, held.segments),
         n_noise=bundle.interface.n_noise,
+        noise_bands=segment_noise_bands(bundle, held.segments),
     )
     m["baseline_nearest"]["from"] = held.baseline_from
     pm, tg = preds["model"][:, h], target[:, h]
@@ -438,6 +442,41 @@ def training_map_bands(bundle) -> np.ndarray | None:
             f0 = np.asarray(tm["f0"])[rows]  # each at its tracked f0 (the map is a subsample)
             bands[rows] = recorded_bins(f0, np.ones_like(f0), cfg, file_rate=r)
     return bands
+
+
+def _file_noise_bands(bundle, rates: np.ndarray) -> np.ndarray | None:
+    """``[files]`` the noise bands each file's frames count (all of them at the corpus's
+    highest rate), or ``None`` when every band of every file counts."""
+    from wms.analysis.features import recorded_noise_bands
+
+    n = bundle.interface.n_noise
+    if not n or not len(rates) or rates.min() == rates.max():
+        return None
+    edges = bundle.interface.noise_edges
+    top = rates.max()
+    return np.array([recorded_noise_bands(edges, file_rate=r) if r < top else n for r in rates])
+
+
+def training_map_noise_bands(bundle) -> np.ndarray | None:
+    """``[M]`` the noise bands that count per training-map frame, as training's own mean
+    baseline used them (:func:`training_map_bands` for the noise part)."""
+    per_file = _file_noise_bands(bundle, stored_rates(bundle))
+    if per_file is None or "frames" not in bundle.training_map:
+        return None
+    return per_file[np.asarray(bundle.training_map["frames"])[:, 0].astype(np.int64)]
+
+
+def segment_noise_bands(bundle, segments: list[Segment]) -> np.ndarray | None:
+    """``[n]`` the noise bands that count per held-out frame (:func:`segment_bands` for the
+    noise part), or ``None`` when all of them do."""
+    sr = bundle.config.audio.sample_rate
+    rates = np.array([min(s.native_rate, sr) for s in segments], np.int64)
+    stored = stored_rates(bundle)
+    top = stored.max() if len(stored) else sr
+    per = _file_noise_bands(bundle, np.append(rates, top))
+    if per is None:
+        return None
+    return np.repeat(per[: len(segments)], [s.n_frames for s in segments])
 
 
 def segment_bands(bundle, segments: list[Segment]) -> np.ndarray | None:

@@ -170,6 +170,7 @@ def baseline_predictions(
     energy_floor: float = 0.0,
     train_bands: np.ndarray | None = None,
     n_noise: int = 0,
+    train_noise_bands: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """What the two baselines predict for held-out frames with ``inputs[n, D]``:
     ``{"baseline_mean": [n, K], "baseline_nearest": [n, K]}``.
@@ -178,18 +179,21 @@ def baseline_predictions(
     would make it a weaker bar), each bin over the frames where it counts (``train_bands``,
     see :func:`band_mask`); the nearest frame is searched among all of them (a silent input
     lies far from a sounding one). The last ``n_noise`` columns (the noise part) count in
-    every frame; the frames' energy is that of the bins before them.
+    every frame, or where ``train_noise_bands`` says; the frames' energy is that of the bins
+    before them.
     """
     k = train_targets.shape[1] - n_noise
     keep = sounding(train_targets[:, :k], energy_floor)
     if not keep.any():
         keep[:] = True
-    if train_bands is None:
+    if train_bands is None and train_noise_bands is None:
         mean = mean_spectrum_baseline(train_targets[keep], len(inputs))
     else:
         t = np.asarray(train_targets)[keep]
         col = np.arange(t.shape[1])[None, :]
-        m = (col < np.asarray(train_bands)[keep][:, None]) | (col >= k)
+        nb = np.full(len(t), n_noise) if train_noise_bands is None else train_noise_bands[keep]
+        kb = np.full(len(t), k) if train_bands is None else np.asarray(train_bands)[keep]
+        m = np.where(col < k, col < kb[:, None], col - k < np.asarray(nb)[:, None])
         row = (t * m).sum(axis=0) / np.maximum(m.sum(axis=0), 1)
         mean = np.repeat(row[None, :].astype(np.float32), len(inputs), axis=0)
     return {
@@ -207,6 +211,7 @@ def heldout_report(
     energy_floor: float = 0.0,
     bands: np.ndarray | None = None,
     n_noise: int = 0,
+    noise_bands: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The model and both baselines on held-out frames, and what that says about the model.
 
@@ -222,7 +227,8 @@ def heldout_report(
             Nyquist, docs/DESIGN.md §6.3), or ``None``: all of them.
         n_noise: the last ``n_noise`` columns are the noise part: every figure above is on
             the K bins, and each predictor gets ``noise_lsd_db``, the log-spectral distance
-            of the noise band levels on the same frames.
+            of the noise band levels on the same frames (only the bands
+            ``j < noise_bands[i]`` of each frame when given, as ``bands`` for the bins).
 
     Returns ``{"split", "frames", "quiet_frames", "model", "baseline_mean",
     "baseline_nearest", "energy_db", "beats_both_baselines", "flags"}``: ``frames`` scored
@@ -248,10 +254,14 @@ def heldout_report(
     }
     if mask is not None:
         out["masked_bins"] = round(float(1.0 - mask.mean()), 4)
+    nmask = None
+    if noise and noise_bands is not None:
+        nmask = band_mask(np.asarray(noise_bands)[keep], n_noise)
+        out["masked_noise_bands"] = round(float(1.0 - nmask.mean()), 4)
     for name in PREDICTORS:
         out[name] = spectrum_scores(preds[name], target, harmonic_index, mask=mask)
         if noise:
-            lsd = log_spectral_distance(noise[name][keep], noise["target"][keep])
+            lsd = log_spectral_distance(noise[name][keep], noise["target"][keep], mask=nmask)
             out[name]["noise_lsd_db"] = round(float(lsd), 4)
     out["energy_db"] = energy_ratio_db(preds["model"], target, harmonic_index, mask=mask)
     out["beats_both_baselines"] = beats_both_baselines(out)

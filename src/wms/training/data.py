@@ -249,6 +249,8 @@ class SequenceData:
     #: ``[N_total]`` int32, how many of each row's bins the loss and metrics use (the rest lie
     #: above its file's own Nyquist: docs/DESIGN.md §6.3); ``None`` when every row uses all K
     bands: np.ndarray | None = None
+    #: ``[N_total]`` int32, the same for the noise part's bands (set only with ``bands``)
+    noise_bands: np.ndarray | None = None
 
 
 def build_arrays(
@@ -259,11 +261,15 @@ def build_arrays(
     seq_len: int,
     out_dir: str | Path | None = None,
     per_file_bands: Sequence[np.ndarray | None] | None = None,
+    per_file_noise_bands: Sequence[int | None] | None = None,
+    n_noise: int = 0,
 ) -> SequenceData:
     """Concatenate per-file ``inputs[n_i, D]`` and ``targets[n_i, K]`` once.
 
     ``per_file_bands``: per file ``None`` (all bins count) or ``[n_i]`` bins that count per
     frame (:func:`wms.analysis.features.bins_below`); gathered into ``SequenceData.bands``.
+    ``per_file_noise_bands``: per file ``None`` (all ``n_noise`` noise bands count) or how many
+    do (:func:`wms.analysis.features.recorded_noise_bands`); into ``SequenceData.noise_bands``.
 
     Arrays larger than :data:`MEMMAP_BYTES` together are written as ``.npy`` files
     under ``out_dir`` and memory-mapped (they must then not be deleted while
@@ -292,10 +298,17 @@ def build_arrays(
     else:
         arrays = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    bands = None
-    if per_file_bands is not None and any(b is not None for b in per_file_bands):
-        bands = np.full(n_total, k, dtype=np.int32)
-        for i, b in enumerate(per_file_bands):
+    bands = noise_bands = None
+    if per_file_noise_bands is not None and any(b is not None for b in per_file_noise_bands):
+        noise_bands = np.full(n_total, n_noise, dtype=np.int32)
+        for i, b in enumerate(per_file_noise_bands):
+            if b is not None:
+                noise_bands[offsets[i] : offsets[i + 1]] = b
+    if noise_bands is not None or (
+        per_file_bands is not None and any(b is not None for b in per_file_bands)
+    ):
+        bands = np.full(n_total, k - n_noise, dtype=np.int32)
+        for i, b in enumerate(per_file_bands or ()):
             if b is not None:
                 bands[offsets[i] : offsets[i + 1]] = b
     train, val, test = [], [], []
@@ -316,6 +329,7 @@ def build_arrays(
         test_starts=np.concatenate(test),
         files=files,
         bands=bands,
+        noise_bands=noise_bands,
     )
 
 
@@ -325,12 +339,14 @@ class SequenceDataset(torch.utils.data.Dataset):
     ``dataset[idx]`` with ``idx`` an int64 array of ``B`` positions into ``starts``
     returns ``(x[B, T, D], y[B, T, K])``: the rows ``starts[idx, None] + arange(T)``
     gathered with one fancy-index per array, so a batch costs two copies and no
-    per-item Python work; with ``data.bands``, ``(x, y, bands[B, T])``. Use with
+    per-item Python work; with ``data.bands``, ``(x, y, bands[B, T])``, and with
+    ``data.noise_bands`` too, ``(x, y, bands[B, T], noise_bands[B, T])``. Use with
     :class:`SequenceSampler` and ``batch_size=None``.
     """
 
     def __init__(self, data: SequenceData, starts: np.ndarray):
         self.inputs, self.targets, self.bands = data.inputs, data.targets, data.bands
+        self.noise_bands = data.noise_bands
         self.starts = np.asarray(starts, dtype=np.int64)
         self.window = np.arange(data.seq_len, dtype=np.int64)
 
@@ -342,7 +358,9 @@ class SequenceDataset(torch.utils.data.Dataset):
         x, y = torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
         if self.bands is None:
             return x, y
-        return x, y, torch.from_numpy(self.bands[rows])
+        if self.noise_bands is None:
+            return x, y, torch.from_numpy(self.bands[rows])
+        return x, y, torch.from_numpy(self.bands[rows]), torch.from_numpy(self.noise_bands[rows])
 
 
 class SequenceSampler(torch.utils.data.Sampler):

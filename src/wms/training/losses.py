@@ -182,7 +182,8 @@ class WMSLoss(nn.Module):
         n_noise: the last ``n_noise`` outputs are the noise part (docs/DESIGN.md §1.7): they
             get the same loss as the bins (``spectral``/``log_spectral``: their own pooled
             convergence and L1; ``mse``/``weighted_mse``: unweighted squared error) on the
-            same kept frames, added with weight 1; ``n_bins`` counts the bins only.
+            same kept frames (and bands: ``noise_bands``), added with weight 1; ``n_bins``
+            counts the bins only.
     """
 
     def __init__(
@@ -204,13 +205,20 @@ class WMSLoss(nn.Module):
         self.register_buffer("weights", lowfreq_weights(n_bins, cycles=cycles), persistent=False)
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, bands: torch.Tensor | None = None
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        bands: torch.Tensor | None = None,
+        noise_bands: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``bands[B, T]``: bins that count per frame (the rest are masked out), or ``None``."""
+        """``bands[B, T]``: bins that count per frame (the rest are masked out), or ``None``;
+        ``noise_bands[B, T]``: the same for the noise part's bands."""
         if self.n_noise:
             k = pred.shape[-1] - self.n_noise
             loss = self._bins(pred[..., :k], target[..., :k], bands)
             wf = frame_weights(target[..., :k], self.energy_floor)
+            if noise_bands is not None:
+                wf = wf.unsqueeze(-1) * band_mask(noise_bands, self.n_noise, pred.dtype)
             pn, tn = pred[..., k:], target[..., k:]
             if self.name in ("spectral", "log_spectral"):
                 noise = pooled_convergence(pn, tn, wf) + masked_mean((pn - tn).abs(), wf)

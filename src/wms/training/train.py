@@ -165,6 +165,8 @@ def build_training_data(
         seq_len=d.seq_len,
         out_dir=out_dir,
         per_file_bands=low_rate_bands(analyses, rates, cfg),
+        per_file_noise_bands=low_rate_noise_bands(rates, cfg),
+        n_noise=cfg.features.noise_bands,
     )
     if d.val_fraction > 0 and len(arrays.val_starts) == 0:
         raise DataError(
@@ -187,8 +189,13 @@ def build_training_data(
         "inputs": int(arrays.inputs.shape[1]),
         "bins": int(arrays.targets.shape[1]),
     }
+    n_noise = cfg.features.noise_bands
     if arrays.bands is not None:
-        summary["masked_bins"] = round(1.0 - float(arrays.bands.mean()) / summary["bins"], 4)
+        k = summary["bins"] - n_noise
+        summary["masked_bins"] = round(1.0 - float(arrays.bands.mean()) / k, 4)
+    if arrays.noise_bands is not None:
+        masked = 1.0 - float(arrays.noise_bands.mean()) / n_noise
+        summary["masked_noise_bands"] = round(masked, 4)
     return TrainingData(files, splits, arrays, imap, interface, summary, energy_floor)
 
 
@@ -216,6 +223,21 @@ def low_rate_bands(analyses, rates: list[int], cfg: Config) -> list[np.ndarray |
         recorded_bins(a.f0, a.voicedness, cfg, file_rate=r) if r < top else None
         for a, r in zip(analyses, rates, strict=True)
     ]
+
+
+def low_rate_noise_bands(rates: list[int], cfg: Config) -> list[int | None]:
+    """Per file, how many of the noise part's bands its loss and figures use, or ``None``
+    for all of them: as :func:`low_rate_bands`, the bands a file recorded below the corpus's
+    highest rate holds whole (:func:`wms.analysis.features.recorded_noise_bands`)."""
+    from wms.analysis.features import recorded_noise_bands
+    from wms.noise import band_edges
+
+    n = cfg.features.noise_bands
+    top = max(rates) if rates else 0
+    if not n:
+        return [None] * len(rates)
+    edges = band_edges(cfg.audio.sample_rate, n)
+    return [recorded_noise_bands(edges, file_rate=r) if r < top else None for r in rates]
 
 
 # --------------------------------------------------------------------------- module
@@ -817,6 +839,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
             energy_floor=data.energy_floor,
             train_bands=None if a.bands is None else a.bands[train_rows],
             n_noise=data.interface.n_noise,
+            train_noise_bands=None if a.noise_bands is None else a.noise_bands[train_rows],
         ),
     }
     return heldout_report(
@@ -827,6 +850,7 @@ def heldout_metrics(model: WMSNet, data: TrainingData) -> dict[str, Any]:
         energy_floor=data.energy_floor,
         bands=None if a.bands is None else a.bands[rows],
         n_noise=data.interface.n_noise,
+        noise_bands=None if a.noise_bands is None else a.noise_bands[rows],
     )
 
 
