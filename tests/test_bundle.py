@@ -17,6 +17,7 @@ from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, sav
 from wms.config import Config
 from wms.errors import BundleError
 from wms.interface import ModelInterface, OutputLayout
+from wms.synth.testing import random_bundle
 from wms.training.model import WMSNet
 
 CFG = Config().replace(model={"hidden_size": 16, "encoder_size": 16}, data={"seq_len": 8})
@@ -226,6 +227,23 @@ def test_weights_that_do_not_fit_the_config(bundle_path, tmp_path):
     torch.save(obj, tmp_path / "mismatch.wms")
     with pytest.raises(BundleError, match="mismatch.wms: the stored weights do not fit"):
         load_bundle(tmp_path / "mismatch.wms")
+
+
+def test_a_noise_part_stored_before_harmonic_noise_keeps_its_analysis(tmp_path):
+    """A bundle (or checkpoint) of the first noise part has no features.harmonic_noise: it
+    loads as "kept", the analysis it was trained on (wms evaluate re-analyses it alike)."""
+    from wms.config import stored_config
+
+    cfg = Config().replace(features={"noise_bands": 4}, model={"hidden_size": 8, "encoder_size": 8})
+    path = random_bundle(tmp_path / "new.wms", config=cfg)
+    assert load_bundle(path).config.features.harmonic_noise == "removed"
+    obj = torch.load(path, weights_only=True)
+    del obj["config"]["features"]["harmonic_noise"]
+    torch.save(obj, tmp_path / "old.wms")
+    assert load_bundle(tmp_path / "old.wms").config.features.harmonic_noise == "kept"
+    # harmonics only: nothing to keep, the default stands; anything not a config passes through
+    plain = {"features": {"noise_bands": 0}}
+    assert stored_config(plain) is plain and stored_config([1]) == [1]
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(bundle_path):

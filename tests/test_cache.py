@@ -54,6 +54,21 @@ def test_settings_hash_tracks_only_analysis_settings(section, key, value, change
     assert (settings_hash(other) != settings_hash(base)) is changes
 
 
+def test_settings_hash_of_the_noise_part():
+    """Harmonics only, any harmonic_noise: the hash of the entries before the noise part;
+    noise with "kept" (the first noise part's analysis): the hash of that part's entries (no
+    key then); "removed" (the default) changes the targets, so its entries are its own."""
+    from wms.analysis.cache import analysis_settings
+
+    base = Config()
+    assert settings_hash(base.replace(features={"harmonic_noise": "kept"})) == settings_hash(base)
+    noise = base.replace(features={"noise_bands": 8})
+    kept = noise.replace(features={"harmonic_noise": "kept"})
+    assert "harmonic_noise" not in analysis_settings(kept)["features"]
+    assert analysis_settings(noise)["features"]["harmonic_noise"] == "removed"
+    assert len({settings_hash(c) for c in (base, noise, kept)}) == 3
+
+
 def test_settings_hash_includes_code_version(monkeypatch):
     before = settings_hash(Config())
     monkeypatch.setattr(cache_mod, "CODE_VERSION", cache_mod.CODE_VERSION + 1)

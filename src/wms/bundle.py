@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from wms import __version__
-from wms.config import Config, from_dict
+from wms.config import Config, from_dict, stored_config
 from wms.config import migrate_v1 as migrate_config_v1
 from wms.errors import BundleError, ConfigError
 from wms.interface import ModelInterface, output_layout
@@ -486,7 +486,9 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         stored = obj["config"]
         config = from_dict(
-            migrate_config_v1(stored) if version == 1 and isinstance(stored, dict) else stored,
+            migrate_config_v1(stored)
+            if version == 1 and isinstance(stored, dict)
+            else stored_config(stored),
             source=f"{path} [config]",
         )
     except ConfigError as e:

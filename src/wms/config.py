@@ -97,6 +97,11 @@ class FeatureConfig:
     #: the sound the harmonics do not explain (breath, bow, consonants) in this many mel
     #: bands, and the synth adds noise shaped by it. 0: harmonics only (the reference).
     noise_bands: int = 0
+    #: With a noise part, what the harmonic target does with the noise's expected share of
+    #: each of its bins (docs/DESIGN.md §1.7): ``"removed"`` (the harmonics hold the periodic
+    #: sound, the noise part the rest) or ``"kept"`` (the first noise part's analysis, which
+    #: played that share twice, as harmonics and as noise; runs stored without this key).
+    harmonic_noise: str = "removed"
     #: Timbre reduction fitted at training time: ``"none"``, ``"pca"`` or ``"pacmap"``.
     reduction: str = "none"
     #: Number of reduced timbre dimensions when ``reduction != "none"``.
@@ -336,6 +341,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("features", "timbre"): _one_of("mfcc", "envelope"),
     ("features", "envelope_harmonics"): _in(1, 1024),
     ("features", "noise_bands"): _in(0, 64),
+    ("features", "harmonic_noise"): _one_of("removed", "kept"),
     ("features", "reduction"): _one_of("none", "pca", "pacmap"),
     ("features", "reduction_dims"): _in(1, 128),
     ("data", "seq_len"): _in(1, 10000),
@@ -598,6 +604,19 @@ MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("train", k): ("runtime", k)
     for k in ("accelerator", "devices", "num_nodes", "max_minutes", "checkpoint_minutes")
 }
+
+
+def stored_config(data: Any) -> Any:
+    """A config a run stored (in a bundle or a checkpoint) with the keys added since set as
+    that run had them: a noise part stored without ``features.harmonic_noise`` kept the
+    noise's share in its harmonic targets. Anything but a nested dict is returned as it is
+    (the checks that follow name what is wrong with it)."""
+    if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
+        return data
+    f = data["features"]
+    if f.get("noise_bands") and "harmonic_noise" not in f:
+        return {**data, "features": {**f, "harmonic_noise": "kept"}}
+    return data
 
 
 def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,9 @@ def analysis_settings(cfg: Config) -> dict[str, Any]:
     if not features.get("noise_bands"):
         # harmonics only: the entries of earlier versions (which had no noise part) still hit
         features.pop("noise_bands", None)
+    if not features.get("noise_bands") or features.get("harmonic_noise") == "kept":
+        # ... and so do those of the first noise part, whose analysis "kept" is
+        features.pop("harmonic_noise", None)
     return {
         "code_version": CODE_VERSION,
         "sample_rate": d["audio"]["sample_rate"],

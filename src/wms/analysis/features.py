@@ -58,7 +58,7 @@ import scipy.sparse
 import soxr
 
 from wms.config import Config
-from wms.noise import noise_envelope
+from wms.noise import band_edges, noise_envelope, remove_noise_share
 
 #: Oversampling factor of the signal read by the Lagrange interpolator.
 OVERSAMPLE = 4
@@ -641,6 +641,8 @@ def analyse(
     target = np.empty((n_frames, fc.n_bins), dtype=np.float32)
     mfcc = np.empty((n_frames, fc.n_mfcc), dtype=np.float32)
     noise = np.empty((n_frames, fc.noise_bands), np.float32) if fc.noise_bands else None
+    edges = band_edges(sr, fc.noise_bands) if fc.noise_bands else None
+    window_rate = np.where(np.isfinite(steps), sr / steps, float(sr))
 
     def run(a: int, b: int) -> None:
         seg = _segments_range(
@@ -662,6 +664,11 @@ def analyse(
                 window_size=fc.window_size, n_bands=fc.noise_bands,
                 voicing_threshold=cfg.pitch.voicing_threshold, frames=(a, b),
             )  # fmt: skip
+            if fc.harmonic_noise == "removed":
+                target[a:b] = remove_noise_share(
+                    target[a:b], noise[a:b], window_rate[a:b], edges=edges,
+                    window_size=fc.window_size, n_fft=fc.n_fft,
+                )  # fmt: skip
 
     _map_chunks(run, chunks, threads)
     return Analysis(

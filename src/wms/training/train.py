@@ -685,7 +685,9 @@ def resume_config(ckpt_path: str | Path, config_file: str | None, overrides: lis
     Raises:
         ConfigError: an override changes a section that fixes the data or the model.
     """
-    saved = read_checkpoint(ckpt_path)["config"]
+    from wms.config import stored_config
+
+    saved = stored_config(read_checkpoint(ckpt_path)["config"])
     cfg = load_config(config_file, overrides, base=(str(ckpt_path), saved))
     new = cfg.to_dict()
     changed = [f"{s}.{k}" for s in _FIXED_ON_RESUME for k in new[s] if new[s][k] != saved[s][k]]
