@@ -66,6 +66,19 @@ def test_floored_stft_distance_ignores_what_lies_80_db_under_the_original():
     assert multi_resolution_stft_distance(x, x)["total_floored"] == 0.0
 
 
+def test_stft_distance_charges_another_draw_of_the_same_noise():
+    """Why the noise part is judged by its energies, not by this distance alone (DESIGN
+    §5.4): another draw of one white noise (the same spectrum) scores further from it than
+    the same draw 6 dB down; both log-magnitude terms charge each bin's random magnitude."""
+    rng = np.random.default_rng(0)
+    x, other = rng.normal(size=44100), rng.normal(size=44100)
+    redraw = multi_resolution_stft_distance(other, x)
+    quieter = multi_resolution_stft_distance(0.5 * x, x)
+    assert redraw["total"] > quieter["total"] + 0.1  # measured 1.348 against 1.193
+    assert redraw["log_mag_l1_floored"] == pytest.approx(0.694, abs=0.01)
+    assert quieter["log_mag_l1"] == pytest.approx(math.log(2), rel=1e-9)
+
+
 def test_stft_distance_rejects_bad_signals():
     with pytest.raises(ValueError, match="one length"):
         multi_resolution_stft_distance(np.zeros(100), np.zeros(101))
