@@ -42,7 +42,10 @@ def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
     # full band: a 110 Hz note reaches 16 kHz, notes from 30 to 4200 Hz are tracked
     f = load_config(None, preset="fullband")
     assert (f.audio.sample_rate, f.features.hop_size, f.features.n_bins) == (44100, 706, 321)
-    assert (f.pitch.fmin, f.pitch.fmax, f.features.n_mels) == (30.0, 4200.0, 64)
+    assert (f.pitch.fmin, f.pitch.fmax, f.features.n_mels) == (30.0, 4200.0, 40)
+    # the MFCC see the K bins: 321 * 44100 / 4096 = 3456.1 Hz
+    top = f.features.n_bins * f.audio.sample_rate / f.features.n_fft
+    assert f.features.mel_fmax == pytest.approx(top, abs=0.2)
     harmonics = (f.features.n_bins - 1) // f.features.cycles_per_window
     assert harmonics * 110.0 >= 16000.0 and f.train == c.train  # analysis only
     # a config file and --set still win over the preset
