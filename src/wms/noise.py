@@ -228,12 +228,13 @@ def remove_noise_share(
     Returns:
         ``[n, K]`` float32 ``log1p`` magnitudes.
     """
-    t = np.asarray(target, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float32)
     share = noise_share(
         levels, window_rate, n_bins=t.shape[1], edges=edges, window_size=window_size, n_fft=n_fft
     )
-    power = np.maximum(np.expm1(t) ** 2 - share, 0.0)
-    return np.log1p(np.sqrt(power)).astype(np.float32)
+    a = np.expm1(t)
+    power = np.maximum(a * a - share, 0.0, out=a)
+    return np.log1p(np.sqrt(power, out=power), out=power)
 
 
 def noise_share(
@@ -245,15 +246,29 @@ def noise_share(
     window_size: int,
     n_fft: int,
 ) -> np.ndarray:
-    """``[n, n_bins]`` float64: the expected power ``E|X_k|^2`` the noise part's levels leave
+    """``[n, n_bins]`` float32: the expected power ``E|X_k|^2`` the noise part's levels leave
     in each bin of the harmonic analysis (:func:`remove_noise_share` says how)."""
-    rate = np.asarray(window_rate, dtype=np.float64)[:, None]
+    rate = np.asarray(window_rate, dtype=np.float64)
     e = np.asarray(edges, dtype=np.float64)
-    hz = rate * np.arange(n_bins)[None, :] / n_fft
-    band = np.clip(np.searchsorted(e, hz, side="right") - 1, 0, len(e) - 2)
-    v = np.take_along_axis(np.expm1(np.asarray(levels, dtype=np.float64)), band, axis=1)
-    share = HANN_ENBW_BINS * v * v * rate / (window_size * np.diff(e)[band])
-    return np.where(hz < e[-1], share, 0.0)  # above the recording's Nyquist: nothing
+    v = np.expm1(np.asarray(levels, dtype=np.float64))
+    per_band = (HANN_ENBW_BINS / window_size) * v * v * rate[:, None] / np.diff(e)[None, :]
+    out = np.empty((len(rate), n_bins), dtype=np.float32)
+    _spread_bands(rate, np.ascontiguousarray(per_band), e, float(n_fft), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread_bands(rate, per_band, edges, n_fft, out):  # pragma: no cover - numba
+    """``out[r, k]``: the value of the band holding bin k's frequency ``rate[r] k / n_fft``
+    (found by walking the edges, as it rises with k), 0 from the last edge up."""
+    n_bands = per_band.shape[1]
+    for r in range(out.shape[0]):
+        band = 0
+        for k in range(out.shape[1]):
+            hz = rate[r] * k / n_fft
+            while band < n_bands and hz >= edges[band + 1]:
+                band += 1
+            out[r, k] = per_band[r, band] if band < n_bands else 0.0
 
 
 def band_filters(

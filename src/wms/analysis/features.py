@@ -58,7 +58,7 @@ import scipy.sparse
 import soxr
 
 from wms.config import Config
-from wms.noise import band_edges, noise_envelope, remove_noise_share
+from wms.noise import band_edges, noise_envelope, noise_share
 
 #: Oversampling factor of the signal read by the Lagrange interpolator.
 OVERSAMPLE = 4
@@ -554,6 +554,7 @@ def spectral_features(
     n_mels: int,
     mel_fmin: float,
     mel_fmax: float,
+    share: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Target and MFCC of N-cycle segments from one rfft.
 
@@ -563,6 +564,8 @@ def spectral_features(
         n_fft: FFT length (>= W; windows are zero-padded at the end).
         n_bins: K, bins kept in the target. n_mfcc, n_mels: counts.
         mel_fmin, mel_fmax: Hz (nominal); ``mel_fmax = 0`` means ``sample_rate / 2``.
+        share: ``[n, K]`` power taken from the target's bins (the noise part's share,
+            :func:`wms.noise.noise_share`), never below 0; the MFCC are of the whole power.
 
     Returns:
         ``(target[n, K], mfcc[n, n_mfcc])`` float32: ``log1p(|X|)`` and the MFCC of
@@ -571,7 +574,10 @@ def spectral_features(
     w = segments.shape[1]
     x = scipy.fft.rfft(segments * periodic_hann(w), n=n_fft, axis=1)
     power = x.real * x.real + x.imag * x.imag  # float32
-    target = np.log1p(np.sqrt(power[:, :n_bins]))
+    kept = power[:, :n_bins]
+    if share is not None:
+        kept = np.maximum(kept - share.astype(np.float32), 0.0)
+    target = np.log1p(np.sqrt(kept))
     basis = mel_basis(
         sample_rate=int(sample_rate),
         n_fft=int(n_fft),
@@ -648,6 +654,18 @@ def analyse(
         seg = _segments_range(
             y, steps, a, b, sample_rate=sr, hop_size=fc.hop_size, window_size=fc.window_size
         )
+        share = None
+        if noise is not None:
+            noise[a:b] = noise_envelope(
+                y, f0, voicedness, sample_rate=sr, hop_size=fc.hop_size,
+                window_size=fc.window_size, n_bands=fc.noise_bands,
+                voicing_threshold=cfg.pitch.voicing_threshold, frames=(a, b),
+            )  # fmt: skip
+            if fc.harmonic_noise == "removed":
+                share = noise_share(
+                    noise[a:b], window_rate[a:b], n_bins=fc.n_bins, edges=edges,
+                    window_size=fc.window_size, n_fft=fc.n_fft,
+                )  # fmt: skip
         target[a:b], mfcc[a:b] = spectral_features(
             seg,
             sample_rate=sr,
@@ -657,18 +675,8 @@ def analyse(
             n_mels=fc.n_mels,
             mel_fmin=fc.mel_fmin,
             mel_fmax=fc.mel_fmax,
+            share=share,
         )
-        if noise is not None:
-            noise[a:b] = noise_envelope(
-                y, f0, voicedness, sample_rate=sr, hop_size=fc.hop_size,
-                window_size=fc.window_size, n_bands=fc.noise_bands,
-                voicing_threshold=cfg.pitch.voicing_threshold, frames=(a, b),
-            )  # fmt: skip
-            if fc.harmonic_noise == "removed":
-                target[a:b] = remove_noise_share(
-                    target[a:b], noise[a:b], window_rate[a:b], edges=edges,
-                    window_size=fc.window_size, n_fft=fc.n_fft,
-                )  # fmt: skip
 
     _map_chunks(run, chunks, threads)
     return Analysis(
