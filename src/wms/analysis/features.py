@@ -574,10 +574,10 @@ def spectral_features(
     w = segments.shape[1]
     x = scipy.fft.rfft(segments * periodic_hann(w), n=n_fft, axis=1)
     power = x.real * x.real + x.imag * x.imag  # float32
-    kept = power[:, :n_bins]
+    bins = power[:, :n_bins]
     if share is not None:
-        kept = np.maximum(kept - share.astype(np.float32), 0.0)
-    target = np.log1p(np.sqrt(kept))
+        bins = np.maximum(bins - share.astype(np.float32), 0.0)
+    target = np.log1p(np.sqrt(bins))
     basis = mel_basis(
         sample_rate=int(sample_rate),
         n_fft=int(n_fft),
