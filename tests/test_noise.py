@@ -16,7 +16,6 @@ from wms.noise import (
     noise_fft,
     noise_seed,
     noise_share,
-    remove_noise_share,
 )
 from wms.synth.controls import Curves, curves_trajectory
 from wms.synth.engine import SynthEngine
@@ -233,7 +232,7 @@ def test_the_analysis_computes_the_noise_part_in_its_chunks_alike():
 
 def test_the_harmonic_target_leaves_the_noise_share_to_the_noise_part():
     """A white noise leaves 1.5 v^2 r / (W Wb) of power in each bin of the harmonic analysis
-    (remove_noise_share): "kept" holds that share (it is played twice, as harmonics and as
+    (noise_share): "kept" holds that share (it is played twice, as harmonics and as
     noise), "removed" takes it out; a tone's harmonics stay."""
     from conftest import fullband_config
     from wms.analysis.features import analyse
@@ -262,9 +261,11 @@ def test_the_harmonic_target_leaves_the_noise_share_to_the_noise_part():
     assert p.sum() / s.sum() == pytest.approx(1.0, abs=0.01)
     assert np.median(np.abs(p / s - 1)) < 0.03 and np.abs(p / s - 1).max() < 0.15
     assert (share[:, 221:] == 0).all() and power[:, 222:].max() < 1e-6 * power.max()
-    # the analysis subtracts from the power itself: remove_noise_share of "kept", to rounding
-    again = remove_noise_share(kept.target, kept.noise, np.full(n, rate), edges=band_edges(SR, B),
-                               window_size=W, n_fft=W)  # fmt: skip
+    # "removed" is "kept" less the share, in power, never below 0, to rounding
+    full_share = noise_share(
+        kept.noise, np.full(n, rate), n_bins=K, edges=band_edges(SR, B), window_size=W, n_fft=W
+    )
+    again = np.log1p(np.sqrt(np.maximum(np.expm1(kept.target) ** 2 - full_share, 0)))
     diff = np.abs(removed.target - again)  # measured 2.0e-3 at most (where the share nearly
     assert diff.max() < 3e-3 and np.percentile(diff, 99.9) < 1e-5  # cancels), 3.9e-6 at 99.9 %
     # taking the mean from an exponential power leaves e^-1 of it on average
@@ -279,17 +280,16 @@ def test_the_harmonic_target_leaves_the_noise_share_to_the_noise_part():
     assert np.abs(20 * np.log10(h[1] / h[0])).max() < 0.01
 
 
-def test_remove_noise_share_is_its_formula():
-    """Per bin: log1p(sqrt(max(expm1(t)^2 - share, 0))), share from the band of the bin's
-    frequency rate * k / n_fft (walked in a kernel), none from the last edge up."""
-    from wms.noise import remove_noise_share
-
+def test_noise_share_is_its_formula():
+    """Per bin: 1.5 v^2 r / (W Wb) of the band holding the bin's frequency rate * k / n_fft
+    (walked in a kernel), none from the last edge up; these inputs reach past the last edge,
+    and taking the share from their power leaves some bins at 0 and some not."""
     rng = np.random.default_rng(6)
     t = rng.uniform(0, 6, (40, K)).astype(np.float32)
     levels = rng.uniform(0, 6, (40, B)).astype(np.float32)
     rate = np.exp(rng.uniform(np.log(3e3), np.log(6e5), 40))  # bins 0.7 Hz to 146 Hz apart
     e = band_edges(SR, B)
-    got = remove_noise_share(t, levels, rate, edges=e, window_size=W, n_fft=W)
+    got = noise_share(levels, rate, n_bins=K, edges=e, window_size=W, n_fft=W)
     hz = rate[:, None] * np.arange(K)[None, :] / W
     band = np.searchsorted(e, hz, side="right") - 1
     v = np.expm1(levels.astype(np.float64))[np.arange(40)[:, None], np.minimum(band, B - 1)]
@@ -298,4 +298,5 @@ def test_remove_noise_share_is_its_formula():
     )
     want = np.log1p(np.sqrt(np.maximum(np.expm1(t.astype(np.float64)) ** 2 - share, 0)))
     assert (hz >= SR / 2).any() and (want == 0).any() and (want > 0).any()
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)  # float32: measured 1.1e-5
+    assert (got[band >= B] == 0).all()
+    np.testing.assert_allclose(got, share, rtol=1e-6)  # float32

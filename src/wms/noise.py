@@ -67,7 +67,7 @@ GAIN_SAMPLES = 16384
 #: Frames analysed per chunk (bounds the temporaries: ~20 MB at 44.1 kHz).
 _CHUNK_FRAMES = 1024
 #: Equivalent noise bandwidth of the harmonic analysis's periodic Hann window, in bins: a
-#: white noise leaves 1.5 bins' worth of its spectrum in each bin (:func:`remove_noise_share`).
+#: white noise leaves 1.5 bins' worth of its spectrum in each bin (:func:`noise_share`).
 HANN_ENBW_BINS = 1.5
 
 
@@ -198,45 +198,6 @@ def _residual_means(x, f0, df, lobe, band_of, out):  # pragma: no cover - numba
             out[r, band] = tot[best] / cnt[best] if best >= 0 else 0.0
 
 
-def remove_noise_share(
-    target: np.ndarray,
-    levels: np.ndarray,
-    window_rate: np.ndarray,
-    *,
-    edges: np.ndarray,
-    window_size: int,
-    n_fft: int,
-) -> np.ndarray:
-    """The harmonic target without the noise part's expected share of each bin
-    (``features.harmonic_noise = "removed"``, docs/DESIGN.md §1.7).
-
-    Bin ``k`` of the harmonic analysis (a periodic Hann window of ``W`` samples at
-    ``r = window_rate`` Hz of the recording, zero-padded to ``n_fft``) stands for
-    ``k r / n_fft`` Hz. A noise of level ``v`` in band ``b`` (``Wb`` Hz wide: power
-    ``P = 8 v^2 / W^2``, a spectrum of ``P / Wb`` per Hz) leaves it an expected power of
-    ``E|X_k|^2 = 1.5 v^2 r / (W Wb)`` (the window's ``sum w^2 = 3 W / 8``), none above the
-    last edge (the recording's Nyquist frequency: the bins of a slow window reach past it,
-    and hold nothing there). Without this,
-    a noise is played twice: by the noise part, and as harmonics whose amplitudes hold
-    that share. It is taken from each bin's power, never below 0.
-
-    Args:
-        target: ``[n, K]`` ``log1p |X|``. levels: ``[n, B]`` the noise part, ``log1p v``.
-        window_rate: ``[n]`` Hz, each frame's window rate (``sample_rate / step``).
-        edges: ``[B + 1]`` the bands' edges in Hz.
-
-    Returns:
-        ``[n, K]`` float32 ``log1p`` magnitudes.
-    """
-    t = np.asarray(target, dtype=np.float32)
-    share = noise_share(
-        levels, window_rate, n_bins=t.shape[1], edges=edges, window_size=window_size, n_fft=n_fft
-    )
-    a = np.expm1(t)
-    power = np.maximum(a * a - share, 0.0, out=a)
-    return np.log1p(np.sqrt(power, out=power), out=power)
-
-
 def noise_share(
     levels: np.ndarray,
     window_rate: np.ndarray,
@@ -247,7 +208,23 @@ def noise_share(
     n_fft: int,
 ) -> np.ndarray:
     """``[n, n_bins]`` float32: the expected power ``E|X_k|^2`` the noise part's levels leave
-    in each bin of the harmonic analysis (:func:`remove_noise_share` says how)."""
+    in each bin of the harmonic analysis, which ``features.harmonic_noise = "removed"`` takes
+    from the bins' power, never below 0 (docs/DESIGN.md §1.7).
+
+    Bin ``k`` of the harmonic analysis (a periodic Hann window of ``W`` samples at
+    ``r = window_rate`` Hz of the recording, zero-padded to ``n_fft``) stands for
+    ``k r / n_fft`` Hz. A noise of level ``v`` in band ``b`` (``Wb`` Hz wide: power
+    ``P = 8 v^2 / W^2``, a spectrum of ``P / Wb`` per Hz) leaves it an expected power of
+    ``E|X_k|^2 = 1.5 v^2 r / (W Wb)`` (the window's ``sum w^2 = 3 W / 8``), none above the
+    last edge (the recording's Nyquist frequency: the bins of a slow window reach past it,
+    and hold nothing there). Without taking it out, a noise is played twice: by the noise
+    part, and as harmonics whose amplitudes hold that share.
+
+    Args:
+        levels: ``[n, B]`` the noise part, ``log1p v``.
+        window_rate: ``[n]`` Hz, each frame's window rate (``sample_rate / step``).
+        edges: ``[B + 1]`` the bands' edges in Hz.
+    """
     rate = np.asarray(window_rate, dtype=np.float64)
     e = np.asarray(edges, dtype=np.float64)
     v = np.expm1(np.asarray(levels, dtype=np.float64))
