@@ -475,6 +475,14 @@ def recorded_noise_bands(edges, *, file_rate: int) -> int:
     return int(np.searchsorted(e[1:], LOW_RATE_PASSBAND * file_rate / 2, side="right"))
 
 
+def file_noise_bands(rates, edges) -> list[int | None]:
+    """Per file of a corpus recorded at ``rates`` Hz, how many of the noise bands (``edges``)
+    its loss and figures use: :func:`recorded_noise_bands` for a file recorded below the
+    highest of the rates, ``None`` (all of them) for the others."""
+    top = max(rates, default=0)
+    return [recorded_noise_bands(edges, file_rate=r) if r < top else None for r in rates]
+
+
 def bins_below(f0: np.ndarray, voicedness: np.ndarray, cfg, *, nyquist: float) -> np.ndarray:
     """How many of each frame's ``K`` target bins stand for frequencies below ``nyquist`` Hz,
     ``[n]`` int32: bins ``0 .. count-1`` do (docs/DESIGN.md §6.3).

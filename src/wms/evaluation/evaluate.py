@@ -446,15 +446,15 @@ def training_map_bands(bundle) -> np.ndarray | None:
 
 def _file_noise_bands(bundle, rates: np.ndarray) -> np.ndarray | None:
     """``[files]`` the noise bands each file's frames count (all of them at the corpus's
-    highest rate), or ``None`` when every band of every file counts."""
-    from wms.analysis.features import recorded_noise_bands
+    highest rate), or ``None`` when every band of every file counts (as in training:
+    :func:`wms.analysis.features.file_noise_bands`)."""
+    from wms.analysis.features import file_noise_bands
 
     n = bundle.interface.n_noise
-    if not n or not len(rates) or rates.min() == rates.max():
+    per = file_noise_bands(rates.tolist(), bundle.interface.noise_edges) if n else []
+    if all(b is None for b in per):
         return None
-    edges = bundle.interface.noise_edges
-    top = rates.max()
-    return np.array([recorded_noise_bands(edges, file_rate=r) if r < top else n for r in rates])
+    return np.array([n if b is None else b for b in per])
 
 
 def training_map_noise_bands(bundle) -> np.ndarray | None:

@@ -228,16 +228,14 @@ def low_rate_bands(analyses, rates: list[int], cfg: Config) -> list[np.ndarray |
 def low_rate_noise_bands(rates: list[int], cfg: Config) -> list[int | None]:
     """Per file, how many of the noise part's bands its loss and figures use, or ``None``
     for all of them: as :func:`low_rate_bands`, the bands a file recorded below the corpus's
-    highest rate holds whole (:func:`wms.analysis.features.recorded_noise_bands`)."""
-    from wms.analysis.features import recorded_noise_bands
+    highest rate holds whole (:func:`wms.analysis.features.file_noise_bands`)."""
+    from wms.analysis.features import file_noise_bands
     from wms.noise import band_edges
 
     n = cfg.features.noise_bands
-    top = max(rates) if rates else 0
     if not n:
         return [None] * len(rates)
-    edges = band_edges(cfg.audio.sample_rate, n)
-    return [recorded_noise_bands(edges, file_rate=r) if r < top else None for r in rates]
+    return file_noise_bands(rates, band_edges(cfg.audio.sample_rate, n))
 
 
 # --------------------------------------------------------------------------- module
