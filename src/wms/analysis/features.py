@@ -584,7 +584,7 @@ def spectral_features(
     power = x.real * x.real + x.imag * x.imag  # float32
     bins = power[:, :n_bins]
     if share is not None:
-        bins = np.maximum(bins - share.astype(np.float32), 0.0)
+        bins = np.maximum(bins - share, 0.0)  # float32, as noise_share returns
     target = np.log1p(np.sqrt(bins))
     basis = mel_basis(
         sample_rate=int(sample_rate),

@@ -992,15 +992,10 @@ def format_metrics(m: dict[str, Any]) -> str:
     ]
     for kind in RESYNTH_KINDS:
         st = r["stft_distance"][kind]
-        floored = (
-            f"; {st['total_floored']:.3f} counting only what lies within 80 dB of the "
-            "original's peak"
-            if "total_floored" in st
-            else ""
-        )
         lines.append(
             f"  {RESYNTH_LABELS[kind]:<34} {st['total']:.3f} (SC {st['sc']:.3f} + "
-            f"log-mag L1 {st['log_mag_l1']:.3f}){floored}"
+            f"log-mag L1 {st['log_mag_l1']:.3f}); {st['total_floored']:.3f} counting only what "
+            "lies within 80 dB of the original's peak"
         )
     en = r.get("energy")
     if en:

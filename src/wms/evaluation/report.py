@@ -70,10 +70,9 @@ def metrics_markdown(m: dict[str, Any]) -> str:
     ]
     for key in ("model", "baseline_mean", "baseline_nearest", "oracle"):
         st = r["stft_distance"][key]
-        floored = _fmt(st.get("total_floored"), ".3f")
         res.append(
             f"| {_LABELS[key]} | {st['total']:.3f} | {st['sc']:.3f} | {st['log_mag_l1']:.3f} | "
-            f"{floored} | {r['level_match_db'][key]:+.1f} |"
+            f"{st['total_floored']:.3f} | {r['level_match_db'][key]:+.1f} |"
         )
     blocks.append(
         f"Resynthesis: {r['seconds']:.1f} s of held-out audio played through the synth four ways "
