@@ -79,6 +79,22 @@ def band_gain(f: float, nyquist: float, edge: float) -> float:  # pragma: no cov
 
 
 @njit(cache=True)
+def shift_levels(y, q, offset, stride, prev, nxt, v, fresh, ss):  # pragma: no cover - numba
+    """Voice ``v``'s new levels ``expm1`` of ``y[q, offset + stride * i]`` (negatives to 0)
+    into ``nxt[v]``, the old ones into ``prev[v]`` unless ``fresh``; returns ``ss`` plus their
+    squares, added in order (harmonic amplitudes and noise band levels alike)."""
+    for i in range(nxt.shape[1]):
+        a = math.expm1(y[q, offset + stride * i])
+        if a < 0.0:
+            a = 0.0
+        if not fresh:
+            prev[v, i] = nxt[v, i]
+        nxt[v, i] = a
+        ss += a * a
+    return ss
+
+
+@njit(cache=True)
 def collect_voices(vi, vf, h, idx):  # pragma: no cover - numba
     """Start pending voices (zero GRU state, attack) and list the playing ones in ``idx``:
     model-driven voices first, then voices with precomputed spectra. Returns
@@ -227,23 +243,8 @@ def finish_step(
     for q in range(nv):
         v = idx[q]
         fresh = vi[FRESH, v] != 0
-        ss = 0.0
-        for h in range(n_harm):
-            a = math.expm1(y[q, h_offset + h_stride * h])
-            if a < 0.0:
-                a = 0.0
-            if not fresh:
-                amps_prev[v, h] = amps_next[v, h]
-            amps_next[v, h] = a
-            ss += a * a
-        for b in range(n_noise):
-            a = math.expm1(y[q, n_offset + b])
-            if a < 0.0:
-                a = 0.0
-            if not fresh:
-                ng_prev[v, b] = ng_next[v, b]
-            ng_next[v, b] = a
-            ss += a * a
+        ss = shift_levels(y, q, h_offset, h_stride, amps_prev, amps_next, v, fresh, 0.0)
+        ss = shift_levels(y, q, n_offset, 1, ng_prev, ng_next, v, fresh, ss)
         r = math.sqrt(0.5 * ss)
         scale = rms / max(r, floor) if r > 0.0 else 0.0
         for b in range(n_noise):
