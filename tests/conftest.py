@@ -1,7 +1,7 @@
 """Shared fixtures: the tiny runs' training audio and one tiny trained run per session.
 
 ``tiny_run`` trains a real bundle with ``wms train`` (hidden 16, 8 s of basic
-waves, 1 epoch) once per session; tests that only read the bundle reuse it.
+waves at 16 kHz, the reference's analysis, 1 epoch) once per session; tests that only read the bundle reuse it.
 Tests must not modify the files it returns (copy them first; ``tiny_cache`` is a
 per-test copy of its feature cache).
 """
@@ -14,12 +14,23 @@ from pathlib import Path
 
 import pytest
 
-#: The reference's analysis (16 kHz, hop 256, W = n_fft = 1024, K = 80 bins, 46-1600 Hz, 40
-#: mel bands; src/wms/presets/reference.toml): tests of that layout and its exact figures.
+#: The reference's analysis and tables (16 kHz, hop 256, W = n_fft = 1024, K = 80 bins,
+#: 46-1600 Hz, 40 mel bands up to Nyquist, harmonics only, cosine tables;
+#: src/wms/presets/reference.toml) on WMS's training defaults: tests of that layout and its
+#: exact figures.
 REFERENCE_ANALYSIS = {
     "audio": {"sample_rate": 16000},
     "pitch": {"fmin": 46.0, "fmax": 1600.0},
-    "features": {"hop_size": 256, "window_size": 1024, "n_fft": 1024, "n_bins": 80, "n_mels": 40},
+    "features": {
+        "hop_size": 256,
+        "window_size": 1024,
+        "n_fft": 1024,
+        "n_bins": 80,
+        "n_mels": 40,
+        "mel_fmax": 0.0,
+        "noise_bands": 0,
+    },
+    "synth": {"phases": "zero"},
 }
 #: the same as ``--set`` arguments
 REFERENCE_SET = [f"{sec}.{k}={v}" for sec, kv in REFERENCE_ANALYSIS.items() for k, v in kv.items()]
@@ -108,7 +119,7 @@ def tiny_run(basic_waves_wav, tmp_path_factory) -> TinyRun:
     wav = basic_waves_wav
     cache, run = root / "cache", root / "run"
     args = ["train", str(wav), "--out", str(run), "--cache-dir", str(cache), "--jobs", "1"]
-    for s in TINY_TRAIN:
+    for s in [*TINY_TRAIN, *REFERENCE_SET]:
         args += ["--set", s]
     assert main(args) == 0, "tiny training run failed"
     return TinyRun(wav=wav, cache=cache, run=run, bundle=run / "model.wms")

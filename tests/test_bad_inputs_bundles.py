@@ -150,9 +150,9 @@ def test_a_damaged_checkpoint_is_refused_before_any_work(tiny_run, tmp_path, cap
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory) -> Path:
-    from wms.config import Config
+    from conftest import reference_config
 
-    cfg = Config().replace(
+    cfg = reference_config(
         features={"noise_bands": 8}, model={"hidden_size": 16, "encoder_size": 16}
     )
     return random_bundle(tmp_path_factory.mktemp("n") / "noisy.wms", config=cfg)

@@ -46,6 +46,7 @@ def test_duration_exact_and_labels_aligned():
         assert bw.y.dtype == np.float32
         assert np.abs(bw.y).max() <= AMPLITUDE + 1e-6
     assert basic_waves(1.0, sample_rate=22050).shape == (22050,)
+    assert basic_waves(0.5).shape == (22050,)  # 44.1 kHz, the default analysis rate
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():
@@ -55,7 +56,7 @@ def test_deterministic_for_a_seed_and_different_across_seeds():
 
 
 def test_all_shapes_pitch_range_and_segment_lengths():
-    bw = basic_waves_with_labels(10.0, seed=0)
+    bw = basic_waves_with_labels(10.0, sample_rate=SR, seed=0)
     assert set(np.unique(bw.shape)) == set(range(len(SHAPES)))
     assert 55.0 <= bw.f0.min() and bw.f0.max() <= 1568.0
     lengths = np.diff(bw.segment_starts)  # all but the (truncated) last one
@@ -68,7 +69,7 @@ def test_all_shapes_pitch_range_and_segment_lengths():
 
 def test_phase_continuous_sine_is_exact():
     """Sine segments equal 0.5 sin(2 pi * running phase of the f0 labels) across all jumps."""
-    bw = basic_waves_with_labels(6.0, seed=2)
+    bw = basic_waves_with_labels(6.0, sample_rate=SR, seed=2)
     phase = np.concatenate([[0.0], np.cumsum(bw.f0)[:-1] / SR])
     ref = AMPLITUDE * np.sin(2 * np.pi * phase)
     fade = round(CROSSFADE_SECONDS * SR)
@@ -84,7 +85,7 @@ def test_phase_continuous_sine_is_exact():
 
 def test_high_square_has_only_odd_harmonics_below_nyquist():
     f0 = 1479.0  # harmonics 1, 3, 5 fit below 8 kHz; 7 would alias to 5647 Hz
-    bw = basic_waves_with_labels(3.0, seed=0, f0_range=(f0, f0))
+    bw = basic_waves_with_labels(3.0, sample_rate=SR, seed=0, f0_range=(f0, f0))
     a, b = _segment(bw, "square")
     freqs, db = _spectrum_db(bw.y[a:b], SR)
     near = np.zeros(freqs.shape, bool)
@@ -103,7 +104,7 @@ def test_high_square_has_only_odd_harmonics_below_nyquist():
 @pytest.mark.parametrize("shape", SHAPES)
 def test_low_pitch_shapes_have_no_inharmonic_energy(shape):
     f0 = 61.7  # ~129 harmonics up to Nyquist: the table reads are the hard case
-    bw = basic_waves_with_labels(4.0, seed=1, f0_range=(f0, f0))
+    bw = basic_waves_with_labels(4.0, sample_rate=SR, seed=1, f0_range=(f0, f0))
     a, b = _segment(bw, shape)
     freqs, db = _spectrum_db(bw.y[a:b], SR)
     dist = np.abs(freqs / f0 - np.round(freqs / f0)) * f0  # Hz to the nearest harmonic
@@ -163,6 +164,6 @@ def test_cli_reports_bad_seconds(tmp_path, capsys):
 
 
 def test_sixty_seconds_generate():
-    bw = basic_waves_with_labels(60.0, seed=0)
+    bw = basic_waves_with_labels(60.0, sample_rate=SR, seed=0)
     assert bw.y.shape == (60 * SR,)
     assert np.all(np.isfinite(bw.y))

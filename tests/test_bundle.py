@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -234,16 +235,47 @@ def test_a_noise_part_stored_before_harmonic_noise_keeps_its_analysis(tmp_path):
     loads as "kept", the analysis it was trained on (wms evaluate re-analyses it alike)."""
     from wms.config import stored_config
 
-    cfg = Config().replace(features={"noise_bands": 4}, model={"hidden_size": 8, "encoder_size": 8})
+    cfg = Config().replace(model={"hidden_size": 8, "encoder_size": 8})  # the default: noise
     path = random_bundle(tmp_path / "new.wms", config=cfg)
     assert load_bundle(path).config.features.harmonic_noise == "removed"
     obj = torch.load(path, weights_only=True)
     del obj["config"]["features"]["harmonic_noise"]
     torch.save(obj, tmp_path / "old.wms")
     assert load_bundle(tmp_path / "old.wms").config.features.harmonic_noise == "kept"
-    # harmonics only: nothing to keep, the default stands; anything not a config passes through
-    plain = {"features": {"noise_bands": 0}}
-    assert stored_config(plain) is plain and stored_config([1]) == [1]
+    # anything not a config passes through, for the checks that follow to name
+    assert stored_config([1]) == [1] and stored_config({"features": 3}) == {"features": 3}
+
+
+def test_a_stored_config_reads_the_keys_it_lacks_as_its_run_had_them(tmp_path):
+    """Full band became the default in 0.3.0 and keys were added since 0.1.0; a bundle stores
+    its whole config, so a key it lacks is newer than it. Each such key of the sections that
+    decide how a bundle analyses and plays reads as the run had it (STORED_DEFAULTS), or kept
+    its default ever since; a new key there fails this test until it says which."""
+    from wms.config import STORED_DEFAULTS, stored_config
+
+    v1 = torch.load(Path(__file__).parent / "fixtures/v1/model.wms", weights_only=False)["config"]
+    missing = {
+        (sec, k)
+        for sec, kv in Config().to_dict().items()
+        for k in kv
+        if sec in ("audio", "pitch", "features", "synth") and k not in v1.get(sec, {})
+    }
+    assert missing - set(STORED_DEFAULTS) == {
+        ("features", "timbre"),
+        ("features", "envelope_harmonics"),
+    }
+    assert Config().features.timbre == "mfcc"  # what every run before the key used
+    # a 0.2 bundle of harmonics only without phases: cosine tables, no noise part, 16 kHz
+    old = stored_config({"features": {"n_bins": 80}, "synth": {}})
+    assert old["synth"]["phases"] == "zero" and old["features"]["noise_bands"] == 0
+    assert old["audio"]["sample_rate"] == 16000 and old["features"]["n_bins"] == 80
+    # a bundle of today's default (Schroeder phases) stored without the key plays cosines
+    path = random_bundle(tmp_path / "b.wms", config=Config().replace(model={"hidden_size": 8}))
+    assert load_bundle(path).config.synth.phases == "schroeder"
+    obj = torch.load(path, weights_only=True)
+    del obj["config"]["synth"]["phases"]
+    torch.save(obj, tmp_path / "old.wms")
+    assert load_bundle(tmp_path / "old.wms").config.synth.phases == "zero"
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(bundle_path):

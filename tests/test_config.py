@@ -6,12 +6,20 @@ from wms.config import Config, dumps_toml, from_dict, load_config, parse_overrid
 from wms.errors import ConfigError
 
 
-def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
+def test_defaults_are_full_band_and_the_reference_is_one_flag_away():
     c = Config()
-    assert (c.audio.sample_rate, c.features.hop_size, c.features.window_size) == (16000, 256, 1024)
-    assert (c.features.n_fft, c.features.n_bins, c.features.cycles_per_window) == (1024, 80, 2)
-    assert (c.pitch.fmin, c.pitch.fmax) == (46.0, 1600.0)
-    assert (c.features.n_mfcc, c.features.n_mels) == (8, 40)
+    # full band: a 110 Hz note reaches 16 kHz, notes from 30 to 4200 Hz are tracked
+    assert (c.audio.sample_rate, c.features.hop_size, c.features.window_size) == (44100, 706, 4096)
+    assert (c.features.n_fft, c.features.n_bins, c.features.cycles_per_window) == (4096, 321, 2)
+    assert (c.pitch.fmin, c.pitch.fmax) == (30.0, 4200.0)
+    assert (c.features.n_mfcc, c.features.n_mels, c.features.noise_bands) == (8, 40, 32)
+    assert (c.features.harmonic_noise, c.synth.phases) == ("removed", "schroeder")
+    harmonics = (c.features.n_bins - 1) // c.features.cycles_per_window
+    assert harmonics * 110.0 >= 16000.0
+    # the MFCC see the K bins: 321 * 44100 / 4096 = 3456.1 Hz
+    top = c.features.n_bins * c.audio.sample_rate / c.features.n_fft
+    assert c.features.mel_fmax == pytest.approx(top, abs=0.2)
+    assert c.features.hop_size / c.audio.sample_rate == pytest.approx(0.016, abs=1e-5)
     # WMS's training defaults (docs/DESIGN.md §2.3) ...
     assert (c.data.seq_len, c.data.batch_size, c.model.hidden_size) == (32, 64, 128)
     assert (c.train.scheduler, c.train.weights, c.train.early_stopping_patience) == (
@@ -19,8 +27,15 @@ def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
         "final",
         0,
     )
-    # ... and the reference's, one flag away
+    # ... the preset of wms 0.2 that made full band is the default now ...
+    assert load_config(None, preset="fullband") == c == load_config(None, preset="default")
+    # ... and the reference's analysis, tables and training, one flag away
     r = load_config(None, preset="reference")
+    assert (r.audio.sample_rate, r.features.hop_size, r.features.window_size) == (16000, 256, 1024)
+    assert (r.features.n_fft, r.features.n_bins, r.features.cycles_per_window) == (1024, 80, 2)
+    assert (r.pitch.fmin, r.pitch.fmax) == (46.0, 1600.0)
+    assert (r.features.n_mfcc, r.features.n_mels, r.features.mel_fmax) == (8, 40, 0.0)
+    assert (r.features.noise_bands, r.synth.phases) == (0, "zero")
     assert (r.data.seq_len, r.data.batch_size, r.model.hidden_size, r.model.encoder_size) == (
         50,
         512,
@@ -38,16 +53,6 @@ def test_defaults_analyse_as_the_reference_and_its_preset_trains_as_it():
         "best",
         20,
     )
-    assert r.features == c.features and r.synth == c.synth  # it changes training only
-    # full band: a 110 Hz note reaches 16 kHz, notes from 30 to 4200 Hz are tracked
-    f = load_config(None, preset="fullband")
-    assert (f.audio.sample_rate, f.features.hop_size, f.features.n_bins) == (44100, 706, 321)
-    assert (f.pitch.fmin, f.pitch.fmax, f.features.n_mels) == (30.0, 4200.0, 40)
-    # the MFCC see the K bins: 321 * 44100 / 4096 = 3456.1 Hz
-    top = f.features.n_bins * f.audio.sample_rate / f.features.n_fft
-    assert f.features.mel_fmax == pytest.approx(top, abs=0.2)
-    harmonics = (f.features.n_bins - 1) // f.features.cycles_per_window
-    assert harmonics * 110.0 >= 16000.0 and f.train == c.train  # analysis only
     # a config file and --set still win over the preset
     assert load_config(None, ["model.hidden_size=64"], preset="reference").model.hidden_size == 64
     with pytest.raises(ConfigError, match=r"--preset 'big' is not one of default, fullband, refer"):
@@ -81,7 +86,7 @@ def test_toml_file_round_trip(tmp_path):
         ("features.hop_size=0", r"^--set: features\.hop_size = 0 must be in \[1, 65536\]"),
         ("pitch.method=swipe", r"pitch\.method = 'swipe' is not one of"),
         ("features.n_bins=9999", r"features\.n_bins = 9999 exceeds"),
-        ("pitch.fmin=2000", r"pitch\.fmin = 2000\.0 must be below pitch\.fmax"),
+        ("pitch.fmin=5000", r"pitch\.fmin = 5000\.0 must be below pitch\.fmax"),
         ("data.val_fraction=1.5", r"data\.val_fraction = 1\.5 must be in \[0, 1\)"),
         ("features.hop_size", r"expected section\.key=value"),
     ],
@@ -128,6 +133,10 @@ def test_reference_params_json(tmp_path):
     assert c.pitch.method == "crepe" and c.features.include_voicedness is False
     assert c.features.reduction == "pca" and c.train.loss == "weighted_mse"
     assert c.train.lr == pytest.approx(3e-4) and c.data.seq_len == 12
+    # what the file leaves out is the reference's, not full band's
+    assert (c.features.window_size, c.pitch.fmax, c.features.noise_bands) == (1024, 1600.0, 0)
+    assert c.model.hidden_size == 256 and c.synth.phases == "zero"
+    assert load_config(path, preset="default").features.window_size == 4096  # unless asked
 
     path.write_text(json.dumps({"no_such_key": 1}))
     with pytest.raises(ConfigError, match="unknown reference key 'no_such_key'"):
@@ -158,7 +167,7 @@ def test_to_dict_is_plain_and_complete():
         ("synth.table_size=2e9", r"synth\.table_size = 2000000000 must be in \[16, 65536\]"),
         ("synth.voices=1e8", r"synth\.voices = 100000000 must be in \[1, 256\]"),
         ("synth.release=1e7", r"synth\.release = 10000000\.0 must be in \[0, 600\]"),
-        ("features.hop_size=2048", r"features\.hop_size = 2048 exceeds features\.window_size"),
+        ("features.hop_size=5000", r"features\.hop_size = 5000 exceeds features\.window_size"),
         (
             "train.max_minutes=5",
             r"unknown key train\.max_minutes \(it moved to runtime\.max_minutes\)",

@@ -477,10 +477,10 @@ N_NOISE = 16
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory) -> Bundle:
     """A random bundle with a noise part: K = 80 bins at 16 kHz, then 16 noise bands."""
-    from wms.config import Config
+    from conftest import reference_config
     from wms.synth.testing import random_bundle
 
-    cfg = Config().replace(
+    cfg = reference_config(
         features={"noise_bands": N_NOISE}, model={"hidden_size": 16, "encoder_size": 16}
     )
     b = load_bundle(random_bundle(tmp_path_factory.mktemp("noisy") / "noisy.wms", config=cfg))

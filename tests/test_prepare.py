@@ -325,11 +325,13 @@ def test_the_fullband_range_holds_both_notes_the_reference_could_not(tmp_path, c
 
 def test_cli_prepare_takes_the_preset_train_will_use(mixed, tmp_path, capsys):
     argv = ["prepare", str(mixed / "good.wav"), "--cache-dir", str(tmp_path / "cache")]
-    assert main([*argv, "--jobs", "1", "--preset", "fullband"]) == 0
+    assert main([*argv, "--jobs", "1", "--preset", "reference"]) == 0
     out = capsys.readouterr().out
-    # the fullband preset analyses at 44.1 kHz, hop 706: 1.2 s is 1 + 52920 // 706 frames
-    assert "audio: 1.2 s in 75 frames" in out and "; 0 file(s) from the cache" in out
-    assert main([*argv, "--jobs", "1", "--preset", "fullband"]) == 0
+    # the reference analyses at 16 kHz, hop 256: 1.2 s is 1 + 19200 // 256 frames
+    assert "audio: 1.2 s in 76 frames" in out and "; 0 file(s) from the cache" in out
+    assert main([*argv, "--jobs", "1", "--preset", "reference"]) == 0
     assert "all 1 file(s) from the cache: nothing analysed" in capsys.readouterr().out
-    assert main([*argv, "--jobs", "1"]) == 0  # the default preset's settings: analysed again
-    assert "; 0 file(s) from the cache" in capsys.readouterr().out
+    assert main([*argv, "--jobs", "1"]) == 0  # the default's settings: analysed again
+    out = capsys.readouterr().out
+    # full band analyses at 44.1 kHz, hop 706: 1.2 s is 1 + 52920 // 706 frames
+    assert "audio: 1.2 s in 75 frames" in out and "; 0 file(s) from the cache" in out

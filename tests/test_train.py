@@ -162,7 +162,7 @@ def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
         "print(p.shape[0] == x.shape[0] == len(f0), p.shape[1], bool(np.isfinite(p).all()))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["True", "80", "True"]
+    assert res.stdout.split() == ["True", "353", "True"]  # the default: 321 bins, 32 bands
 
     # Resume: two more epochs continue the same run (history, step count, optimizer state).
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -239,7 +239,7 @@ def test_weighted_loss_uses_the_harmonic_spacing_in_bins():
     from wms.training.losses import lowfreq_weights
     from wms.training.train import WMSModule
 
-    cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"])
+    cfg = load_config(None, ["features.n_fft=2048", "train.loss=weighted_mse"], preset="reference")
     assert cfg.features.bins_per_harmonic == 4
     module = WMSModule(10, 80, cfg.to_dict(), {}, {}, [])
     torch.testing.assert_close(module.loss_fn.weights, lowfreq_weights(80, cycles=4))

@@ -486,9 +486,9 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         stored = obj["config"]
         config = from_dict(
-            migrate_config_v1(stored)
-            if version == 1 and isinstance(stored, dict)
-            else stored_config(stored),
+            stored_config(
+                migrate_config_v1(stored) if version == 1 and isinstance(stored, dict) else stored
+            ),
             source=f"{path} [config]",
         )
     except ConfigError as e:

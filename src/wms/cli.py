@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "basic-waves",
         "write synthetic training audio: sine, triangle, square and saw waves whose pitch and "
         "shape drift",
-        ("wms basic-waves waves.wav --seconds 30", "wms basic-waves w.wav --sample-rate 44100"),
+        ("wms basic-waves waves.wav --seconds 30", "wms basic-waves w.wav --sample-rate 16000"),
     )
     p.add_argument("out", metavar="OUT.wav", help="the WAV file to write")
     p.add_argument("--seconds", type=float, default=60.0, help="length in seconds (default: 60)")
@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sample-rate",
         type=int,
-        default=16000,
-        help="sample rate in Hz (default: 16000, the default analysis rate)",
+        default=44100,
+        help="sample rate in Hz (default: 44100, the default analysis rate)",
     )
     p.set_defaults(handler="wms.analysis.basic_waves:run_basic_waves")
 

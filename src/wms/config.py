@@ -40,8 +40,10 @@ from wms.errors import ConfigError
 
 @dataclass(frozen=True)
 class AudioConfig:
-    #: Analysis sample rate in Hz; every file is resampled to it.
-    sample_rate: int = 16000
+    #: Analysis sample rate in Hz; every file is resampled to it. 44.1 kHz holds the whole
+    #: audible band (the reference analysed at 16 kHz: ``--preset reference``); a file
+    #: recorded at a lower rate is masked above its own Nyquist (docs/DESIGN.md §6.3).
+    sample_rate: int = 44100
     #: File suffixes (lower case) picked up when a folder is searched.
     extensions: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")
     #: A file whose peak is below this (dBFS) is reported as silent.
@@ -52,9 +54,10 @@ class AudioConfig:
 class PitchConfig:
     #: Pitch tracker: ``"yin"``, ``"pyin"``, ``"crepe"`` or ``"fast"`` (the default).
     method: str = "fast"
-    #: Lowest and highest f0 in Hz searched by the tracker and used for log-pitch.
-    fmin: float = 46.0
-    fmax: float = 1600.0
+    #: Lowest and highest f0 in Hz searched by the tracker and used for log-pitch: a bass's
+    #: low B (31 Hz) to a piccolo's top (4.2 kHz); the reference searched 46-1600 Hz.
+    fmin: float = 30.0
+    fmax: float = 4200.0
     #: CREPE capacity, ``"tiny"`` or ``"full"``.
     crepe_model: str = "tiny"
     #: Frames whose voicedness is below this count as unvoiced.
@@ -65,21 +68,27 @@ class PitchConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    #: Analysis hop in samples (frames are centred at ``i * hop_size``).
-    hop_size: int = 256
-    #: Length W of the N-cycle window in samples.
-    window_size: int = 1024
+    #: Analysis hop in samples (frames are centred at ``i * hop_size``): 706 is 16.0 ms at
+    #: 44.1 kHz, the synth's control interval.
+    hop_size: int = 706
+    #: Length W of the N-cycle window in samples: N = 2 cycles of 30 Hz fit without
+    #: compressing the signal.
+    window_size: int = 4096
     #: FFT length (>= window_size).
-    n_fft: int = 1024
-    #: Number K of lowest rfft bins kept as the target spectrum.
-    n_bins: int = 80
+    n_fft: int = 4096
+    #: Number K of lowest rfft bins kept as the target spectrum: 321 = 160 harmonics at
+    #: 2 bins per harmonic (a 110 Hz note reaches 17.6 kHz; the reference kept 80 = 39).
+    n_bins: int = 321
     #: Cycles N of the fundamental resampled into one window.
     cycles_per_window: int = 2
     n_mfcc: int = 8
     n_mels: int = 40
-    #: Mel filterbank range in Hz; ``mel_fmax = 0`` means sample_rate / 2.
+    #: Mel filterbank range in Hz; ``mel_fmax = 0`` means sample_rate / 2. 3456 Hz is the top
+    #: of the 321 bins (321 * 44100 / 4096): the MFCC see the harmonics the model predicts,
+    #: not the N-cycle window's empty top (on basic waves the model's test LSD 4.6 dB instead
+    #: of 10.6, where low saws were played as squares; README "Configuration").
     mel_fmin: float = 0.0
-    mel_fmax: float = 0.0
+    mel_fmax: float = 3456.0
     #: What unvoiced frames use as f0 when cut into N cycles:
     #: ``"hold"`` the last voiced f0 (the next one before the first voiced frame),
     #: ``"raw"`` no pitch normalisation (the window is taken as it is).
@@ -96,7 +105,7 @@ class FeatureConfig:
     #: Bands of the noise part (docs/DESIGN.md §1.7): the model also predicts the level of
     #: the sound the harmonics do not explain (breath, bow, consonants) in this many mel
     #: bands, and the synth adds noise shaped by it. 0: harmonics only (the reference).
-    noise_bands: int = 0
+    noise_bands: int = 32
     #: With a noise part, what the harmonic target does with the noise's expected share of
     #: each of its bins (docs/DESIGN.md §1.7): ``"removed"`` (the harmonics hold the periodic
     #: sound, the noise part the rest) or ``"kept"`` (the first noise part's analysis, which
@@ -239,8 +248,10 @@ class SynthConfig:
     out_of_range: str = "clamp"
     #: The fixed phase of each harmonic in every table: ``"zero"`` (cosines, the reference's;
     #: a bright spectrum is a peaky waveform) or ``"schroeder"`` (``-pi h (h - 1) / H``: the
-    #: same spectrum at a far lower crest factor, docs/SYNTH.md).
-    phases: str = "zero"
+    #: same spectrum at a far lower crest factor, docs/SYNTH.md). 160 zero-phase harmonics of
+    #: a bright spectrum make a peaky table that reaches the soft limiter: Schroeder's phases
+    #: keep a flat spectrum at a crest factor of 1.7 instead of 18.
+    phases: str = "schroeder"
 
 
 @dataclass(frozen=True)
@@ -606,17 +617,39 @@ MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+#: What a config a run stored (a bundle's, a checkpoint's) means by a key it lacks, where
+#: that is not today's default: the value the run had, from before the key existed or before
+#: wms 0.3.0 made full band the default. Every run stores its whole config, so a key is
+#: missing only when it is newer than the run (a test holds this table to the keys a
+#: version-1 bundle lacks).
+STORED_DEFAULTS: dict[tuple[str, str], Any] = {
+    # the analysis before 0.3.0 (every stored config has these; kept here to say so)
+    ("audio", "sample_rate"): 16000,
+    ("pitch", "fmin"): 46.0,
+    ("pitch", "fmax"): 1600.0,
+    ("features", "hop_size"): 256,
+    ("features", "window_size"): 1024,
+    ("features", "n_fft"): 1024,
+    ("features", "n_bins"): 80,
+    ("features", "mel_fmax"): 0.0,
+    # added after 0.1.0: harmonics only, cosine tables, and a noise part stored without
+    # harmonic_noise kept the noise's share in its harmonic targets
+    ("features", "noise_bands"): 0,
+    ("features", "harmonic_noise"): "kept",
+    ("synth", "phases"): "zero",
+}
+
+
 def stored_config(data: Any) -> Any:
-    """A config a run stored (in a bundle or a checkpoint) with the keys added since set as
-    that run had them: a noise part stored without ``features.harmonic_noise`` kept the
-    noise's share in its harmonic targets. Anything but a nested dict is returned as it is
-    (the checks that follow name what is wrong with it)."""
-    if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
+    """A config a run stored (in a bundle or a checkpoint) with each key it lacks set as that
+    run had it (:data:`STORED_DEFAULTS`), not to today's default. Anything but a nested dict
+    is returned as it is (the checks that follow name what is wrong with it)."""
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         return data
-    f = data["features"]
-    if f.get("noise_bands") and "harmonic_noise" not in f:
-        return {**data, "features": {**f, "harmonic_noise": "kept"}}
-    return data
+    out = {sec: dict(kv) for sec, kv in data.items()}
+    for (sec, key), value in STORED_DEFAULTS.items():
+        out.setdefault(sec, {}).setdefault(key, value)
+    return out
 
 
 def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -741,13 +774,16 @@ def load_config(
     only: tuple[str, ...] | None = None,
     preset: str | None = None,
 ) -> Config:
-    """Defaults, then ``preset`` (:data:`PRESETS`), then ``base`` (e.g. a checkpoint's or a
+    """Defaults, then ``preset`` (:data:`PRESETS`; ``reference`` for a reference
+    ``params.json`` with neither preset nor base), then ``base`` (e.g. a checkpoint's or a
     bundle's config), then ``path`` (TOML, or a reference ``params.json``), then ``--set``
     overrides, then ``extra`` layers (CLI flags such as ``--max-minutes``); see :func:`resolve`.
 
     ``only``: the sections the file, ``--set`` and ``extra`` may change (``wms render`` allows
     ``synth`` only); anything else raises ConfigError.
     """
+    if preset is None and base is None and path is not None and Path(path).suffix == ".json":
+        preset = "reference"  # a reference params.json: what it leaves out is the reference's
     layers: list[Layer] = [preset_layer(preset)] if preset is not None else []
     if base is not None:
         layers.append(base)

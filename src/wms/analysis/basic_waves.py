@@ -115,7 +115,7 @@ def _read(tables: np.ndarray, row: np.ndarray, phase: np.ndarray) -> np.ndarray:
 def basic_waves_with_labels(
     seconds: float,
     *,
-    sample_rate: int = 16000,
+    sample_rate: int = 44100,
     seed: int = 0,
     f0_range: tuple[float, float] = F0_RANGE,
 ) -> BasicWaves:
@@ -218,7 +218,7 @@ def basic_waves_with_labels(
     )
 
 
-def basic_waves(seconds: float, *, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+def basic_waves(seconds: float, *, sample_rate: int = 44100, seed: int = 0) -> np.ndarray:
     """The basic-waves signal ``[round(seconds * sample_rate)]`` float32 (see the module doc).
 
     Raises:

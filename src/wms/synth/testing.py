@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wms.config import Config
+from wms.config import PRESETS, Config
 from wms.interface import ModelInterface, OutputLayout
 from wms.synth.network import SynthModel
 from wms.training.model import WMSNet
@@ -93,12 +93,16 @@ def known_model(
 def random_bundle(
     path: str | Path, *, hidden_size: int = 32, seed: int = 0, config: Config | None = None
 ) -> Path:
-    """Write a loadable bundle with a seeded random network and a synthetic input map."""
+    """Write a loadable bundle with a seeded random network and a synthetic input map; by
+    default of the reference's analysis and tables (16 kHz, K = 80 bins, harmonics only:
+    small and fast) on WMS's training defaults."""
     from wms.analysis.inputmap import fit_input_map
     from wms.bundle import save_bundle
 
+    ref = PRESETS["reference"]
     cfg = config or Config().replace(
-        model={"hidden_size": hidden_size, "encoder_size": hidden_size}
+        **{sec: ref[sec] for sec in ("audio", "pitch", "features", "synth")},
+        model={"hidden_size": hidden_size, "encoder_size": hidden_size},
     )
     rng = np.random.default_rng(seed)
     m = 400
