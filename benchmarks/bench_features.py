@@ -8,7 +8,8 @@ Prints:
 - interpolation quality: worst energy outside bins N, N+-1 of a normalised sine
   (target < -60 dB) and worst saw harmonic-ratio error.
 
-Usage: ``python benchmarks/bench_features.py [--seconds 60] [--repeats 7]``
+Usage: ``python benchmarks/bench_features.py [--seconds 60] [--repeats 7] [--preset reference]``
+(default: the default analysis, full band at 44.1 kHz; ``--preset reference``: 16 kHz, K 80)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from wms.analysis.basic_waves import basic_waves_with_labels
 from wms.analysis.features import analyse, default_threads, ncycle_segments, periodic_hann
-from wms.config import Config
+from wms.config import load_config
 
 TARGET_X_REALTIME = 500.0
 TARGET_LEAK_DB = -60.0
@@ -41,8 +42,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--preset", default="default", help="analyse with this preset (reference: 16 kHz, K 80)"
+    )
     args = p.parse_args()
-    cfg = Config()
+    cfg = load_config(None, preset=args.preset)
     sr, hop = cfg.audio.sample_rate, cfg.features.hop_size
     print(
         f"machine: {os.cpu_count()} cores, shared with other jobs (load average "

@@ -3,8 +3,8 @@
     python benchmarks/bench_lowrate.py [--out runs/bench_lowrate]
 
 The ``multi`` piece of ``benchmarks/real_audio.py`` (clarinet, trumpet, oboe; 44.1 kHz), with
-the oboe resampled to 16 kHz (so its frames align with the 44.1 kHz original). Trained with
-``--preset fullband`` twice: with the low-rate mask (``wms train`` as it is) and with the
+the oboe resampled to 16 kHz (so its frames align with the 44.1 kHz original). Trained with the
+default (full band, ``--preset fullband`` in wms 0.2) twice: with the low-rate mask (``wms train`` as it is) and with the
 oboe's empty highs learnt as silence (the mask switched off in-process). The oboe's test
 frames are then scored against its 44.1 kHz original: harmonic LSD, and the predicted energy
 above 7.2 kHz (0.9 of the 16 kHz file's Nyquist) against the original's.
@@ -75,7 +75,7 @@ def main() -> None:
         if mode == "as silence":
             train_mod.low_rate_bands = lambda a, r, c: [None] * len(a)
         run = out / mode.replace(" ", "_")
-        argv = ["train", str(mix), "--out", str(run), "--preset", "fullband", "--force"]
+        argv = ["train", str(mix), "--out", str(run), "--force"]
         assert wms([*argv, "--cache-dir", str(cache), "--jobs", "1"]) == 0
         results[mode] = score(run, mix, src / "oboe.wav", cache)
         print(mode, json.dumps(results[mode]), flush=True)

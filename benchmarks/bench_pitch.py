@@ -111,7 +111,7 @@ def accuracy():
 
 
 def fullband() -> None:
-    """The fullband preset's range (issue 11): ``fast`` at 44.1 kHz over 30-4200 Hz, on
+    """The default (full band) range (issue 11): ``fast`` at 44.1 kHz over 30-4200 Hz, on
     tones 30-4000 Hz (incl. 30-46 Hz and 2-4 kHz) of every timbre; octave-down errors above
     the old 1600 Hz limit counted apart; speed on a 60 s glide over 30-4000 Hz."""
     sr, hop, lo, hi = 44100, 706, 30.0, 4200.0

@@ -1,7 +1,8 @@
 """Benchmark `wms prepare`: analysis speed, peak memory and a warm-cache re-run.
 
-Figures against the issue's targets, default config (16 kHz, hop 256, W 1024,
-K 80, N 2) or ``--preset fullband`` (44.1 kHz, pitch 30-4200 Hz: fast >= 100x), on basic waves:
+Figures against the issue's targets, default config (full band: 44.1 kHz, pitch 30-4200 Hz,
+a noise part: fast >= 100x) or ``--preset reference`` (16 kHz, hop 256, W 1024, K 80, N 2:
+the 0.2 default's analysis), on basic waves:
 
 (a) x realtime of everything after pitch tracking (features.analyse + cache write)
     on 60 s; target >= 500x (reference: ~26 s for 60 s = 2.3x).
@@ -10,7 +11,7 @@ K 80, N 2) or ``--preset fullband`` (44.1 kHz, pitch 30-4200 Hz: fast >= 100x), 
 (c) peak RSS of a fresh process preparing one 10-minute file (<= 1 GB).
 (d) re-run with nothing changed on 10 minutes of audio (< 2 s beyond start-up).
 
-Run: ``.venv/bin/python benchmarks/bench_prepare.py [--skip-crepe] [--preset fullband]``. Each figure
+Run: ``.venv/bin/python benchmarks/bench_prepare.py [--skip-crepe] [--preset reference]``. Each figure
 is the best of ``--repeat`` runs where that makes sense (the machine is shared).
 """
 
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-crepe", action="store_true")
     ap.add_argument(
-        "--preset", default="default", help="settings preset (fullband: 44.1 kHz, 30-4200 Hz)"
+        "--preset", default="default", help="settings preset (reference: 16 kHz, 46-1600 Hz)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder of audio and caches")
     args = ap.parse_args()

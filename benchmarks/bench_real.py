@@ -2,7 +2,7 @@
 
     python benchmarks/bench_real.py                 # all of real_audio.py's pieces, ~15 min
     python benchmarks/bench_real.py --only violin_vibrato flute_pauses
-    python benchmarks/bench_real.py --preset fullband --out runs/bench_real_fullband
+    python benchmarks/bench_real.py --preset reference --out runs/bench_real_reference
 
 Each piece of ``benchmarks/real_audio.py`` (44.1 kHz; pauses, vibrato, low, high,
 multi-file, voice, choir) is trained exactly as a user would, ``wms train FOLDER --out
@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_real"))
     ap.add_argument("--only", nargs="*", choices=real_audio.PIECES)
-    ap.add_argument("--preset", default=None, help="train with --preset NAME (e.g. fullband)")
+    ap.add_argument("--preset", default=None, help="train with --preset NAME (e.g. reference)")
     args = ap.parse_args()
     out = Path(args.out)
     pieces = args.only or list(real_audio.PIECES)

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                  # violin + flute with pauses, ~12 min
     python benchmarks/bench_train.py --old-steps 100  # quicker, during development
+    python benchmarks/bench_train.py --analysis reference  # both at the 0.2 default's 16 kHz
 
 The material is ``benchmarks/real_audio.py``'s violin_vibrato (60 s, legato, vibrato)
 and flute_pauses (60 s, pauses of digital silence and a -60 dBFS noise floor), rendered
@@ -22,7 +23,9 @@ After every epoch the current weights are scored on the **test** blocks: harmoni
 LSD (dB) on the sounding frames, the figure ``wms train`` reports. The curves against
 wall time go to ``docs/img/train_old_vs_new.png``; the table gives each run's steps,
 time, steps/s and final test figures beside both baselines. Time depends on the
-machine's load (run it alone); steps and LSD do not (seeds are fixed).
+machine's load (run it alone); steps and LSD do not (seeds are fixed). Both runs analyse
+alike: the default (full band) or ``--analysis reference`` (16 kHz, K 80: the analysis of
+0.2's defaults, which the README's figures were measured with).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import lightning as L
 import numpy as np
 
 from wms.analysis.prepare import prepare
-from wms.config import Config, load_config
+from wms.config import PRESETS, Config, load_config
 from wms.evaluation.figures import _figure, save_figure
 from wms.evaluation.metrics import log_spectral_distance, sounding
 from wms.training import losses
@@ -52,6 +55,11 @@ class V01Loss(losses.WMSLoss):
 
     def forward(self, pred, target):
         return losses.log_spectral_loss(pred, target)
+
+
+def analysis_of(preset: str) -> dict:
+    """The analysis sections of a preset (``Config.replace`` keywords)."""
+    return {sec: PRESETS[preset].get(sec, {}) for sec in ("audio", "pitch", "features")}
 
 
 def old_defaults(max_steps: int) -> Config:
@@ -127,6 +135,9 @@ def main() -> None:
     ap.add_argument("--audio", nargs="*", help="folders to train on (default: the two pieces)")
     ap.add_argument("--old-steps", type=int, default=400, help="step cap of the 0.1 defaults")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_train"))
+    ap.add_argument(
+        "--analysis", default="default", help="preset whose analysis both runs use (reference)"
+    )
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "train_old_vs_new.png"))
     args = ap.parse_args()
     out = Path(args.out)
@@ -141,10 +152,10 @@ def main() -> None:
     axes = fig.subplots(1, len(folders), squeeze=False)[0]
     rows = []
     for ax, folder in zip(axes, folders, strict=True):
-        new = Config()
+        new = Config().replace(**analysis_of(args.analysis))
         corpus = prepare(folder, new, cache_dir=out / "cache", jobs=1, progress=False)
         data = build_training_data(corpus, new)  # the split depends on lengths and seed only
-        old_cfg = old_defaults(args.old_steps)
+        old_cfg = old_defaults(args.old_steps).replace(**analysis_of(args.analysis))
         old_data = build_training_data(corpus, old_cfg)
         runs = [
             run("0.1 defaults", old_data, old_cfg, out / folder.name, old_loss=True),

@@ -3,7 +3,7 @@
     python benchmarks/fullband_spectrograms.py EVAL_A EVAL_B OUT.png [--labels A B]
 
 ``EVAL_A`` and ``EVAL_B`` are ``wms evaluate`` output folders of two bundles trained on the
-same audio (for example the default 16 kHz analysis and ``--preset fullband``); each holds
+same audio (for example ``--preset reference``'s 16 kHz analysis and the default); each holds
 ``original.wav`` and ``resynthesis_model.wav`` at the audio's own rate. The figure shows the
 original (from ``EVAL_A``) and both resyntheses over 0 Hz to Nyquist, log magnitude, same
 colour scale.

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from conftest import TINY_TRAIN
+from wms import __version__
 from wms.analysis.audio import find_audio_files, write_audio
 from wms.analysis.basic_waves import basic_waves
 from wms.cli import main
@@ -85,13 +86,18 @@ def test_renders_and_exports_are_tagged_and_never_ingested(bundle, tmp_path, cap
     scan = find_audio_files(audio)
     assert scan.files == [audio / "take.wav"]
     reasons = dict(scan.skipped)
-    assert reasons[audio / "r.wav"] == "written by wms 0.2.0 render, not a recording; not used"
-    assert "wms 0.2.0 wavetable" in reasons[audio / "wms_wavetable.wav"]
+    assert (
+        reasons[audio / "r.wav"]
+        == f"written by wms {__version__} render, not a recording; not used"
+    )
+    assert f"wms {__version__} wavetable" in reasons[audio / "wms_wavetable.wav"]
     # prepare lists them as skipped, with the reason, and goes on with the recording
     capsys.readouterr()
     assert main(["prepare", str(audio), "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "r.wav: written by wms 0.2.0 render" in out and "files: 1 used, 2 skipped" in out
+    assert (
+        f"r.wav: written by wms {__version__} render" in out and "files: 1 used, 2 skipped" in out
+    )
 
 
 def test_symlink_loops_and_broken_links_are_reported(tmp_path):

@@ -44,9 +44,11 @@ def _preset_arg(p: argparse.ArgumentParser, recorded: str) -> None:
         choices=list(PRESETS),
         default=None,
         help="starting settings under --config and --set, shipped as wms/presets/NAME.toml: "
-        "default (16 kHz analysis, 39 harmonics); fullband (44.1 kHz, 160 harmonics, pitch "
-        "30-4200 Hz, Schroeder table phases: the choice for real recordings); reference (the "
-        "reference project's analysis, 256-wide model and optimisation) (default: default). "
+        "default (full band: 44.1 kHz analysis, 160 harmonics, pitch 30-4200 Hz, a noise "
+        "part of 32 bands, Schroeder table phases); fullband (the same, its name in wms 0.2); "
+        "reference (the reference project's 16 kHz analysis with 39 harmonics and no noise, "
+        "its cosine tables, 256-wide model and optimisation, for its plugins' contract) "
+        "(default: default). "
         + recorded,
     )
 
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "wms prepare recordings/",
             "wms prepare take1.wav --set pitch.method=crepe --jobs 2",
-            "wms prepare recordings/ --preset fullband",
+            "wms prepare recordings/ --preset reference",
         ),
         description="Analyse audio into training pairs in the feature cache: pitch and "
         "voicedness, timbre features (MFCC) and pitch-synchronous spectra. A file already "
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         "prepare (or reuse the cache) and train a model bundle",
         (
-            "wms train recordings/ --out run --preset fullband",
+            "wms train recordings/ --out run",
             "wms train take.wav --out run --max-steps 500 --set model.hidden_size=64",
             "wms train take.wav --out run --resume run/checkpoints/last.ckpt --max-steps 6000",
         ),
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         "model.wms, config.toml, loss curves, checkpoints and logs. Training ends after a "
         "step budget scaled to the audio (about 3000 steps, a minute or two on 2 cores, for "
         "60 s); the summary compares the model with two baselines on held-out test blocks "
-        "and warns when it is weak. For real recordings use --preset fullband. Timbre "
+        "and warns when it is weak. The default analysis is full band (44.1 kHz, 160 "
+        "harmonics and a noise part); --preset reference trains the reference's. Timbre "
         "controls are the MFCC; --set features.timbre=envelope --set features.reduction=pca "
         "makes them pitch-invariant levels of the first harmonics (good for instruments, not "
         "for voices).",

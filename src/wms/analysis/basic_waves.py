@@ -2,7 +2,7 @@
 
 A sequence of segments of random length (uniform in 0.1–1.0 s), each a band-limited
 sine, triangle, square or saw at a random pitch, log-uniform in 55–1568 Hz (A1 to
-G6: inside the default tracker range 46–1600 Hz with a margin, so trackers are not
+G6: inside the reference's tracker range 46–1600 Hz with a margin, so trackers are not
 tested at their edges). Shapes come from successive random permutations of the
 four (no shape repeats across a boundary), so every shape appears in any run of
 four segments. Each segment's pitch is new; the phase runs on continuously

@@ -333,7 +333,8 @@ def stft_magnitude(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * w, axis=1))
 
 
-#: Where "the highs" start in the resynthesis figures (Hz): above what a 16 kHz analysis holds.
+#: Where "the highs" start in the resynthesis figures (Hz): above what the reference's 16 kHz
+#: analysis holds.
 HIGH_BAND_HZ = 8000.0
 
 
