@@ -24,6 +24,7 @@ from wms.synth.controls import (
     window_rms,
 )
 from wms.synth.render import render
+from wms.synth.tables import TABLE_RMS
 from wms.synth.testing import known_model
 
 SR = 48000
@@ -276,6 +277,16 @@ def test_audio_trajectory_follows_f0_rms_and_gates_unvoiced(model):
         want = np.interp(tc, t_frames, f0)
         errs.append(M.cents(M.measure_f0(seg, sample_rate=SR, f0=want), want))
     assert np.median(np.abs(errs)) < 0.1  # measured 0.016 cents
+    # a model with a noise part is not gated: it plays the unvoiced frames, at their level
+    noisy = known_model(hidden_size=16, noise_bands=8, sample_rate=16000)
+    bundle = FakeBundle(noisy, f0, voiced)
+    traj_n = audio_trajectory(
+        bundle, y, audio_rate=sr_in, model=noisy, sample_rate=SR, step_seconds=STEP
+    )
+    half = 0.5 * bundle.config.features.window_size / sr_in
+    np.testing.assert_allclose(traj_n.level, window_rms(y, sr_in, t, half) / TABLE_RMS)
+    np.testing.assert_array_equal(traj_n.level[t < 0.6], traj.level[t < 0.6])  # voiced: same
+    assert traj_n.level[t > 0.85].min() > 1.0  # the sine's RMS 0.707 over TABLE_RMS
 
 
 def test_curves_need_a_duration(model):

@@ -369,8 +369,11 @@ def audio_trajectory(
 
     Level follows the input's RMS over ``features.window_size`` analysis samples centred
     on each control time, divided by ``TABLE_RMS``, so the output RMS
-    matches the input's times envelope, velocity and ``synth.gain``; it is gated by
-    voicedness: ``clip((v - (threshold - 0.15)) / 0.3, 0, 1)``. Frames (centred at
+    matches the input's times envelope, velocity and ``synth.gain``. A harmonics-only model
+    is gated by voicedness, ``clip((v - (threshold - 0.15)) / 0.3, 0, 1)``: it could play an
+    unvoiced frame only as a tone at a held pitch. A model with a noise part is not: it was
+    trained on the unvoiced frames (consonants, breath, a noise floor) with their voicedness
+    as an input, and plays them as noise (docs/DESIGN.md §1.7). Frames (centred at
     ``i * hop``) are linearly interpolated to the control steps.
     """
     inputs, f0, voiced = bundle.inputs_from_audio(y, audio_rate)
@@ -384,6 +387,8 @@ def audio_trajectory(
     timbre = np.stack([np.interp(t, frame_t, inputs[:, i]) for i in range(nt)], axis=1)
     v = np.interp(t, frame_t, voiced)
     gate = np.clip((v - (voicing_threshold - 0.15)) / 0.3, 0.0, 1.0)
+    if model.interface.outputs.n_noise:
+        gate = np.ones_like(gate)
     level = window_rms(y, audio_rate, t, half) / TABLE_RMS * gate
     nyq = 0.5 * sample_rate
     f = np.clip(np.interp(t, frame_t, f0), 1.0, nyq * 0.999)
