@@ -1,6 +1,6 @@
 """Real instruments end to end: default `wms train`, then `wms evaluate`, per piece.
 
-    python benchmarks/bench_real.py                 # all of real_audio.py's pieces, ~15 min
+    python benchmarks/bench_real.py                 # all of real_audio.py's pieces, ~20 min
     python benchmarks/bench_real.py --only violin_vibrato flute_pauses
     python benchmarks/bench_real.py --preset reference --out runs/bench_real_reference
 
@@ -14,8 +14,12 @@ RUN`` with no flags, then evaluated with ``wms evaluate RUN/model.wms --out RUN/
 2. resynthesis: the multi-resolution STFT distance to the original test audio (at its
    own rate, full band) of the model, the two baselines and the oracle (the analysed
    harmonics themselves, the ceiling of the representation), and of the model and the
-   oracle counting only what lies within 80 dB of the original's peak.
+   oracle counting only what lies within 80 dB of the original's peak;
+3. energies of the same renders: the energy above 8 kHz against the original's, and the
+   noise share (energy between the harmonics of voiced frames) of the original and the
+   renders.
 
+``--evaluate-only`` evaluates the bundles of an earlier run again (after a synth change).
 Wall time depends on the machine's load (run it alone); every other figure is seeded.
 """
 
@@ -53,25 +57,34 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_real"))
     ap.add_argument("--only", nargs="*", choices=real_audio.PIECES)
     ap.add_argument("--preset", default=None, help="train with --preset NAME (e.g. reference)")
+    ap.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="keep each OUT/runs/PIECE/model.wms and only evaluate it again (after a synth "
+        "change); its train time is then the training loop's, from the bundle's history",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     pieces = args.only or list(real_audio.PIECES)
     real_audio.make_real_audio(out / "audio", only=pieces)
-    train_rows, resynth_rows = [], []
+    train_rows, resynth_rows, energy_rows = [], [], []
     for name in pieces:
         run = out / "runs" / name
         run.parent.mkdir(parents=True, exist_ok=True)
         cache = ["--cache-dir", str(out / "cache")]
-        seconds = wms(
-            "train",
-            str(out / "audio" / name),
-            "--out",
-            str(run),
-            "--force",
-            *cache,
-            *(["--preset", args.preset] if args.preset else []),
-            log=out / f"{name}.train.log",
-        )
+        if args.evaluate_only:
+            seconds = load_bundle(run / "model.wms").history[-1]["seconds"]
+        else:
+            seconds = wms(
+                "train",
+                str(out / "audio" / name),
+                "--out",
+                str(run),
+                "--force",
+                *cache,
+                *(["--preset", args.preset] if args.preset else []),
+                log=out / f"{name}.train.log",
+            )
         wms(
             "evaluate",
             str(run / "model.wms"),
@@ -96,6 +109,14 @@ def main() -> None:
             + " | ".join(f"{r[k]['total_floored']:.3f}" for k in ("model", "oracle"))
             + " |"
         )
+        e = m["resynthesis"]["energy"]
+        energy_rows.append(
+            f"| {name} | "
+            + " | ".join(f"{e[k]['high_db']:+.1f}" for k in ("model", "oracle"))
+            + f" | {100 * e['original']['noise_share']:.2f} | "
+            + " | ".join(f"{100 * e[k]['noise_share']:.2f}" for k in ("model", "oracle"))
+            + " |"
+        )
         print(train_rows[-1], flush=True)
     print("\n| audio | train (min) | steps | model | nearest frame | mean spectrum | beats both |")
     print("|---|---|---|---|---|---|---|")
@@ -106,6 +127,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(resynth_rows))
+    print(
+        "\n| audio | above 8 kHz vs the original (dB): model | oracle | noise share (%): "
+        "original | model | oracle |"
+    )
+    print("|---|---|---|---|---|---|")
+    print("\n".join(energy_rows))
 
 
 if __name__ == "__main__":
