@@ -48,8 +48,7 @@ def _preset_arg(p: argparse.ArgumentParser, recorded: str) -> None:
         "part of 32 bands, Schroeder table phases); fullband (the same, its name in wms 0.2); "
         "reference (the reference project's 16 kHz analysis with 39 harmonics and no noise, "
         "its cosine tables, 256-wide model and optimisation, for its plugins' contract) "
-        "(default: default). "
-        + recorded,
+        "(default: default). " + recorded,
     )
 
 
