@@ -1,7 +1,8 @@
 """Shared fixtures: the tiny runs' training audio and one tiny trained run per session.
 
 ``tiny_run`` trains a real bundle with ``wms train`` (hidden 16, 8 s of basic
-waves at 16 kHz, the reference's analysis, 1 epoch) once per session; tests that only read the bundle reuse it.
+waves at 16 kHz, the reference's analysis, 1 epoch) once per session; tests that
+only read the bundle reuse it.
 Tests must not modify the files it returns (copy them first; ``tiny_cache`` is a
 per-test copy of its feature cache).
 """

@@ -367,8 +367,9 @@ def audio_trajectory(
     """Timbre transfer: analyse ``y`` (mono, ``audio_rate`` Hz) with
     ``bundle.inputs_from_audio`` and follow its timbre, f0 and loudness.
 
-    Level follows the input's RMS over ``features.window_size`` analysis samples centred
-    on each control time, divided by ``TABLE_RMS``, so the output RMS
+    Level follows the input's RMS over a window centred on each control time
+    (:func:`level_half_window`: whole cycles of the step's f0, 20 ms at least), divided by
+    ``TABLE_RMS``, so the output RMS
     matches the input's times envelope, velocity and ``synth.gain``. A harmonics-only model
     is gated by voicedness, ``clip((v - (threshold - 0.15)) / 0.3, 0, 1)``: it could play an
     unvoiced frame only as a tone at a held pitch. A model with a noise part is not: it was
