@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         description="Prepare AUDIO (or reuse the cache) and train a model bundle in RUN_DIR: "
         "model.wms, config.toml, loss curves, checkpoints and logs. Training ends after a "
-        "step budget scaled to the audio (about 3000 steps, a minute or two on 2 cores, for "
+        "step budget scaled to the audio (about 3000 steps, two or three minutes on 2 cores, for "
         "60 s); the summary compares the model with two baselines on held-out test blocks "
         "and warns when it is weak. The default analysis is full band (44.1 kHz, 160 "
         "harmonics and a noise part); --preset reference trains the reference's. Timbre "
