@@ -218,7 +218,12 @@ def transition_matrix(n_states: int = PITCH_BINS, band: int = MAX_JUMP) -> np.nd
 
 
 def viterbi_banded(
-    prob: np.ndarray, transition: np.ndarray, *, band: int, jump: float = 0.0
+    prob: np.ndarray,
+    transition: np.ndarray,
+    *,
+    band: int,
+    jump: float = 0.0,
+    overwrite: bool = False,
 ) -> np.ndarray:
     """Most likely state path ``[n]`` for observation likelihoods ``prob[n, S]``.
 
@@ -230,10 +235,17 @@ def viterbi_banded(
     With ``jump = p > 0`` the transition is ``(1 - p) * transition + p / S`` (any state
     may follow any other with a small probability), still in the same cost: outside the
     band the best predecessor is simply the best state of the previous frame.
+
+    ``overwrite``: ``prob`` (float64) may be overwritten by its logarithm (saves a copy of
+    ``n * S`` values).
     """
     n, n_states = prob.shape
     tiny = np.finfo(np.float64).tiny
-    log_prob = np.asarray(prob, dtype=np.float64) + tiny  # a new array, logged in place
+    if overwrite and prob.dtype == np.float64:
+        log_prob = prob
+        log_prob += tiny
+    else:
+        log_prob = np.asarray(prob, dtype=np.float64) + tiny  # a new array
     np.log(log_prob, out=log_prob)
     offs = np.arange(-band, band + 1)
     pred = np.arange(n_states)[:, None] + offs[None, :]  # predecessor i of state j
@@ -303,8 +315,10 @@ def decode_viterbi(
     obs /= obs.sum(axis=1, keepdims=True)
     band = max_jump(frame_seconds)
     path = viterbi_banded(
-        obs, transition_matrix(hi - lo + 1, band), band=band, jump=JUMP_PROBABILITY
-    )
+        obs, transition_matrix(hi - lo + 1, band), band=band, jump=JUMP_PROBABILITY,
+        overwrite=True,
+    )  # fmt: skip
+    del obs
     # Triangular window of +-4 bins around the path, as CREPE's local average.
     offs = np.arange(-4, 5)
     idx = np.clip(path[:, None] + offs[None, :], 0, hi - lo)
@@ -347,9 +361,10 @@ def crepe_pitch(
     y16 = resample(y, sample_rate, CREPE_SAMPLE_RATE)
     centres = np.arange(n_frames) * (hop_size * CREPE_SAMPLE_RATE / sample_rate)
     # Build and run frames in slices so a long file never holds all frames twice.
-    acts = []
+    act = np.empty((n_frames, PITCH_BINS), dtype=np.float32)
     for s in range(0, n_frames, batch_size):
         frames = crepe_frames(y16, centres[s : s + batch_size])
-        acts.append(crepe_activations(frames, capacity=capacity, batch_size=batch_size))
-    act = np.concatenate(acts, axis=0)
+        act[s : s + len(frames)] = crepe_activations(
+            frames, capacity=capacity, batch_size=batch_size
+        )
     return decode_viterbi(act, fmin=fmin, fmax=fmax, frame_seconds=hop_size / sample_rate)

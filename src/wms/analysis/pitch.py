@@ -247,6 +247,12 @@ def yin_lags(*, sample_rate: float, fmin: float, fmax: float) -> tuple[int, int,
     return tau_lo, tau_hi, window
 
 
+#: Bytes of one batch of :func:`yin_fast`'s frames (float64, FFT length each); a batch's
+#: spectra and products take about five times this. The range check's 12.6 Hz floor at
+#: 44.1 kHz makes frames of 14 000 samples: 1024 of them took 650 MB at once.
+YIN_CHUNK_BYTES = 16 * 2**20
+
+
 def yin_fast(
     y: np.ndarray,
     *,
@@ -255,7 +261,7 @@ def yin_fast(
     fmin: float,
     fmax: float,
     threshold: float = YIN_THRESHOLD,
-    chunk_frames: int = 1024,
+    chunk_frames: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised, centred YIN: ``(f0[n_frames], voicedness[n_frames])`` float64.
 
@@ -280,7 +286,8 @@ def yin_fast(
 
     The correlations of every frame come from batched FFTs; the per-frame search (CMNDF,
     dips, octave guard, exact d') runs in one numba kernel. ``chunk_frames`` bounds memory
-    (frames per FFT batch); it does not change the result.
+    (frames per FFT batch; default: as many as keep one float64 batch of frames within
+    :data:`YIN_CHUNK_BYTES`, at most 1024); it does not change the result.
     """
     y = np.asarray(y, dtype=np.float32)
     n_frames = 1 + len(y) // hop_size
@@ -294,6 +301,8 @@ def yin_fast(
     frames_all = np.lib.stride_tricks.sliding_window_view(ypad, frame_len)[::hop_size][:n_frames]
     nfft = scipy.fft.next_fast_len(frame_len, real=True)
     floor = 2.0 * win * 10.0 ** (NOISE_FLOOR_DB / 10.0)
+    if chunk_frames is None:
+        chunk_frames = max(1, min(1024, YIN_CHUNK_BYTES // (8 * nfft)))
 
     f0 = np.empty(n_frames)
     voiced = np.empty(n_frames)
