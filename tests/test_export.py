@@ -583,7 +583,9 @@ def test_noise_header_states_the_constants(noisy, noisy_rtneural):
     assert _cpp_const(header, "kNoiseBands") == "16"
     assert _cpp_const(header, "kNoiseOffset") == "kNumSpectrumBins"
     assert _cpp_array(header, "kNoiseEdgesHz[kNoiseBands + 1]") == list(i.noise_edges)
-    assert float(_cpp_const(header, "kNoiseStageQ")) == noise.STAGE_Q
+    stages = noisy.config.synth.noise_stages
+    assert int(_cpp_const(header, "kNoiseStages")) == stages == 3
+    assert float(_cpp_const(header, "kNoiseStageQ")) == noise.stage_q(stages)
     assert float(_cpp_const(header, "kNoiseSourceVariance")) == noise.SOURCE_VARIANCE
     assert int(_cpp_const(header, "kNoiseGainSamples")) == noise.GAIN_SAMPLES
     assert _cpp_const(header, "kNoiseLcgA") == f"{noise.LCG_A}u"
@@ -611,17 +613,17 @@ def _host_band_filters(noise_meta: dict, sr: float):
     w0 = 2 * np.pi * fc / sr
     alpha = np.sin(w0) / (2 * q)
     b0, a1, a2 = alpha / (1 + alpha), -2 * np.cos(w0) / (1 + alpha), (1 - alpha) / (1 + alpha)
-    # G: the two-stage cascade's impulse response, squared and summed (all bands at once)
-    n = flt["gain_samples"]
-    s = np.zeros((4, len(fc)))
+    # G: the cascade's impulse response, squared and summed (all bands at once)
+    n, stages = flt["gain_samples"], flt["stages"]
+    assert flt["stage_q"] == np.sqrt(2.0 ** (1.0 / stages) - 1.0)  # as the text says
+    s = np.zeros((2 * stages, len(fc)))
     g = np.zeros(len(fc))
     for k in range(n):
-        bx = b0 * (1.0 if k == 0 else 0.0)
-        u = bx + s[0]
-        s[0], s[1] = s[1] - a1 * u, -bx - a2 * u
-        bx = b0 * u
-        u = bx + s[2]
-        s[2], s[3] = s[3] - a1 * u, -bx - a2 * u
+        u = np.full(len(fc), 1.0 if k == 0 else 0.0)
+        for j in range(0, 2 * stages, 2):
+            bx = b0 * u
+            u = bx + s[j]
+            s[j], s[j + 1] = s[j + 1] - a1 * u, -bx - a2 * u
         g += u * u
     coef = fade / np.sqrt(2 * gen["source_variance"] * g)
     off = fade <= 0
@@ -640,7 +642,12 @@ def test_a_host_rebuilds_the_noise_filters_from_the_constants_alone(noisy_rtneur
     meta = json.loads((noisy_rtneural / "wms_constants.json").read_text())
     noise_meta = meta["noise"]
     host = _host_band_filters(noise_meta, sr)
-    want = band_filters(np.asarray(noise_meta["band_edges_hz"]), sr, band_edge=BAND_EDGE)
+    want = band_filters(
+        np.asarray(noise_meta["band_edges_hz"]),
+        sr,
+        stages=noise_meta["filter"]["stages"],
+        band_edge=BAND_EDGE,
+    )
     for name, got, ref in zip(("b0", "a1", "a2", "coef"), host, want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0, err_msg=name)
     if sr == 16000:  # the top band sits in the fade below Nyquist: partly faded, not cut
@@ -730,7 +737,10 @@ def _engine_noise(bundle: Bundle, rows: np.ndarray, sr: int, step_len: int):
 
     i, lay = bundle.interface, bundle.interface.outputs
     nh, nb, s = i.n_harmonics, i.n_noise, 2048
-    nb0, na1, na2, ncoef = band_filters(np.asarray(i.noise_edges), sr, band_edge=BAND_EDGE)
+    stages = bundle.config.synth.noise_stages
+    nb0, na1, na2, ncoef = band_filters(
+        np.asarray(i.noise_edges), sr, stages=stages, band_edge=BAND_EDGE
+    )
     idx = np.zeros(1, np.int64)
     vi = np.zeros((K.N_IFIELDS, 1), np.int64)
     vf = np.zeros((K.N_FIELDS, 1))
@@ -741,7 +751,8 @@ def _engine_noise(bundle: Bundle, rows: np.ndarray, sr: int, step_len: int):
     basis = cosine_basis(nh, s)
     tables = np.zeros((1, 2, s + 3), np.float32)
     gains, moments = np.zeros((2, nh), np.float32), np.zeros((1, 3))
-    ng_prev, ng_next, nstate = np.zeros((1, nb)), np.zeros((1, nb)), np.zeros((1, nb, 4))
+    ng_prev, ng_next = np.zeros((1, nb)), np.zeros((1, nb))
+    nstate = np.zeros((1, nb, 2 * stages))
     nrng = np.array([noise_seed(0)], np.int64)
     out, scales = [], []
     for y in rows:

@@ -727,7 +727,8 @@ def test_web_model_data_carries_the_noise_part(bundle, noise_bundle):
     i = noise_bundle.interface
     assert d["interface"] == i.to_state() and d["interface"]["outputs"]["n_noise"] == 16
     # the record every export carries (wms_constants.json), the engine's constants in it
-    assert d["noise"] == json.loads(json.dumps(noise_metadata(i)))
+    assert d["noise"] == json.loads(json.dumps(noise_metadata(i, 3)))
+    assert d["noise"]["filter"]["stages"] == 3  # the bundle's synth.noise_stages, the default
     assert d["noise"]["offset"] == d["model"]["n_outputs"] - 16
     assert d["noise"]["band_edges_hz"] == list(i.noise_edges)
     assert d["noise"]["band_edges_hz"][-1] == 22050 and d["noise"]["analysis_sample_rate"] == 44100
@@ -737,23 +738,30 @@ def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundl
     """wmsEngineLib.noiseFilters == wms.noise.band_filters at several output rates (the same
     float64 arithmetic: only Math.sin / Math.cos may differ in the last bit), bands above
     the output's Nyquist zeroed alike; the voice seeds and the LCG draws are exact."""
-    from wms.noise import LCG_A, LCG_C, band_filters, noise_seed
+    from wms.noise import LCG_A, LCG_C, band_filters, noise_seed, stage_q
     from wms.synth.tables import BAND_EDGE
 
     edges = list(noise_bundle.interface.noise_edges)
-    for sr in (48000, 44100, 22050, 16000, 8000):
+    stages = noise_bundle.config.synth.noise_stages
+    assert stages == 3  # the default; 0.2's bundles have 2
+    for sr, n_st in [(sr, stages) for sr in (48000, 44100, 22050, 16000, 8000)] + [(48000, 2)]:
         js = noise_page.execute_script(
-            "const f = wmsEngineLib.noiseFilters(arguments[0], arguments[1]);"
+            "const f = wmsEngineLib.noiseFilters(arguments[0], arguments[1], arguments[2], "
+            "arguments[3]);"
             "return [f.b0, f.a1, f.a2, f.coef].map((a) => Array.from(a));",
             edges,
             sr,
+            stage_q(n_st),
+            n_st,
         )
-        py = band_filters(np.asarray(edges), sr, band_edge=BAND_EDGE)
+        py = band_filters(np.asarray(edges), sr, stages=n_st, band_edge=BAND_EDGE)
         for name, a, b in zip(("b0", "a1", "a2", "coef"), js, py, strict=True):
             a = np.asarray(a)
-            np.testing.assert_array_equal(a == 0, b == 0, err_msg=f"{name} at {sr} Hz")
-            np.testing.assert_allclose(a, b, rtol=1e-14, atol=0, err_msg=f"{name} at {sr} Hz")
-    assert 0 < np.count_nonzero(band_filters(np.asarray(edges), 16000)[3]) < 16  # faded out
+            at = f"{name} at {sr} Hz, {n_st} stages"
+            np.testing.assert_array_equal(a == 0, b == 0, err_msg=at)
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=0, err_msg=at)
+    faded = band_filters(np.asarray(edges), 16000, stages=stages)[3]
+    assert 0 < np.count_nonzero(faded) < 16  # faded out
     seeds, draws = noise_page.execute_script(
         """
         const lib = wmsEngineLib, seeds = [], draws = [];
@@ -791,7 +799,7 @@ def test_a_noise_bundle_plays_the_same_in_the_browser(
     live_diff = check_same(live_browser(noise_page, {"glide": 0.02}), py)
 
     # the same calls without the noise part (zero band gains): a different sound
-    def no_noise(edges, sample_rate, band_edge):
+    def no_noise(edges, sample_rate, stages, band_edge):
         return tuple(np.zeros(len(edges) - 1) for _ in range(4))
 
     monkeypatch.setattr("wms.synth.engine.band_filters", no_noise)

@@ -29,10 +29,11 @@ has one.
 
 **Synthesis** (:func:`band_filters`): per voice one uniform generator (the :data:`LCG_A`,
 :data:`LCG_C` generator below, identical in every engine), one draw per band per sample, so
-the bands are independent and their powers add; band ``b``'s draws go through two identical
-second-order band-pass stages (RBJ's constant-0-dB-peak band-pass at the band's geometric
-centre, stage ``Q = centre / width * STAGE_Q``, so the cascade's -3 dB points are the band
-edges), and its output is multiplied by ``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b /
+the bands are independent and their powers add; band ``b``'s draws go through ``S``
+identical second-order band-pass stages (``synth.noise_stages``: 3 by default, 2 in bundles
+made before wms 0.3.0; RBJ's constant-0-dB-peak band-pass at the band's geometric centre,
+stage ``Q = centre / width * stage_q(S)``, so the cascade's -3 dB points are the band edges;
+each stage falls 6 dB per octave outside the band), and its output is multiplied by ``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b /
 sqrt(2 G_b / 3)`` (``G_b`` the cascade's white-noise power gain, :func:`cascade_power_gain`;
 1/3 is the source's variance), so the band has the power of a harmonic of amplitude
 ``scale * v_b``, the scale the engine gives the harmonics. Gains move linearly over a control
@@ -59,9 +60,17 @@ NOISE_WINDOW_SECONDS = 0.092
 LCG_A, LCG_C = 1664525, 1013904223
 #: Variance of the generator's samples (uniform on [-1, 1)).
 SOURCE_VARIANCE = 1.0 / 3.0
-#: Each band's filter is two identical second-order stages; each stage's Q is the band's
-#: times this factor, so the cascade's -3 dB points are the band edges (sqrt(sqrt(2) - 1)).
-STAGE_Q = math.sqrt(math.sqrt(2.0) - 1.0)
+#: Stages of a band's filter (``synth.noise_stages``) this module and the engines accept.
+MAX_STAGES = 8
+
+
+def stage_q(stages: int) -> float:
+    """Each stage's Q as a factor of the band's, so that ``stages`` identical stages in cascade
+    have their -3 dB points at the band edges: ``sqrt(2 ** (1 / stages) - 1)`` (two stages:
+    ``sqrt(sqrt(2) - 1)``, the same float)."""
+    return math.sqrt(2.0 ** (1.0 / stages) - 1.0)
+
+
 #: Samples of impulse response summed for a filter's power gain.
 GAIN_SAMPLES = 16384
 #: Frames analysed per chunk (bounds the temporaries: ~20 MB at 44.1 kHz).
@@ -249,14 +258,14 @@ def _spread_bands(rate, per_band, edges, n_fft, out):  # pragma: no cover - numb
 
 
 def band_filters(
-    edges: np.ndarray, sample_rate: float, *, band_edge: float = 0.9
+    edges: np.ndarray, sample_rate: float, *, stages: int, band_edge: float = 0.9
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The synth's filter bank at output rate ``sample_rate``: ``(b0, a1, a2, coef)``, ``[B]``
     float64 each.
 
-    Band ``b`` filters ``y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]`` (RBJ band-pass,
-    constant 0 dB peak, at :func:`band_centres` with ``Q = centre / width``, normalised by
-    ``1 + alpha``). ``coef`` turns a band level into the gain of that filter's output
+    Band ``b`` filters ``y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]`` ``stages`` times
+    in cascade (RBJ band-pass, constant 0 dB peak, at :func:`band_centres` with
+    ``Q = centre / width * stage_q(stages)``, normalised by ``1 + alpha``). ``coef`` turns a band level into the gain of that filter's output
     (module docstring), faded out like the harmonics between ``band_edge`` x Nyquist and
     Nyquist (0 above; such a band's filter is left at zero).
     """
@@ -273,18 +282,18 @@ def band_filters(
     coef = np.zeros_like(fc)
     on = fade > 0
     w0 = 2.0 * np.pi * fc[on] / sample_rate
-    alpha = np.sin(w0) / (2.0 * STAGE_Q * (fc[on] / width[on]))
+    alpha = np.sin(w0) / (2.0 * stage_q(stages) * (fc[on] / width[on]))
     b0[on] = alpha / (1.0 + alpha)
     a1[on] = -2.0 * np.cos(w0) / (1.0 + alpha)
     a2[on] = (1.0 - alpha) / (1.0 + alpha)
     coef[on] = fade[on] / np.sqrt(
-        2.0 * SOURCE_VARIANCE * cascade_power_gain(b0[on], a1[on], a2[on])
+        2.0 * SOURCE_VARIANCE * cascade_power_gain(b0[on], a1[on], a2[on], stages)
     )
     return b0, a1, a2, coef
 
 
-def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
-    """White-noise power gain ``sum_n h[n]^2`` of each band's two-stage filter (float64),
+def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray, stages: int) -> np.ndarray:
+    """White-noise power gain ``sum_n h[n]^2`` of each band's ``stages``-stage filter (float64),
     from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute the same
     sum the same way; the responses have decayed by far more than 300 dB by then)."""
     from scipy.signal import sosfilt
@@ -294,5 +303,5 @@ def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.nda
     out = np.empty(len(b0))
     for i, (c0, c1, c2) in enumerate(zip(b0, a1, a2, strict=True)):
         stage = [c0, 0.0, -c0, 1.0, c1, c2]
-        out[i] = np.sum(sosfilt([stage, stage], impulse) ** 2)
+        out[i] = np.sum(sosfilt([stage] * stages, impulse) ** 2)
     return out

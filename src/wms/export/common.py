@@ -166,15 +166,16 @@ def export_metadata(bundle: Any) -> dict[str, Any]:
         },
     }
     if i.n_noise:
-        meta["noise"] = noise_metadata(i)
+        meta["noise"] = noise_metadata(i, cfg.synth.noise_stages)
     return meta
 
 
-def noise_metadata(interface: Any) -> dict[str, Any]:
+def noise_metadata(interface: Any, stages: int) -> dict[str, Any]:
     """The noise part spelled out for a host (docs/EXPORT.md "The noise part"): where its
     outputs are, the band edges, and every constant of the generator, the filter design
-    and the level normalisation :mod:`wms.noise` and the engine use. Enough to rebuild
-    :func:`wms.noise.band_filters` at any output rate from this data alone (tested)."""
+    (``stages``: the bundle's ``synth.noise_stages``) and the level normalisation
+    :mod:`wms.noise` and the engine use. Enough to rebuild :func:`wms.noise.band_filters` at
+    any output rate from this data alone (tested)."""
     from wms import noise
     from wms.synth.tables import BAND_EDGE, TABLE_RMS
 
@@ -212,14 +213,16 @@ def noise_metadata(interface: Any) -> dict[str, Any]:
             "seed_multiplier": 2654435761,
         },
         "filter": {
-            "stage_q": noise.STAGE_Q,
+            "stages": int(stages),
+            "stage_q": noise.stage_q(stages),
             "gain_samples": noise.GAIN_SAMPLES,
             "band_edge": BAND_EDGE,
             "design": "at the host's output rate sr: fc = sqrt(lo * hi) (hi / 2 for the band "
             "from 0 Hz), Q = fc / (hi - lo) * stage_q, w0 = 2 pi fc / sr, alpha = sin(w0) / "
             "(2 Q), b0 = alpha / (1 + alpha), a1 = -2 cos(w0) / (1 + alpha), a2 = (1 - alpha) "
-            "/ (1 + alpha) (RBJ band-pass, constant 0 dB peak); two identical stages in "
-            "cascade, each y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]",
+            "/ (1 + alpha) (RBJ band-pass, constant 0 dB peak); `stages` identical stages in "
+            "cascade, each y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]; stage_q = "
+            "sqrt(2 ** (1 / stages) - 1) puts the cascade's -3 dB points at the band edges",
             "power_gain": "G = sum of h[n]^2 over the cascade's first gain_samples impulse "
             "response samples h[0 ..] (float64)",
             "coef": "coef = fade(fc) / sqrt(2 * source_variance * G), fade(f) = 1 up to "
@@ -228,7 +231,7 @@ def noise_metadata(interface: Any) -> dict[str, Any]:
             "a2 = coef = 0)",
         },
         "synthesis": "per voice and output sample j of a control step of L samples, a = (j + "
-        "1) / L: for each band b draw x, run it through the band's two stages (transposed "
+        "1) / L: for each band b draw x, run it through the band's stages in turn (transposed "
         "direct form II: u = b0 x + s1, s1 = s2 - a1 u, s2 = -b0 x - a2 u), and add "
         "((1 - a) g_prev_b + a g_next_b) * u; the sum is multiplied by the voice's level, "
         "envelope and velocity, like its tables, and added to the harmonic signal. g_next of "

@@ -162,11 +162,12 @@ def _noise_fields(bundle: Any) -> dict[str, str]:
         }
     from wms.export.common import noise_metadata
 
-    nm = noise_metadata(i)
+    nm = noise_metadata(i, bundle.config.synth.noise_stages)
     section = string.Template((TEMPLATES / "wms_noise.h.in").read_text()).substitute(
         n_noise=i.n_noise,
         noise_edges=", ".join(repr(float(e)) for e in nm["band_edges_hz"]),
         stage_q=repr(nm["filter"]["stage_q"]),
+        stages=nm["filter"]["stages"],
         source_variance=repr(nm["generator"]["source_variance"]),
         gain_samples=nm["filter"]["gain_samples"],
         lcg_a=nm["generator"]["lcg_a"],

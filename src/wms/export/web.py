@@ -100,7 +100,11 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
             "weights": {k: _weight(v) for k, v in net.state_dict().items()},
         },
         "training_map": {"controls": _rounded(tm["controls"]), "f0": _rounded(tm["f0"])},
-        "noise": noise_metadata(bundle.interface) if bundle.interface.n_noise else None,
+        "noise": (
+            noise_metadata(bundle.interface, bundle.config.synth.noise_stages)
+            if bundle.interface.n_noise
+            else None
+        ),
     }
 
 

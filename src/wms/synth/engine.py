@@ -121,13 +121,16 @@ class SynthEngine:
         nb = self._interface.n_noise
         if nb:
             self._nb0, self._na1, self._na2, self._ncoef = band_filters(
-                np.asarray(self._interface.noise_edges), sr, band_edge=BAND_EDGE
+                np.asarray(self._interface.noise_edges),
+                sr,
+                stages=cfg.noise_stages,
+                band_edge=BAND_EDGE,
             )
         else:
             self._nb0 = self._na1 = self._na2 = self._ncoef = np.zeros(0, f64)
         self._ng_prev = np.zeros((v, nb), f64)
         self._ng_next = np.zeros((v, nb), f64)
-        self._nstate = np.zeros((v, nb, 4), f64)
+        self._nstate = np.zeros((v, nb, 2 * cfg.noise_stages), f64)
         self._nrng = np.array([noise_seed(i) for i in range(v)], np.int64)
 
         self._timbre = np.asarray(model.defaults, dtype=f64).copy()

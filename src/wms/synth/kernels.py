@@ -321,14 +321,16 @@ def render_voices(
     new voice's onset; the release starts after ``DELAY_OFF`` samples if that is set.
 
     Noise part (``nb0.shape[0] = B > 0``, wms.noise): per sample the voice's generator
-    ``nrng[v]`` gives ``x = state / 2**31 - 1``; band ``b``'s filter (transposed direct form
-    II, state ``nstate[v, b]``) gives ``u = b0 x + s1``, ``s1 = s2 - a1 u``,
-    ``s2 = -b0 x - a2 u``; the voice adds ``sum_b ((1 - a) ng_prev + a ng_next)[v, b] * u``
+    ``nrng[v]`` gives ``x = state / 2**31 - 1``; each of band ``b``'s ``S`` stages
+    (transposed direct form II, state ``nstate[v, b, 2 s : 2 s + 2]``; ``S`` is half the state's
+    last axis) gives ``u = b0 x + s1``, ``s1 = s2 - a1 u``, ``s2 = -b0 x - a2 u`` and passes
+    ``u`` on as the next stage's ``x``; the voice adds ``sum_b ((1 - a) ng_prev + a ng_next)[v, b] * u``
     times the same level, envelope and velocity as its tables.
     """
     table_size = tables.shape[2] - 3
     s = float(table_size)
     n_noise = nb0.shape[0]
+    n_stages = nstate.shape[2] // 2
     for q in range(nv):
         v = idx[q]
         tn = tables[v, vi[CUR, v]]
@@ -408,14 +410,12 @@ def render_voices(
                     c0 = nb0[m]
                     c1 = na1[m]
                     c2 = na2[m]
-                    bx = c0 * (rng * (1.0 / 2147483648.0) - 1.0)
-                    u = bx + stv[m, 0]
-                    stv[m, 0] = stv[m, 1] - c1 * u
-                    stv[m, 1] = -bx - c2 * u
-                    bx = c0 * u
-                    u = bx + stv[m, 2]
-                    stv[m, 2] = stv[m, 3] - c1 * u
-                    stv[m, 3] = -bx - c2 * u
+                    u = rng * (1.0 / 2147483648.0) - 1.0
+                    for k2 in range(0, 2 * n_stages, 2):
+                        bx = c0 * u
+                        u = bx + stv[m, k2]
+                        stv[m, k2] = stv[m, k2 + 1] - c1 * u
+                        stv[m, k2 + 1] = -bx - c2 * u
                     ns += (b * gpv[m] + a * gnv[m]) * u
                 out[i] += ns * (l0 + dl * a) * el * vel
             ph += i0 + di * a

@@ -39,8 +39,8 @@ function wmsDefineEngine(scope) {
   const TAIL_SECONDS = 0.05;
   /** The noise generator (wms.noise.LCG_A, LCG_C): state = (A state + C) mod 2**32. */
   const LCG_A = 1664525, LCG_C = 1013904223;
-  /** Each noise band's stage Q is the band's times this (wms.noise.STAGE_Q). */
-  const STAGE_Q = Math.sqrt(Math.sqrt(2.0) - 1.0);
+  /** Most second-order stages a noise band may have (wms.noise.MAX_STAGES). */
+  const MAX_STAGES = 8;
   /** Impulse-response samples summed for a noise filter's power gain (wms.noise.GAIN_SAMPLES). */
   const GAIN_SAMPLES = 16384;
   /** Variance of the generator's samples, uniform on [-1, 1) (wms.noise.SOURCE_VARIANCE). */
@@ -642,14 +642,15 @@ function wmsDefineEngine(scope) {
   /**
    * The noise filter bank at output rate sampleRate (wms.noise.band_filters, the same
    * float64 arithmetic): band b filters y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]
-   * twice (RBJ band-pass, constant 0 dB peak, at the band's geometric centre - half the top
-   * edge for the band from 0 Hz - stage Q = centre / width x STAGE_Q, normalised by
+   * `stages` times (RBJ band-pass, constant 0 dB peak, at the band's geometric centre - half
+   * the top edge for the band from 0 Hz - stage Q = centre / width x stageQ, normalised by
    * 1 + alpha); coef = fade / sqrt(2 SOURCE_VARIANCE G) with G the cascade's white-noise
    * power gain (sum of its impulse response squared over GAIN_SAMPLES samples, summed as
    * np.sum does) and fade the harmonics' band-limit gain at the centre (0: a zero filter).
-   * edges: [B + 1] Hz. Returns {b0, a1, a2, coef}, Float64Array [B] each.
+   * edges: [B + 1] Hz; stageQ and stages as model.js states them (noise.filter). Returns
+   * {b0, a1, a2, coef}, Float64Array [B] each.
    */
-  function noiseFilters(edges, sampleRate) {
+  function noiseFilters(edges, sampleRate, stageQ, stages) {
     const B = edges.length - 1, nyq = 0.5 * sampleRate;
     const b0 = new Float64Array(B), a1 = new Float64Array(B), a2 = new Float64Array(B);
     const coef = new Float64Array(B);
@@ -660,23 +661,22 @@ function wmsDefineEngine(scope) {
       const fade = bandGain(fc, nyq, BAND_EDGE);
       if (!(fade > 0)) continue;
       const w0 = (2.0 * Math.PI * fc) / sampleRate;
-      const alpha = Math.sin(w0) / (2.0 * STAGE_Q * (fc / (hi - lo)));
+      const alpha = Math.sin(w0) / (2.0 * stageQ * (fc / (hi - lo)));
       const c0 = alpha / (1.0 + alpha), c1 = (-2.0 * Math.cos(w0)) / (1.0 + alpha);
       const c2 = (1.0 - alpha) / (1.0 + alpha);
       b0[b] = c0;
       a1[b] = c1;
       a2[b] = c2;
       // the cascade's impulse response, the same TDF-II recursion as the per-sample loop
-      let s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+      const s = new Float64Array(2 * stages);
       for (let n = 0; n < GAIN_SAMPLES; n++) {
-        let bx = c0 * (n === 0 ? 1.0 : 0.0);
-        let u = bx + s0;
-        s0 = s1 - c1 * u;
-        s1 = -bx - c2 * u;
-        bx = c0 * u;
-        u = bx + s2;
-        s2 = s3 - c1 * u;
-        s3 = -bx - c2 * u;
+        let u = n === 0 ? 1.0 : 0.0;
+        for (let k = 0; k < 2 * stages; k += 2) {
+          const bx = c0 * u;
+          u = bx + s[k];
+          s[k] = s[k + 1] - c1 * u;
+          s[k + 1] = -bx - c2 * u;
+        }
         h2[n] = u * u;
       }
       coef[b] = fade / Math.sqrt(2.0 * SOURCE_VARIANCE * pairwiseSum(h2, 0, GAIN_SAMPLES));
@@ -692,7 +692,7 @@ function wmsDefineEngine(scope) {
   /**
    * The noise part of every voice (wms.noise; kernels.finish_step / render_voices): one
    * uniform white-noise generator per voice slot (seeded once, never reset), B band-passes
-   * in parallel (two identical TDF-II biquad stages each, state zeroed when an idle voice
+   * in parallel (S identical TDF-II biquad stages each, state zeroed when an idle voice
    * starts), band b's output times its gain, which moves linearly over the step from last
    * step's to g_b = v_b x scale x coef_b (v_b = expm1 of output offset + b, clipped at 0).
    */
@@ -708,24 +708,27 @@ function wmsDefineEngine(scope) {
       }
       const g = noise.generator || {};
       const flt = noise.filter || {};
-      if (g.lcg_a !== LCG_A || g.lcg_c !== LCG_C || flt.stage_q !== STAGE_Q || flt.gain_samples !== GAIN_SAMPLES) {
+      const S = (this.S = flt.stages);
+      if (g.lcg_a !== LCG_A || g.lcg_c !== LCG_C || flt.gain_samples !== GAIN_SAMPLES ||
+          !(Number.isInteger(S) && S >= 1 && S <= MAX_STAGES) || !(flt.stage_q > 0)) {
         throw new WmsError('the noise part of model.js uses other generator or filter constants than this engine');
       }
-      const f = noiseFilters(edges, sampleRate);
+      const f = noiseFilters(edges, sampleRate, flt.stage_q, S);
       this.b0 = f.b0;
       this.a1 = f.a1;
       this.a2 = f.a2;
       this.coef = f.coef;
       this.gPrev = new Float64Array(nVoices * B);
       this.gNext = new Float64Array(nVoices * B);
-      this.state = new Float64Array(nVoices * B * 4);
+      this.state = new Float64Array(nVoices * B * 2 * S);
       this.rng = new Int32Array(nVoices); // the generators' states, their bits as int32
       for (let v = 0; v < nVoices; v++) this.rng[v] = noiseSeed(v) | 0;
     }
 
     /** A voice starting from silence: its filters at rest (the generator runs on). */
     startVoice(v) {
-      this.state.fill(0.0, v * this.B * 4, (v + 1) * this.B * 4);
+      const n = this.B * 2 * this.S;
+      this.state.fill(0.0, v * n, (v + 1) * n);
     }
 
     /** Voice v's band levels from y[yOff ..] (last step's gains become the previous ones);
@@ -755,7 +758,7 @@ function wmsDefineEngine(scope) {
     /** Add samples i0 .. n-1 of voice v's noise to out[outOff + i], times gain[i]
      * (arguments as HarmonicPart.render). */
     render(v, out, outOff, i0, n, j0, L, gain) {
-      const B = this.B, o = v * B, so = 4 * o;
+      const B = this.B, o = v * B, S2 = 2 * this.S, so = S2 * o;
       const gp = this.gPrev, gn = this.gNext, st = this.state;
       const b0 = this.b0, a1 = this.a1, a2 = this.a2;
       let rng = this.rng[v];
@@ -763,18 +766,17 @@ function wmsDefineEngine(scope) {
         const a = (j0 + i + 1) / L;
         const bb = 1.0 - a;
         let ns = 0.0;
-        for (let m = 0, k = so; m < B; m++, k += 4) {
+        for (let m = 0, k0 = so; m < B; m++, k0 += S2) {
           // the state's 32 bits as an int32 (fast in V8); >>> 0 reads them unsigned
           rng = (Math.imul(rng, LCG_A) + LCG_C) | 0;
           const c0 = b0[m], c1 = a1[m], c2 = a2[m];
-          let bx = c0 * ((rng >>> 0) * (1.0 / 2147483648.0) - 1.0);
-          let u = bx + st[k];
-          st[k] = st[k + 1] - c1 * u;
-          st[k + 1] = -bx - c2 * u;
-          bx = c0 * u;
-          u = bx + st[k + 2];
-          st[k + 2] = st[k + 3] - c1 * u;
-          st[k + 3] = -bx - c2 * u;
+          let u = (rng >>> 0) * (1.0 / 2147483648.0) - 1.0;
+          for (let k = k0; k < k0 + S2; k += 2) {
+            const bx = c0 * u;
+            u = bx + st[k];
+            st[k] = st[k + 1] - c1 * u;
+            st[k + 1] = -bx - c2 * u;
+          }
           ns += (bb * gp[o + m] + a * gn[o + m]) * u;
         }
         out[outOff + i] += ns * gain[i];
@@ -1539,7 +1541,7 @@ function wmsDefineEngine(scope) {
     TAIL_SECONDS,
     LCG_A,
     LCG_C,
-    STAGE_Q,
+    MAX_STAGES,
     GAIN_SAMPLES,
     noiseFilters,
     noiseSeed,
