@@ -411,11 +411,12 @@ def render_voices(
                     c1 = na1[m]
                     c2 = na2[m]
                     u = rng * (1.0 / 2147483648.0) - 1.0
-                    for k2 in range(0, 2 * n_stages, 2):
+                    sv = stv[m]
+                    for j in range(n_stages):
                         bx = c0 * u
-                        u = bx + stv[m, k2]
-                        stv[m, k2] = stv[m, k2 + 1] - c1 * u
-                        stv[m, k2 + 1] = -bx - c2 * u
+                        u = bx + sv[2 * j]
+                        sv[2 * j] = sv[2 * j + 1] - c1 * u
+                        sv[2 * j + 1] = -bx - c2 * u
                     ns += (b * gpv[m] + a * gnv[m]) * u
                 out[i] += ns * (l0 + dl * a) * el * vel
             ph += i0 + di * a
