@@ -253,9 +253,10 @@ class SynthConfig:
     #: keep a flat spectrum at a crest factor of 1.7 instead of 18.
     phases: str = "schroeder"
     #: Second-order band-pass stages per noise band (docs/DESIGN.md §1.7): each falls 6 dB
-    #: per octave outside its band, so more stages keep a band's noise out of its
-    #: neighbours' (a voice with nothing above 11 kHz: 3 stages fill that octave 27 % less,
-    #: by the held-out distance, than 2); each stage costs 2 multiply-adds per band and sample.
+    #: per octave outside its band, so more stages keep a band's noise out of its neighbours'
+    #: (a voice with nothing above 11 kHz: its held-out resynthesis 21 % closer with 3 than
+    #: with 2, which bundles made before 0.3.0 keep); each stage is one biquad per band and
+    #: sample.
     noise_stages: int = 3
 
 

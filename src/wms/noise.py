@@ -33,8 +33,8 @@ the bands are independent and their powers add; band ``b``'s draws go through ``
 identical second-order band-pass stages (``synth.noise_stages``: 3 by default, 2 in bundles
 made before wms 0.3.0; RBJ's constant-0-dB-peak band-pass at the band's geometric centre,
 stage ``Q = centre / width * stage_q(S)``, so the cascade's -3 dB points are the band edges;
-each stage falls 6 dB per octave outside the band), and its output is multiplied by ``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b /
-sqrt(2 G_b / 3)`` (``G_b`` the cascade's white-noise power gain, :func:`cascade_power_gain`;
+each stage falls 6 dB per octave outside the band), and its output is multiplied by
+``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b / sqrt(2 G_b / 3)`` (``G_b`` the cascade's white-noise power gain, :func:`cascade_power_gain`;
 1/3 is the source's variance), so the band has the power of a harmonic of amplitude
 ``scale * v_b``, the scale the engine gives the harmonics. Gains move linearly over a control
 step, like the harmonic tables. (A single source through second-order bands cancelled in the
@@ -265,8 +265,8 @@ def band_filters(
 
     Band ``b`` filters ``y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]`` ``stages`` times
     in cascade (RBJ band-pass, constant 0 dB peak, at :func:`band_centres` with
-    ``Q = centre / width * stage_q(stages)``, normalised by ``1 + alpha``). ``coef`` turns a band level into the gain of that filter's output
-    (module docstring), faded out like the harmonics between ``band_edge`` x Nyquist and
+    ``Q = centre / width * stage_q(stages)``, normalised by ``1 + alpha``). ``coef`` turns a
+    band level into the gain of that filter's output (module docstring), faded out like the harmonics between ``band_edge`` x Nyquist and
     Nyquist (0 above; such a band's filter is left at zero).
     """
     from wms.synth.tables import band_limit_gain_hz
