@@ -92,6 +92,17 @@ def test_harmonics_are_left_out_and_the_noise_between_them_is_read():
     assert np.sum(unvoiced**2) > 100 * np.sum(v**2)
 
 
+def test_noise_stages_are_checked_against_what_the_engines_accept():
+    from wms.config import load_config
+    from wms.errors import ConfigError
+    from wms.noise import MAX_STAGES
+
+    assert load_config(None, [f"synth.noise_stages={MAX_STAGES}"]).synth.noise_stages == 8
+    for bad in (0, MAX_STAGES + 1):
+        with pytest.raises(ConfigError, match=rf"synth\.noise_stages = {bad} must be in \[1, 8\]"):
+            load_config(None, [f"synth.noise_stages={bad}"])
+
+
 def test_filters_are_the_documented_biquads():
     e = band_edges(SR, B)
     b0, a1, a2, coef = band_filters(e, 48000, stages=STAGES)

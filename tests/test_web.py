@@ -738,7 +738,7 @@ def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundl
     """wmsEngineLib.noiseFilters == wms.noise.band_filters at several output rates (the same
     float64 arithmetic: only Math.sin / Math.cos may differ in the last bit), bands above
     the output's Nyquist zeroed alike; the voice seeds and the LCG draws are exact."""
-    from wms.noise import LCG_A, LCG_C, band_filters, noise_seed, stage_q
+    from wms.noise import LCG_A, LCG_C, MAX_STAGES, band_filters, noise_seed, stage_q
     from wms.synth.tables import BAND_EDGE
 
     edges = list(noise_bundle.interface.noise_edges)
@@ -777,6 +777,8 @@ def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundl
         r = (r * LCG_A + LCG_C) % 2**32
         want.append(r)
     assert draws == want
+    # the stage counts both engines accept
+    assert noise_page.execute_script("return wmsEngineLib.MAX_STAGES;") == MAX_STAGES
 
 
 def test_a_noise_bundle_plays_the_same_in_the_browser(
