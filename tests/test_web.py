@@ -779,6 +779,24 @@ def test_browser_noise_filters_and_generator_are_pythons(noise_page, noise_bundl
     assert draws == want
     # the stage counts both engines accept
     assert noise_page.execute_script("return wmsEngineLib.MAX_STAGES;") == MAX_STAGES
+    # a model.js whose filter constants are not this engine's is refused, never misplayed
+    refused = noise_page.execute_script(
+        """
+        const out = [];
+        for (const change of [{stage_q: 0.51}, {stages: 0}, {stages: 9}, {gain_samples: 1}]) {
+          const m = JSON.parse(JSON.stringify(window.WMS_MODEL));
+          Object.assign(m.noise.filter, change);
+          try { new WmsEngine(wmsEngineLib.decodeModel(m), {}); out.push('played'); }
+          catch (e) { out.push(e.message); }
+        }
+        return out;
+        """
+    )
+    assert (
+        refused
+        == ["the noise part of model.js uses other generator or filter constants than this engine"]
+        * 4
+    )
 
 
 def test_a_noise_bundle_plays_the_same_in_the_browser(

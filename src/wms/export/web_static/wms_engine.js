@@ -709,8 +709,11 @@ function wmsDefineEngine(scope) {
       const g = noise.generator || {};
       const flt = noise.filter || {};
       const S = (this.S = flt.stages);
+      const stagesOk = Number.isInteger(S) && S >= 1 && S <= MAX_STAGES;
+      // the stage Q that puts S stages' -3 dB points at the band edges (wms.noise.stage_q)
+      const q = stagesOk ? Math.sqrt(Math.pow(2.0, 1.0 / S) - 1.0) : NaN;
       if (g.lcg_a !== LCG_A || g.lcg_c !== LCG_C || flt.gain_samples !== GAIN_SAMPLES ||
-          !(Number.isInteger(S) && S >= 1 && S <= MAX_STAGES) || !(flt.stage_q > 0)) {
+          !stagesOk || !(Math.abs(flt.stage_q - q) <= 1e-12 * q)) {
         throw new WmsError('the noise part of model.js uses other generator or filter constants than this engine');
       }
       const f = noiseFilters(edges, sampleRate, flt.stage_q, S);
