@@ -38,7 +38,7 @@ import lightning as L
 import numpy as np
 
 from wms.analysis.prepare import prepare
-from wms.config import PRESETS, Config, load_config
+from wms.config import Config, load_config, preset_sections
 from wms.evaluation.figures import _figure, save_figure
 from wms.evaluation.metrics import log_spectral_distance, sounding
 from wms.training import losses
@@ -55,11 +55,6 @@ class V01Loss(losses.WMSLoss):
 
     def forward(self, pred, target):
         return losses.log_spectral_loss(pred, target)
-
-
-def analysis_of(preset: str) -> dict:
-    """The analysis sections of a preset (``Config.replace`` keywords)."""
-    return {sec: PRESETS[preset].get(sec, {}) for sec in ("audio", "pitch", "features")}
 
 
 def old_defaults(max_steps: int) -> Config:
@@ -150,12 +145,13 @@ def main() -> None:
 
     fig = _figure(width=11, height=4.2)
     axes = fig.subplots(1, len(folders), squeeze=False)[0]
+    analysis = preset_sections(args.analysis, ("audio", "pitch", "features"))
     rows = []
     for ax, folder in zip(axes, folders, strict=True):
-        new = Config().replace(**analysis_of(args.analysis))
+        new = Config().replace(**analysis)
         corpus = prepare(folder, new, cache_dir=out / "cache", jobs=1, progress=False)
         data = build_training_data(corpus, new)  # the split depends on lengths and seed only
-        old_cfg = old_defaults(args.old_steps).replace(**analysis_of(args.analysis))
+        old_cfg = old_defaults(args.old_steps).replace(**analysis)
         old_data = build_training_data(corpus, old_cfg)
         runs = [
             run("0.1 defaults", old_data, old_cfg, out / folder.name, old_loss=True),

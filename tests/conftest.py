@@ -15,24 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from wms.config import PRESETS, preset_sections
+
 #: The reference's analysis and tables (16 kHz, hop 256, W = n_fft = 1024, K = 80 bins,
-#: 46-1600 Hz, 40 mel bands up to Nyquist, harmonics only, cosine tables;
-#: src/wms/presets/reference.toml) on WMS's training defaults: tests of that layout and its
-#: exact figures.
-REFERENCE_ANALYSIS = {
-    "audio": {"sample_rate": 16000},
-    "pitch": {"fmin": 46.0, "fmax": 1600.0},
-    "features": {
-        "hop_size": 256,
-        "window_size": 1024,
-        "n_fft": 1024,
-        "n_bins": 80,
-        "n_mels": 40,
-        "mel_fmax": 0.0,
-        "noise_bands": 0,
-    },
-    "synth": {"phases": "zero"},
-}
+#: 46-1600 Hz, 40 mel bands up to Nyquist, harmonics only, cosine tables) as
+#: src/wms/presets/reference.toml states them, on WMS's training defaults: tests of that
+#: layout and its exact figures.
+REFERENCE_ANALYSIS = preset_sections("reference")
 #: the same as ``--set`` arguments
 REFERENCE_SET = [f"{sec}.{k}={v}" for sec, kv in REFERENCE_ANALYSIS.items() for k, v in kv.items()]
 
@@ -48,8 +37,6 @@ def reference_config(**sections):
 
 
 def _preset_set(name: str) -> list[str]:
-    from wms.config import PRESETS
-
     return [f"{sec}.{k}={v}" for sec, kv in PRESETS[name].items() for k, v in kv.items()]
 
 

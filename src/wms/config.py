@@ -765,6 +765,18 @@ def _read_presets() -> dict[str, dict[str, dict[str, Any]]]:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = _read_presets()
 
 
+#: The sections that fix how audio is analysed and played (not how a model is trained).
+ANALYSIS_SECTIONS = ("audio", "pitch", "features", "synth")
+
+
+def preset_sections(name: str, sections: tuple[str, ...] = ANALYSIS_SECTIONS) -> dict:
+    """What preset ``name`` sets in ``sections`` (``Config.replace`` keywords), e.g. the
+    reference's analysis and tables without its training. Raises ConfigError for an unknown
+    name."""
+    preset_layer(name)  # the check and its message
+    return {sec: dict(PRESETS[name].get(sec, {})) for sec in sections}
+
+
 def preset_layer(name: str) -> Layer:
     """``("--preset NAME", overrides)`` from ``presets/NAME.toml``. Raises ConfigError for
     an unknown name."""
@@ -790,7 +802,7 @@ def load_config(
     ``only``: the sections the file, ``--set`` and ``extra`` may change (``wms render`` allows
     ``synth`` only); anything else raises ConfigError.
     """
-    if preset is None and base is None and path is not None and Path(path).suffix == ".json":
+    if preset is None and base is None and path is not None and _is_json(path):
         preset = "reference"  # a reference params.json: what it leaves out is the reference's
     layers: list[Layer] = [preset_layer(preset)] if preset is not None else []
     if base is not None:
@@ -811,13 +823,18 @@ def load_config(
     return resolve(layers)
 
 
+def _is_json(path: str | Path) -> bool:
+    """A config file read as a reference ``params.json`` (any other is TOML)."""
+    return Path(path).suffix.lower() == ".json"
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The nested overrides a TOML or reference-JSON file holds (not yet checked)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        if path.suffix.lower() == ".json":
+        if _is_json(path):
             data, _ = from_reference_params(json.loads(path.read_text()), source=str(path))
             return data
         return tomllib.loads(path.read_text())

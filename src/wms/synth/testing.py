@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wms.config import PRESETS, Config
+from wms.config import Config, preset_sections
 from wms.interface import ModelInterface, OutputLayout
 from wms.synth.network import SynthModel
 from wms.training.model import WMSNet
@@ -99,9 +99,8 @@ def random_bundle(
     from wms.analysis.inputmap import fit_input_map
     from wms.bundle import save_bundle
 
-    ref = PRESETS["reference"]
     cfg = config or Config().replace(
-        **{sec: ref[sec] for sec in ("audio", "pitch", "features", "synth")},
+        **preset_sections("reference"),
         model={"hidden_size": hidden_size, "encoder_size": hidden_size},
     )
     rng = np.random.default_rng(seed)
