@@ -386,9 +386,10 @@ def audio_trajectory(
     nt = model.n_timbre
     timbre = np.stack([np.interp(t, frame_t, inputs[:, i]) for i in range(nt)], axis=1)
     v = np.interp(t, frame_t, voiced)
-    gate = np.clip((v - (voicing_threshold - 0.15)) / 0.3, 0.0, 1.0)
     if model.interface.outputs.n_noise:
-        gate = np.ones_like(gate)
+        gate = np.ones_like(v)
+    else:
+        gate = np.clip((v - (voicing_threshold - 0.15)) / 0.3, 0.0, 1.0)
     nyq = 0.5 * sample_rate
     f = np.clip(np.interp(t, frame_t, f0), 1.0, nyq * 0.999)
     level = window_rms(y, audio_rate, t, level_half_window(f, cfg)) / TABLE_RMS * gate
