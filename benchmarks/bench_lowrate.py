@@ -3,10 +3,10 @@
     python benchmarks/bench_lowrate.py [--out runs/bench_lowrate]
 
 The ``multi`` piece of ``benchmarks/real_audio.py`` (clarinet, trumpet, oboe; 44.1 kHz), with
-the oboe resampled to 16 kHz (so its frames align with the 44.1 kHz original). Trained with the
-default (full band, ``--preset fullband`` in wms 0.2) twice: with the low-rate mask (``wms train`` as it is) and with the
-oboe's empty highs learnt as silence (the mask switched off in-process). The oboe's test
-frames are then scored against its 44.1 kHz original: harmonic LSD, and the predicted energy
+the oboe resampled to 16 kHz (so its frames align with the 44.1 kHz original). Trained with
+the default (full band, ``--preset fullband`` in wms 0.2) twice: with the low-rate mask
+(``wms train`` as it is) and with the oboe's empty highs learnt as silence (the mask switched
+off in-process). The oboe's test frames are then scored against its 44.1 kHz original: harmonic LSD, and the predicted energy
 above 7.2 kHz (0.9 of the 16 kHz file's Nyquist) against the original's.
 """
 

@@ -34,8 +34,9 @@ identical second-order band-pass stages (``synth.noise_stages``: 3 by default, 2
 made before wms 0.3.0; RBJ's constant-0-dB-peak band-pass at the band's geometric centre,
 stage ``Q = centre / width * stage_q(S)``, so the cascade's -3 dB points are the band edges;
 each stage falls 6 dB per octave outside the band), and its output is multiplied by
-``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b / sqrt(2 G_b / 3)`` (``G_b`` the cascade's white-noise power gain, :func:`cascade_power_gain`;
-1/3 is the source's variance), so the band has the power of a harmonic of amplitude
+``g_b = scale * v_b * coef_b`` with ``coef_b = fade_b / sqrt(2 G_b / 3)`` (``G_b`` the
+cascade's white-noise power gain, :func:`cascade_power_gain`; 1/3 is the source's
+variance), so the band has the power of a harmonic of amplitude
 ``scale * v_b``, the scale the engine gives the harmonics. Gains move linearly over a control
 step, like the harmonic tables. (A single source through second-order bands cancelled in the
 skirts of neighbouring bands: a flat envelope came out 4 dB low.)
@@ -266,8 +267,9 @@ def band_filters(
     Band ``b`` filters ``y[n] = b0 (x[n] - x[n-2]) - a1 y[n-1] - a2 y[n-2]`` ``stages`` times
     in cascade (RBJ band-pass, constant 0 dB peak, at :func:`band_centres` with
     ``Q = centre / width * stage_q(stages)``, normalised by ``1 + alpha``). ``coef`` turns a
-    band level into the gain of that filter's output (module docstring), faded out like the harmonics between ``band_edge`` x Nyquist and
-    Nyquist (0 above; such a band's filter is left at zero).
+    band level into the gain of that filter's output (module docstring), faded out like the
+    harmonics between ``band_edge`` x Nyquist and Nyquist (0 above; such a band's filter is
+    left at zero).
     """
     from wms.synth.tables import band_limit_gain_hz
 
@@ -293,8 +295,8 @@ def band_filters(
 
 
 def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray, stages: int) -> np.ndarray:
-    """White-noise power gain ``sum_n h[n]^2`` of each band's ``stages``-stage filter (float64),
-    from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute the same
+    """White-noise power gain ``sum_n h[n]^2`` of each band's ``stages``-stage filter
+    (float64), from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute the same
     sum the same way; the responses have decayed by far more than 300 dB by then)."""
     from scipy.signal import sosfilt
 

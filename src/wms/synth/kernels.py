@@ -322,10 +322,11 @@ def render_voices(
 
     Noise part (``nb0.shape[0] = B > 0``, wms.noise): per sample the voice's generator
     ``nrng[v]`` gives ``x = state / 2**31 - 1``; each of band ``b``'s ``S`` stages
-    (transposed direct form II, state ``nstate[v, b, 2 s : 2 s + 2]``; ``S`` is half the state's
-    last axis) gives ``u = b0 x + s1``, ``s1 = s2 - a1 u``, ``s2 = -b0 x - a2 u`` and passes
-    ``u`` on as the next stage's ``x``; the voice adds ``sum_b ((1 - a) ng_prev + a ng_next)[v, b] * u``
-    times the same level, envelope and velocity as its tables.
+    (transposed direct form II, state ``nstate[v, b, 2 s : 2 s + 2]``; ``S`` is half the
+    state's last axis) gives ``u = b0 x + s1``, ``s1 = s2 - a1 u``, ``s2 = -b0 x - a2 u`` and
+    passes ``u`` on as the next stage's ``x``; the voice adds
+    ``sum_b ((1 - a) ng_prev + a ng_next)[v, b] * u`` times the same level, envelope and
+    velocity as its tables.
     """
     table_size = tables.shape[2] - 3
     s = float(table_size)
