@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from wms.analysis.basic_waves import basic_waves
-from wms.analysis.inputmap import fit_input_map
+from wms.analysis.inputmap import control_effects, fit_input_map
 from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, save_bundle
 from wms.config import Config
 from wms.errors import BundleError
@@ -133,7 +133,15 @@ def test_bundle_restores_everything(saved):
     assert b.data["files"][0]["val"] == [[270, 300]]
     assert b.history[-1]["val_loss"] == 1.1 and b.metrics["model"]["lsd_db"] == 5.0
     text = describe(b)
-    assert "mfcc0" in text and "test blocks (30 frames, 2 silent ones left out" in text
+    assert "test blocks (30 frames, 2 silent ones left out" in text
+    # each control with its range, default and what it does (wms.analysis.inputmap)
+    for e, (lo, hi), d in zip(
+        control_effects(b.input_map, b.config, i.control_ranges),
+        i.control_ranges,
+        i.control_defaults,
+        strict=True,
+    ):
+        assert f"  {e.name:<9} {lo:8.2f} .. {hi:<8.2f} default {d:7.2f}   {e}\n" in text
     assert (
         "harmonic-bin LSD (dB, what the synth plays): model 4.50   mean spectrum 8.50   "
         "nearest frame 6.50" in text
@@ -283,8 +291,8 @@ def test_save_is_atomic_and_leaves_no_temp_files(bundle_path):
     assert [p.name for p in bundle_path.parent.iterdir()] == ["model.wms"]
 
 
-def test_info_names_the_preset_and_what_each_control_means():
-    from wms.bundle import control_meaning, settings_origin
+def test_info_names_the_preset():
+    from wms.bundle import settings_origin
     from wms.config import load_config
 
     assert settings_origin(Config()) == "preset default"
@@ -298,7 +306,3 @@ def test_info_names_the_preset_and_what_each_control_means():
     assert settings_origin(load_config(None, ["train.lr=0.01"])) == (
         "preset default, changed: train.lr=0.01"
     )
-    assert control_meaning("mfcc1").startswith("brightness")
-    assert control_meaning("mfcc5") == "spectral shape, finer with each coefficient (MFCC 5)"
-    assert control_meaning("pc0").startswith("the main direction of timbre change")
-    assert control_meaning("pacmap1") == "axis 1 of the learnt timbre map (PaCMAP)"

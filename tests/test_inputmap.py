@@ -177,3 +177,63 @@ def test_pacmap_maps_new_points_by_neighbours(monkeypatch):
     again = InputMap.from_state(imap.to_state())
     assert again == imap
     np.testing.assert_array_equal(again.controls(x[:50]), imap.controls(x[:50]))
+
+
+def _envelope_mfcc(level_db: np.ndarray, tilt_db: np.ndarray, cfg: Config) -> np.ndarray:
+    """MFCC of mel-band envelopes ``level + tilt * u`` (u from -1/2 at the bottom band to
+    +1/2 at the top: ``tilt`` is the top band against the bottom one)."""
+    import scipy.fft
+
+    u = np.linspace(-0.5, 0.5, cfg.features.n_mels)
+    env = level_db[:, None] + tilt_db[:, None] * u
+    return scipy.fft.dct(env, type=2, norm="ortho", axis=1)[:, : cfg.features.n_mfcc]
+
+
+def test_control_effects_read_level_and_brightness_from_the_fit():
+    """DCT basis 0 is flat and basis 1 falls: MFCC 0 is the level and MFCC 1 the brightness,
+    in dB across each control's range (exact for the level: span * std / sqrt(n_mels))."""
+    from wms.analysis.inputmap import control_effects
+
+    cfg = _cfg(reduction="none")
+    rng = np.random.default_rng(0)
+    x = _envelope_mfcc(rng.uniform(-60, -20, 500), rng.uniform(-30, 0, 500), cfg)
+    imap = fit_input_map(x, cfg)
+    ranges = np.tile([-1.0, 2.0], (8, 1))
+    e = control_effects(imap, cfg, ranges)
+    assert [c.name for c in e] == list(imap.control_names)
+    assert e[0].kind == "level" and e[0].label == "level"
+    assert e[0].level_db == pytest.approx(3.0 * imap.mfcc_std[0] / np.sqrt(40), rel=1e-12)
+    assert abs(e[0].tilt_db) < 1e-9
+    assert e[1].kind == "brightness" and e[1].tilt_db < 0 and abs(e[1].level_db) < 1e-9
+    assert str(e[0]) == f"level {e[0].level_db:+.0f} dB" and e[0].explained is None
+
+
+def test_pca_controls_are_ordered_and_named_by_what_they_change():
+    """Envelopes whose tilt varies over 40 dB and level over 20 dB: the tilt moves four
+    MFCC (1, 3, 5, 7) together and the level one, so after standardisation the first
+    principal component is the brightness (4/5 of the variance) and the second the level
+    (the even MFCC are constant: only centred, no variance)."""
+    from wms.analysis.inputmap import ControlEffect, control_effects
+
+    cfg = _cfg(reduction="pca", reduction_dims=2)
+    rng = np.random.default_rng(1)
+    n = 2000
+    x = _envelope_mfcc(rng.uniform(-50, -30, n), rng.uniform(-40, 0, n), cfg)
+    assert np.all(np.abs(x[:, [2, 4, 6]]) < 1e-9)  # a ramp has odd coefficients only
+    imap = fit_input_map(x, cfg)
+    c = imap.controls(x, dtype=np.float64)
+    ranges = np.stack([c.min(0), c.max(0)], axis=1)
+    bright, level = control_effects(imap, cfg, ranges)
+    assert bright.kind == "brightness" and level.kind == "level"
+    # the ranges span the training tilts and levels, 40 and 20 dB (signs by the fit); the
+    # level's range also holds the little tilt mixed into it (measured 39.99 and 20.29 dB)
+    assert abs(bright.tilt_db) == pytest.approx(40.0, rel=1e-3)
+    assert abs(level.level_db) == pytest.approx(20.0, rel=0.02)
+    # 5 unit-variance MFCC; the sample correlation of tilt and level mixes them (6e-5)
+    assert bright.explained == pytest.approx(4 / 5, abs=5e-4)
+    assert level.explained == pytest.approx(1 / 5, abs=5e-4)
+    assert str(level).endswith(" dB (20 % of the timbre variance)")
+    shape = ControlEffect("pc2", "shape", up_db=12.4, up_harmonic=45.2, down_db=-8, down_harmonic=2)
+    assert shape.label == "h45 up h2 down"
+    assert str(shape) == "shape: +12 dB at harmonic 45, -8 dB at harmonic 2"
+    assert str(ControlEffect("pacmap1", "learnt")) == "axis 1 of the learnt timbre map (PaCMAP)"

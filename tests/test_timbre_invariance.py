@@ -9,7 +9,7 @@ import pytest
 
 from conftest import fullband_config, reference_config
 from wms.analysis.features import analyse, harmonic_envelope, timbre_features
-from wms.analysis.inputmap import InputMap, fit_input_map
+from wms.analysis.inputmap import InputMap, control_effects, fit_input_map
 from wms.config import Config
 from wms.errors import ConfigError
 
@@ -113,6 +113,12 @@ def test_an_envelope_map_names_its_controls_and_round_trips():
     cfg = fullband_config(features={"timbre": "envelope", "envelope_harmonics": 6})
     imap, _ = _fitted(cfg)
     assert imap.control_names == ("harm1", "harm2", "harm3", "harm4", "harm5", "harm6")
+    # harm3 moves harmonic 3 alone, by span * std log1p units (20 / ln 10 dB each)
+    harm3 = control_effects(imap, cfg, np.tile([0.0, 2.0], (6, 1)))[2]
+    assert harm3.label == f"h3 up h{harm3.down_harmonic:.0f} down"
+    rise = 2.0 * imap.mfcc_std[2] * 20 / np.log(10)
+    assert harm3.up_db == pytest.approx(rise * 5 / 6, rel=1e-12)
+    assert harm3.level_db == pytest.approx(rise / 6, rel=1e-12)
     state = imap.to_state()
     assert state["version"] == 3 and state["source"] == "envelope"
     assert InputMap.from_state(state) == imap

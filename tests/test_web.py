@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from wms.analysis.inputmap import control_effects
 from wms.bundle import load_bundle
 from wms.cli import main
 from wms.errors import ExportError
@@ -157,6 +158,11 @@ def test_web_model_data_is_the_bundles_interface(bundle):
     tm = d["training_map"]
     assert len(tm["controls"]) == len(tm["f0"]) == len(bundle.training_map["f0"])
     assert len(tm["controls"][0]) == bundle.interface.n_timbre
+    effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
+    assert d["controls"] == [
+        {"name": e.name, "label": e.label, "description": str(e)} for e in effects
+    ]
+    assert [c["name"] for c in d["controls"]] == list(bundle.interface.control_names)
 
 
 def test_export_errors_name_the_problem(bundle, bundle_path, tmp_path, capsys, monkeypatch):
@@ -521,6 +527,13 @@ def test_page_loads_from_file_and_plays_keys_midi_and_pad(driver, trained_export
     )
     assert coloured > 500
     assert level(driver) == 0.0  # no audio before a gesture or a note
+    # each slider says what its control does (model.js "controls")
+    about = read_model_js(Path(trained_export) / "model.js")["controls"]
+    row = driver.find_element(By.CSS_SELECTOR, "#sliders .slider")
+    assert row.get_attribute("title") == about[0]["description"]
+    assert row.find_element(By.TAG_NAME, "label").text == (
+        f"{about[0]['name']} {about[0]['label']} (pad x)"
+    )
 
     # a computer key (Z = C4) plays; releasing it goes silent after the release
     ActionChains(driver).key_down("z").perform()

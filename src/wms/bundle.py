@@ -545,37 +545,6 @@ def load_bundle(path: str | Path) -> Bundle:
     )
 
 
-#: What a control means, by the prefix training gave it (wms.analysis.inputmap).
-CONTROL_MEANINGS = {
-    "mfcc": {
-        0: "overall level of the spectrum (MFCC 0)",
-        1: "brightness: the balance of low against high harmonics (MFCC 1)",
-        2: "spectral shape, coarse (MFCC 2)",
-    },
-    "pc": {0: "the main direction of timbre change in the training sounds (PCA)"},
-    "harm": {1: "level of the fundamental (log1p magnitude)"},
-    "pacmap": {},
-}
-
-
-def control_meaning(name: str) -> str:
-    """A short description of a control from its name (``mfcc3``, ``pc0``, ``pacmap1``)."""
-    prefix = name.rstrip("0123456789")
-    k = int(name[len(prefix) :]) if name[len(prefix) :].isdigit() else -1
-    known = CONTROL_MEANINGS.get(prefix, {})
-    if k in known:
-        return known[k]
-    if prefix == "mfcc":
-        return f"spectral shape, finer with each coefficient (MFCC {k})"
-    if prefix == "pc":
-        return f"direction {k} of timbre change, less common with each (PCA)"
-    if prefix == "pacmap":
-        return f"axis {k} of the learnt timbre map (PaCMAP)"
-    if prefix == "harm":
-        return f"level of harmonic {k} (log1p magnitude)"
-    return "a timbre control"
-
-
 def settings_origin(c: Config, preset: str | None = None) -> str:
     """Which preset a config starts from (``preset`` as recorded by ``wms train``, else the
     closest one), and what it changes (runtime settings aside)."""
@@ -600,6 +569,8 @@ def settings_origin(c: Config, preset: str | None = None) -> str:
 def describe(b: Bundle) -> str:
     """A human-readable summary of a bundle (what ``wms info`` prints): what it is, how to
     play it (controls, their meaning and ranges, the pitch range) and how good it is."""
+    from wms.analysis.inputmap import control_effects
+
     c, i = b.config, b.interface
     lo, hi = i.f0_range
     lines = [
@@ -619,12 +590,12 @@ def describe(b: Bundle) -> str:
         f"{c.pitch.method} {c.pitch.fmin:g}-{c.pitch.fmax:g} Hz, reduction {c.features.reduction}",
         f"pitch: trained on {lo:.0f}-{hi:.0f} Hz (default {i.f0_default:.0f} Hz); plays "
         f"{i.n_harmonics} harmonics per table",
-        "controls (wms render --control NAME=V; default: the training median):",
+        "controls (wms render --control NAME=V; default: the training median; what each does "
+        "from the low to the high end of its range):",
     ]
-    for name, (a, z), d in zip(i.control_names, i.control_ranges, i.control_defaults, strict=True):
-        lines.append(
-            f"  {name:<9} {a:8.2f} .. {z:<8.2f} default {d:7.2f}   {control_meaning(name)}"
-        )
+    effects = control_effects(b.input_map, c, i.control_ranges)
+    for (a, z), d, e in zip(i.control_ranges, i.control_defaults, effects, strict=True):
+        lines.append(f"  {e.name:<9} {a:8.2f} .. {z:<8.2f} default {d:7.2f}   {e}")
     files = b.data.get("files", [])
     held = {
         k: sum(int(r[1]) - int(r[0]) for f in files for r in f.get(k, [])) for k in ("val", "test")

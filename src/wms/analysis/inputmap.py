@@ -298,3 +298,122 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
     elif fc.reduction != "none":
         raise ValueError(f"unknown reduction {fc.reduction!r}; use one of {', '.join(REDUCTIONS)}")
     return InputMap(mfcc_mean=mean, mfcc_std=std, reduction=fc.reduction, source=fc.timbre, **extra)
+
+
+# --------------------------------------------------------------------------- what controls do
+
+#: A control is named after the part of its effect (level, brightness) that holds at least
+#: this share of the effect's power over the envelope; otherwise after its shape.
+DOMINANT_SHARE = 0.5
+#: dB per unit of ``log1p`` magnitude (the envelope features), exact for levels well above 1.
+_DB_PER_LOG1P = 20.0 / np.log(10.0)
+
+
+@dataclass(frozen=True)
+class ControlEffect:
+    """What moving one timbre control from the low to the high end of its range does to the
+    spectral envelope, read from the fitted map (docs/DESIGN.md §1.4).
+
+    Attributes:
+        kind: ``"level"``, ``"brightness"``, ``"shape"``, or ``"learnt"`` (PaCMAP, which
+            has no linear effect to read).
+        level_db: the mean change over the envelope's bands (dB).
+        tilt_db: the change of the top band against the bottom one, a straight-line fit
+            over the bands (dB; > 0 is brighter).
+        up_db, up_harmonic, down_db, down_harmonic: the largest rise and the largest fall
+            of the envelope against its mean change (dB) and the harmonic numbers where they
+            lie.
+        explained: the share of the training frames' timbre variance along the control
+            (PCA), or ``None``.
+    """
+
+    name: str
+    kind: str
+    level_db: float = 0.0
+    tilt_db: float = 0.0
+    up_db: float = 0.0
+    up_harmonic: float = 0.0
+    down_db: float = 0.0
+    down_harmonic: float = 0.0
+    explained: float | None = None
+
+    @property
+    def label(self) -> str:
+        """A word or two for a slider: ``level``, ``brightness``, ``h40 up h2 down``."""
+        if self.kind == "shape":
+            return f"h{self.up_harmonic:.0f} up h{self.down_harmonic:.0f} down"
+        return self.kind
+
+    def __str__(self) -> str:
+        """What the control does from the low to the high end of its range, e.g. ``level
+        +44 dB (34 % of the timbre variance)``."""
+        if self.kind == "learnt":
+            return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
+        what = {
+            "level": f"level {self.level_db:+.0f} dB",
+            "brightness": f"brightness: the highs {self.tilt_db:+.0f} dB against the lows",
+            "shape": f"shape: {self.up_db:+.0f} dB at harmonic {self.up_harmonic:.0f}, "
+            f"{self.down_db:+.0f} dB at harmonic {self.down_harmonic:.0f}",
+        }[self.kind]
+        if self.explained is not None:
+            what += f" ({100 * self.explained:.0f} % of the timbre variance)"
+        return what
+
+
+def _feature_positions(imap: InputMap, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """``(basis, harmonic)``: the dB change over the envelope's bands per unit of each
+    timbre feature (``[n_features, n_bands]``) and each band's harmonic number."""
+    fc = cfg.features
+    if imap.source == "envelope":
+        n = imap.n_mfcc
+        return _DB_PER_LOG1P * np.eye(n), np.arange(1.0, n + 1.0)
+    import librosa
+    import scipy.fft
+
+    sr = cfg.audio.sample_rate
+    fmax = fc.mel_fmax or sr / 2.0
+    # MFCC = DCT-II (ortho) of the mel dB: unit coefficient k adds the k-th DCT basis vector
+    basis = scipy.fft.idct(np.eye(imap.n_mfcc, fc.n_mels), type=2, norm="ortho", axis=1)
+    centres = librosa.mel_frequencies(n_mels=fc.n_mels + 2, fmin=fc.mel_fmin, fmax=fmax)[1:-1]
+    # the window holds N cycles: nominal frequency F is harmonic F * W / (N * sr)
+    return basis, centres * fc.window_size / (fc.cycles_per_window * sr)
+
+
+def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[ControlEffect]:
+    """What each timbre control does (:class:`ControlEffect`), across ``ranges``
+    (``[n_controls, 2]`` low/high, the interface's control ranges)."""
+    names = imap.control_names
+    if imap.reduction == "pacmap":
+        return [ControlEffect(name, "learnt") for name in names]
+    span = np.diff(np.asarray(ranges, dtype=np.float64).reshape(-1, 2), axis=1)[:, 0]
+    # feature change per unit of each control: z = (x - mean) / std, controls = z or PCA of z
+    per_unit = np.diag(imap.mfcc_std)
+    explained: list[float | None] = [None] * len(names)
+    if imap.reduction == "pca":
+        per_unit = imap.components * imap.mfcc_std
+        explained = [float(v) for v in imap.explained_variance_ratio]
+    basis, harmonic = _feature_positions(imap, cfg)
+    u = np.linspace(-1.0, 1.0, basis.shape[1])  # band position, bottom to top
+    out = []
+    for k, name in enumerate(names):
+        change = span[k] * per_unit[k] @ basis  # dB per band, low end -> high end
+        power = max(float(np.mean(change**2)), 1e-30)
+        level = float(change.mean())
+        slope = float(np.dot(change - level, u) / np.dot(u, u))
+        up, down = int(np.argmax(change)), int(np.argmin(change))
+        shares = {"level": level**2 / power, "brightness": slope**2 * np.mean(u**2) / power}
+        kind = max(shares, key=shares.get)
+        out.append(
+            ControlEffect(
+                name,
+                kind if shares[kind] >= DOMINANT_SHARE else "shape",
+                level_db=level,
+                tilt_db=2.0 * slope,
+                up_db=float(change[up] - level),
+                up_harmonic=float(harmonic[up]),
+                down_db=float(change[down] - level),
+                down_harmonic=float(harmonic[down]),
+                explained=explained[k],
+            )
+        )
+    return out

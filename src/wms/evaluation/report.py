@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from wms.analysis.inputmap import control_effects
 from wms.evaluation.figures import (
     brightness,
     control_map_figure,
@@ -255,6 +256,7 @@ def write_figures_and_report(
         )
     tm = bundle.training_map or {}
     if "controls" in tm and len(tm["controls"]):
+        effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
         if "targets" in tm:
             colour, label = brightness(tm["targets"], layout), "brightness (centroid, harmonics)"
         else:
@@ -263,7 +265,7 @@ def write_figures_and_report(
             tm["controls"],
             tm["f0"],
             colour,
-            names=list(bundle.interface.control_names),
+            names=[f"{e.name} ({e.label})" for e in effects],
             colour_label=label,
             heldout=heldout_inputs[:, : bundle.interface.n_timbre],
         )
@@ -273,7 +275,9 @@ def write_figures_and_report(
             "Training data in control space",
             f"The bundle's training map ({len(tm['controls'])} training frames) on the first two "
             f"timbre controls, coloured by pitch (left) and by {label} (right); crosses are the "
-            "evaluated frames.",
+            "evaluated frames. From the low to the high end of its range, "
+            + "; ".join(f"{e.name}: {e}" for e in effects[:2])
+            + ".",
         )
     fig = spectrogram_figure(
         resyn.original,

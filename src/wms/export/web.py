@@ -81,8 +81,13 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
     - ``training_map``: ``controls [M][n_timbre]`` and ``f0 [M]`` (Hz), 6 significant digits.
     - ``noise``: :func:`wms.export.common.noise_metadata`, the record every export carries
       (``None`` for a harmonics-only model).
+    - ``controls``: per timbre control ``{name, label, description}``, what it does
+      (:func:`wms.analysis.inputmap.control_effects`), for the sliders.
     """
+    from wms.analysis.inputmap import control_effects
+
     net, tm = bundle.model, bundle.training_map
+    effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
     return {
         "format": WEB_FORMAT,
         "version": WEB_VERSION,
@@ -105,6 +110,7 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
             if bundle.interface.n_noise
             else None
         ),
+        "controls": [{"name": e.name, "label": e.label, "description": str(e)} for e in effects],
     }
 
 

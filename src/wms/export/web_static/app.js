@@ -165,7 +165,11 @@
       const row = document.createElement('div');
       row.className = 'slider';
       const label = document.createElement('label');
-      label.textContent = names[i] + (i === 0 ? ' (pad x)' : i === 1 ? ' (pad y)' : '');
+      // what the control does (model.js of wms >= 0.3.1), e.g. "pc0 level"
+      const about = model.controls ? model.controls[i] : null;
+      label.textContent = names[i] + (about ? ` ${about.label}` : '') +
+        (i === 0 ? ' (pad x)' : i === 1 ? ' (pad y)' : '');
+      if (about) row.title = about.description;
       const input = document.createElement('input');
       input.type = 'range';
       input.min = ranges[i][0];

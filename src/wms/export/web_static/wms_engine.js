@@ -132,6 +132,7 @@ function wmsDefineEngine(scope) {
       model,
       training_map: data.training_map,
       noise: data.noise || null,
+      controls: data.controls || null,
     };
   }
 
