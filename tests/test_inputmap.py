@@ -72,6 +72,27 @@ def test_pca_reduction_matches_sklearn():
     assert np.all(np.diff(c.var(axis=0)) < 0)  # ordered by variance
 
 
+def test_pca_keeps_the_components_that_explain_the_timbre():
+    """``reduction_dims = 0``: every component that explains >= 1 % of the variance."""
+    from sklearn.decomposition import PCA
+
+    x = _mfcc_train()
+    x64 = x.astype(np.float64)
+    ratios = PCA().fit((x64 - x64.mean(0)) / x64.std(0)).explained_variance_ratio_
+    keep = int(np.sum(ratios >= 0.01))
+    assert 1 < keep < 8, ratios  # the fixture has components on both sides of 1 %
+    imap = fit_input_map(x, _cfg(reduction="pca", reduction_dims=0))
+    assert imap.n_controls == keep and imap.control_names[-1] == f"pc{keep - 1}"
+    np.testing.assert_allclose(imap.explained_variance_ratio, ratios[:keep], rtol=1e-12)
+    # a timbre that does not vary at all still gets one control
+    flat = fit_input_map(np.tile(x[:1], (3, 1)), _cfg(reduction="pca", reduction_dims=0))
+    assert flat.n_controls == 1 and np.all(flat.controls(x[:1]) == 0.0)
+    with pytest.raises(
+        ConfigError, match=r"reduction_dims = 0 \(as many as explain the timbre\) is for PCA"
+    ):
+        _cfg(reduction="pacmap", reduction_dims=0)
+
+
 def test_input_map_state_round_trip(tmp_path):
     x = _mfcc_train()
     for cfg in (_cfg(), _cfg(reduction="pca", reduction_dims=2)):

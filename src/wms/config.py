@@ -113,7 +113,9 @@ class FeatureConfig:
     harmonic_noise: str = "removed"
     #: Timbre reduction fitted at training time: ``"none"``, ``"pca"`` or ``"pacmap"``.
     reduction: str = "none"
-    #: Number of reduced timbre dimensions when ``reduction != "none"``.
+    #: Number of reduced timbre dimensions when ``reduction != "none"``. 0 (PCA only): the
+    #: principal components that each explain at least 1 % of the training frames' timbre
+    #: variance (``wms.analysis.inputmap.MIN_EXPLAINED``), at least one.
     reduction_dims: int = 3
 
     @property
@@ -360,7 +362,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("features", "noise_bands"): _in(0, 64),
     ("features", "harmonic_noise"): _one_of("removed", "kept"),
     ("features", "reduction"): _one_of("none", "pca", "pacmap"),
-    ("features", "reduction_dims"): _in(1, 128),
+    ("features", "reduction_dims"): _in(0, 128),
     ("data", "seq_len"): _in(1, 10000),
     ("data", "batch_size"): _in(1, 65536),
     ("data", "val_fraction"): _in(0, 1, hi_open=True),
@@ -508,6 +510,12 @@ def _check(cfg: Config, origin: dict[tuple[str, str], str]) -> Config:
         if f.timbre == "envelope"
         else (f.n_mfcc, "n_mfcc")
     )
+    if f.reduction == "pacmap" and f.reduction_dims == 0:
+        fail(
+            (("features", "reduction_dims"), ("features", "reduction")),
+            "features.reduction_dims = 0 (as many as explain the timbre) is for PCA; "
+            'give features.reduction = "pacmap" a count, e.g. --set features.reduction_dims=2',
+        )
     if f.reduction != "none" and f.reduction_dims > width:
         fail(
             (("features", "reduction_dims"), ("features", width_key)),

@@ -33,6 +33,10 @@ _STD_FLOOR = 1e-6
 PACMAP_MAX_POINTS = 10000
 #: Neighbours used to map new points into a PaCMAP embedding.
 PACMAP_NEIGHBOURS = 8
+#: ``features.reduction_dims = 0`` keeps the principal components that each explain at least
+#: this share of the training frames' (standardised) timbre variance: on the seven real
+#: pieces of benchmarks/real_audio.py 6-8 of 8 (docs/DESIGN.md §1.4).
+MIN_EXPLAINED = 0.01
 
 INPUT_MAP_FORMAT = "wms-input-map"
 INPUT_MAP_VERSION = 2
@@ -282,16 +286,15 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
     if fc.reduction == "pca":
         pca_mean = z.mean(axis=0)
         _, s, vt = np.linalg.svd(z - pca_mean, full_matrices=False)
+        var = s**2
+        ratio = var / max(var.sum(), 1e-300)
+        if dims == 0:  # as many as explain the timbre
+            dims = max(1, int(np.count_nonzero(ratio >= MIN_EXPLAINED)))
         comps = vt[:dims]
         # Deterministic signs: the largest-magnitude loading of each component is positive.
         signs = np.sign(comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)])
         comps = comps * signs[:, None]
-        var = s**2
-        extra = dict(
-            components=comps,
-            pca_mean=pca_mean,
-            explained_variance_ratio=var[:dims] / max(var.sum(), 1e-300),
-        )
+        extra = dict(components=comps, pca_mean=pca_mean, explained_variance_ratio=ratio[:dims])
     elif fc.reduction == "pacmap":
         points, emb = _fit_pacmap(z, dims, cfg.data.seed)
         extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
