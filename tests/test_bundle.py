@@ -107,7 +107,7 @@ def test_round_trip_in_a_fresh_process(bundle_path, tmp_path):
         "print(b.model.training, b.config.model.hidden_size, b.interface.control_names[0], len(b.history))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "16", "mfcc0", "2"]
+    assert out.stdout.split() == ["False", "16", "pc0", "2"]
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (40, 80) and y.dtype == np.float32
     np.testing.assert_array_equal(y, b.predict(x))
@@ -124,7 +124,7 @@ def test_bundle_restores_everything(saved):
     b = load_bundle(saved.path)
     assert b.config == CFG
     i = b.interface
-    assert i.control_names == tuple(f"mfcc{k}" for k in range(8))
+    assert i.control_names == tuple(f"pc{k}" for k in range(8))  # the default PCA keeps 8
     assert i.input_names[-2:] == ["log_pitch", "voicedness"]
     assert i.control_ranges.shape == (8, 2)
     np.testing.assert_array_equal(i.control_ranges, saved.interface.control_ranges)

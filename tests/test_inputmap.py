@@ -15,7 +15,8 @@ from wms.errors import BundleError, ConfigError
 
 
 def _cfg(**features) -> Config:
-    return Config().replace(features=features) if features else Config()
+    """The default config with the standardised MFCC as controls, or these features."""
+    return Config().replace(features={"reduction": "none", **features})
 
 
 def _mfcc_train(n: int = 400, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -219,21 +220,28 @@ def test_control_effects_read_level_and_brightness_from_the_fit():
     rng = np.random.default_rng(0)
     x = _envelope_mfcc(rng.uniform(-60, -20, 500), rng.uniform(-30, 0, 500), cfg)
     imap = fit_input_map(x, cfg)
-    ranges = np.tile([-1.0, 2.0], (8, 1))
-    e = control_effects(imap, cfg, ranges)
+    e = control_effects(imap, cfg, np.tile([-1.0, 2.0], (8, 1)))
     assert [c.name for c in e] == list(imap.control_names)
-    assert e[0].kind == "level" and e[0].label == "level"
-    assert e[0].level_db == pytest.approx(3.0 * imap.mfcc_std[0] / np.sqrt(40), rel=1e-12)
-    assert abs(e[0].tilt_db) < 1e-9
-    assert e[1].kind == "brightness" and e[1].tilt_db < 0 and abs(e[1].level_db) < 1e-9
-    assert str(e[0]) == f"level {e[0].level_db:+.0f} dB" and e[0].explained is None
+    np.testing.assert_allclose(e[0].change_db, 3.0 * imap.mfcc_std[0] / np.sqrt(40), rtol=1e-12)
+    assert (e[0].kind, e[0].label, e[0].explained) == ("level", "louder", None)
+    lo, mid, hi = e[1].change_db
+    assert (e[1].kind, e[1].label) == ("brightness", "darker") and lo > mid > 0 > hi
+    # three thirds of equal width in log harmonic number, first to last band centre
+    first, a, b, last = e[0].harmonics
+    assert a / first == pytest.approx(b / a, rel=0.3) and last / b == pytest.approx(b / a, rel=0.3)
+    lo0, mid0, hi0 = e[0].change_db
+    assert str(e[0]) == (
+        f"louder: harmonics {first:.0f}-{a:.0f} {lo0:+.0f} dB, {a:.0f}-{b:.0f} {mid0:+.0f} dB, "
+        f"{b:.0f}-{last:.0f} {hi0:+.0f} dB"
+    )
 
 
 def test_pca_controls_are_ordered_and_named_by_what_they_change():
     """Envelopes whose tilt varies over 40 dB and level over 20 dB: the tilt moves four
     MFCC (1, 3, 5, 7) together and the level one, so after standardisation the first
     principal component is the brightness (4/5 of the variance) and the second the level
-    (the even MFCC are constant: only centred, no variance)."""
+    (the even MFCC are constant: only centred, no variance). Raising the level's control
+    makes the sound louder, whatever sign the SVD gave it."""
     from wms.analysis.inputmap import ControlEffect, control_effects
 
     cfg = _cfg(reduction="pca", reduction_dims=2)
@@ -243,18 +251,16 @@ def test_pca_controls_are_ordered_and_named_by_what_they_change():
     assert np.all(np.abs(x[:, [2, 4, 6]]) < 1e-9)  # a ramp has odd coefficients only
     imap = fit_input_map(x, cfg)
     c = imap.controls(x, dtype=np.float64)
-    ranges = np.stack([c.min(0), c.max(0)], axis=1)
-    bright, level = control_effects(imap, cfg, ranges)
-    assert bright.kind == "brightness" and level.kind == "level"
-    # the ranges span the training tilts and levels, 40 and 20 dB (signs by the fit); the
-    # level's range also holds the little tilt mixed into it (measured 39.99 and 20.29 dB)
-    assert abs(bright.tilt_db) == pytest.approx(40.0, rel=1e-3)
-    assert abs(level.level_db) == pytest.approx(20.0, rel=0.02)
+    bright, level = control_effects(imap, cfg, np.stack([c.min(0), c.max(0)], axis=1))
+    assert bright.kind == "brightness" and bright.label in ("brighter", "darker")
+    assert (level.kind, level.label) == ("level", "louder")
+    # the level's range spans the training levels, 20 dB, and the little tilt mixed into it
+    # (measured 20.29 dB in each third)
+    np.testing.assert_allclose(level.change_db, 20.0, rtol=0.02)
     # 5 unit-variance MFCC; the sample correlation of tilt and level mixes them (6e-5)
     assert bright.explained == pytest.approx(4 / 5, abs=5e-4)
     assert level.explained == pytest.approx(1 / 5, abs=5e-4)
     assert str(level).endswith(" dB (20 % of the timbre variance)")
-    shape = ControlEffect("pc2", "shape", up_db=12.4, up_harmonic=45.2, down_db=-8, down_harmonic=2)
-    assert shape.label == "h45 up h2 down"
-    assert str(shape) == "shape: +12 dB at harmonic 45, -8 dB at harmonic 2"
+    mids = ControlEffect("pc2", "mids", (-3.0, 12.4, 2.0), (2.0, 9.6, 38.2, 150.0))
+    assert str(mids) == "mids up: harmonics 2-10 -3 dB, 10-38 +12 dB, 38-150 +2 dB"
     assert str(ControlEffect("pacmap1", "learnt")) == "axis 1 of the learnt timbre map (PaCMAP)"

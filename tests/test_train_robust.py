@@ -64,7 +64,14 @@ def test_silence_and_a_noise_floor_train_like_the_same_audio_without_them(
     # part's robustness (with the noise part, 32 more outputs on a 32-wide model in 300
     # steps: measured 6.45 / 8.83 dB clean / dirty; the flute with pauses, README, is the
     # noise part's real-data check)
-    harmonics_only = ["features.noise_bands=0"] if layout == "fullband" else []
+    # The standardised MFCC as controls at both layouts, as the bounds were measured: at
+    # these 300 steps of a 32-wide model the default's PCA controls (a rotation of the same
+    # features) train worse and far more erratically, untrimmed 8.5-14.2 dB over three seeds
+    # and two sign conventions against 9.0-9.4 dB (clean 7.2-8.5 against 6.4-7.5); at the
+    # default budgets on real pieces the two are equal (docs/DESIGN.md §1.4).
+    harmonics_only = (
+        ["features.noise_bands=0", "features.reduction=none"] if layout == "fullband" else []
+    )
     small = [*(REFERENCE_SET if layout == "reference" else FULLBAND_SET), *harmonics_only] + [
         "model.hidden_size=32",
         "model.encoder_size=32",

@@ -353,13 +353,13 @@ LIVE_CALLS = [
     ("process", 5000),
     ("bend", 1.5),
     ("process", 3000),
-    ("control", "mfcc0", 1.2),
+    ("control", 0, 1.2),  # the first timbre control (mfcc0, pc0, ...)
     ("on", 330.0, 0.5, 64, 100),
     ("process", 4000),
     ("off", 60, 10),
     ("process", 6000),
     ("bend", -2.5),  # clamped to -pitch_bend_range
-    ("control", "mfcc2", -9.0),  # clamped to the training range
+    ("control", 2, -9.0),  # the third, clamped to the training range
     ("process", 2500),
     ("alloff",),
     ("process", 8000),
@@ -381,7 +381,7 @@ def live_python(model, cfg, calls=LIVE_CALLS, sample_rate=48000) -> np.ndarray:
         elif op == "bend":
             e.set_pitch_bend(a[0])
         elif op == "control":
-            e.set_control(a[0], a[1])
+            e.set_control(model.control_names[a[0]], a[1])
         elif op == "alloff":
             e.all_notes_off()
         else:
@@ -401,7 +401,7 @@ def live_browser(driver, synth: dict, calls=LIVE_CALLS, sample_rate=48000) -> np
           if (op === 'on') e.noteOn(a[0], a[1], a[2], a[3]);
           else if (op === 'off') e.noteOff(a[0], a[1]);
           else if (op === 'bend') e.setPitchBend(a[0]);
-          else if (op === 'control') e.setControl(a[0], a[1]);
+          else if (op === 'control') e.setControl(m.interface.control_names[a[0]], a[1]);
           else if (op === 'alloff') e.allNotesOff(0);
           else { const b = new Float32Array(a[0]); e.process(b, a[0]); parts.push(...b); }
         }

@@ -7,7 +7,7 @@ recording or live; export the model to RTNeural, ONNX and TorchScript.
 
 from wms.errors import WMSError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["WMSError", "__version__", "load_bundle"]
 

@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "play a bundle to a WAV file: a fixed note, automation, MIDI, another recording or a "
         "generative path",
         (
-            "wms render run/model.wms --out a.wav --f0 220 --seconds 3 --control mfcc0=0.5",
+            "wms render run/model.wms --out a.wav --f0 220 --seconds 3 --control pc0=0.5",
             "wms render run/model.wms --out song.wav --midi song.mid",
             "wms render run/model.wms --out voice_as_flute.wav --audio voice.wav",
         ),
@@ -274,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--controls FILE holds breakpoints, linearly interpolated. CSV: a header row with "
         "time (seconds) and any of f0 (Hz), voicedness (0..1), level (linear gain) and the "
         "bundle's control names (wms info lists them), then one row per breakpoint; an empty "
-        'cell is no breakpoint. JSON: columns {"time": [0, 2], "f0": 220, "mfcc0": [0, 1]} '
-        '(a number is a constant) or rows [{"time": 0, "f0": 220}, {"time": 2, "mfcc0": 1}].',
+        'cell is no breakpoint. JSON: columns {"time": [0, 2], "f0": 220, "pc0": [0, 1]} '
+        '(a number is a constant) or rows [{"time": 0, "f0": 220}, {"time": 2, "pc0": 1}].',
     )
     _bundle_arg(p)
     p.add_argument("--out", required=True, metavar="OUT.wav", help="the WAV file to write")

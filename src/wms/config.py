@@ -111,12 +111,14 @@ class FeatureConfig:
     #: sound, the noise part the rest) or ``"kept"`` (the first noise part's analysis, which
     #: played that share twice, as harmonics and as noise; runs stored without this key).
     harmonic_noise: str = "removed"
-    #: Timbre reduction fitted at training time: ``"none"``, ``"pca"`` or ``"pacmap"``.
-    reduction: str = "none"
+    #: Timbre reduction fitted at training time: ``"none"`` (the standardised features, as
+    #: the reference), ``"pca"`` or ``"pacmap"``. PCA (the default since wms 0.4.0) orders the
+    #: controls by how much of the timbre each explains, ``pc0`` first (docs/DESIGN.md §1.4).
+    reduction: str = "pca"
     #: Number of reduced timbre dimensions when ``reduction != "none"``. 0 (PCA only): the
     #: principal components that each explain at least 1 % of the training frames' timbre
     #: variance (``wms.analysis.inputmap.MIN_EXPLAINED``), at least one.
-    reduction_dims: int = 3
+    reduction_dims: int = 0
 
     @property
     def bins_per_harmonic(self) -> int:

@@ -291,8 +291,12 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
         if dims == 0:  # as many as explain the timbre
             dims = max(1, int(np.count_nonzero(ratio >= MIN_EXPLAINED)))
         comps = vt[:dims]
-        # Deterministic signs: the largest-magnitude loading of each component is positive.
-        signs = np.sign(comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)])
+        # Deterministic signs: raising a control raises the envelope's mean level (the
+        # loading of MFCC 0, the only DCT basis vector with a mean; the sum of the harmonic
+        # levels); a component that leaves it (almost) alone keeps its largest loading > 0.
+        level = comps[:, 0] * std[0] if fc.timbre == "mfcc" else comps @ std
+        largest = comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)]
+        signs = np.sign(np.where(np.abs(level) > 1e-6 * np.abs(comps) @ std, level, largest))
         comps = comps * signs[:, None]
         extra = dict(components=comps, pca_mean=pca_mean, explained_variance_ratio=ratio[:dims])
     elif fc.reduction == "pacmap":
@@ -305,9 +309,9 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
 
 # --------------------------------------------------------------------------- what controls do
 
-#: A control is named after the part of its effect (level, brightness) that holds at least
-#: this share of the effect's power over the envelope; otherwise after its shape.
-DOMINANT_SHARE = 0.5
+#: A control whose change over the three thirds of the envelope has one sign, and whose
+#: largest third moves at most this many times as much as its smallest, is a level control.
+LEVEL_RATIO = 2.0
 #: dB per unit of ``log1p`` magnitude (the envelope features), exact for levels well above 1.
 _DB_PER_LOG1P = 20.0 / np.log(10.0)
 
@@ -317,47 +321,48 @@ class ControlEffect:
     """What moving one timbre control from the low to the high end of its range does to the
     spectral envelope, read from the fitted map (docs/DESIGN.md §1.4).
 
+    The envelope's bands (the mel bands of the MFCC, or the harmonics of the envelope
+    features) are cut into three thirds of equal width in log harmonic number, low to high;
+    ``change_db`` is the mean change in each. The kind, in this order: ``"level"`` when the three have one sign and the largest
+    is at most :data:`LEVEL_RATIO` times the smallest; ``"brightness"`` when the top third
+    against the bottom one moves more than the middle against the two; else ``"mids"``.
+    PaCMAP has no linear effect to read: ``"learnt"``.
+
     Attributes:
-        kind: ``"level"``, ``"brightness"``, ``"shape"``, or ``"learnt"`` (PaCMAP, which
-            has no linear effect to read).
-        level_db: the mean change over the envelope's bands (dB).
-        tilt_db: the change of the top band against the bottom one, a straight-line fit
-            over the bands (dB; > 0 is brighter).
-        up_db, up_harmonic, down_db, down_harmonic: the largest rise and the largest fall
-            of the envelope against its mean change (dB) and the harmonic numbers where they
-            lie.
+        change_db: ``(low, mid, high)`` mean change of each third (dB).
+        harmonics: ``(first, ..., last)`` the harmonic numbers of the thirds' edges (the
+            centres of their first and last bands).
         explained: the share of the training frames' timbre variance along the control
             (PCA), or ``None``.
     """
 
     name: str
     kind: str
-    level_db: float = 0.0
-    tilt_db: float = 0.0
-    up_db: float = 0.0
-    up_harmonic: float = 0.0
-    down_db: float = 0.0
-    down_harmonic: float = 0.0
+    change_db: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    harmonics: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     explained: float | None = None
 
     @property
     def label(self) -> str:
-        """A word or two for a slider: ``level``, ``brightness``, ``h40 up h2 down``."""
-        if self.kind == "shape":
-            return f"h{self.up_harmonic:.0f} up h{self.down_harmonic:.0f} down"
-        return self.kind
+        """A word or two for a slider: louder, quieter, brighter, darker, mids up or mids
+        down (what raising the control does)."""
+        lo, mid, hi = self.change_db
+        if self.kind == "level":
+            return "louder" if lo + mid + hi > 0 else "quieter"
+        if self.kind == "brightness":
+            return "brighter" if hi > lo else "darker"
+        if self.kind == "mids":
+            return "mids up" if mid > (lo + hi) / 2 else "mids down"
+        return "learnt map"
 
     def __str__(self) -> str:
-        """What the control does from the low to the high end of its range, e.g. ``level
-        +44 dB (34 % of the timbre variance)``."""
+        """What the control does from the low to the high end of its range, e.g. ``darker:
+        harmonics 2-10 +6 dB, 10-38 -38 dB, 38-150 -115 dB (18 % of the timbre variance)``."""
         if self.kind == "learnt":
             return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
-        what = {
-            "level": f"level {self.level_db:+.0f} dB",
-            "brightness": f"brightness: the highs {self.tilt_db:+.0f} dB against the lows",
-            "shape": f"shape: {self.up_db:+.0f} dB at harmonic {self.up_harmonic:.0f}, "
-            f"{self.down_db:+.0f} dB at harmonic {self.down_harmonic:.0f}",
-        }[self.kind]
+        h = [f"{v:.0f}" for v in self.harmonics]
+        parts = ", ".join(f"{h[i]}-{h[i + 1]} {self.change_db[i]:+.0f} dB" for i in range(3))
+        what = f"{self.label}: harmonics {parts}"
         if self.explained is not None:
             what += f" ({100 * self.explained:.0f} % of the timbre variance)"
         return what
@@ -382,6 +387,26 @@ def _feature_positions(imap: InputMap, cfg: Config) -> tuple[np.ndarray, np.ndar
     return basis, centres * fc.window_size / (fc.cycles_per_window * sr)
 
 
+def _thirds(harmonic: np.ndarray) -> list[np.ndarray]:
+    """The bands in three groups of equal width in log harmonic number (harmonics 2-10,
+    10-38, 38-150 at the default analysis), or of equal counts where one would be empty."""
+    cut = np.geomspace(harmonic[0], harmonic[-1], 4)[1:3]
+    groups = np.split(np.arange(harmonic.size), np.searchsorted(harmonic, cut))
+    if any(g.size == 0 for g in groups):
+        groups = np.array_split(np.arange(harmonic.size), 3)
+    return groups
+
+
+def _kind(change: tuple[float, float, float]) -> str:
+    lo, mid, hi = change
+    mags = np.abs(change)
+    if (all(c > 0 for c in change) or all(c < 0 for c in change)) and mags.max() <= (
+        LEVEL_RATIO * mags.min()
+    ):
+        return "level"
+    return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
+
+
 def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[ControlEffect]:
     """What each timbre control does (:class:`ControlEffect`), across ``ranges``
     (``[n_controls, 2]`` low/high, the interface's control ranges)."""
@@ -396,27 +421,11 @@ def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[Con
         per_unit = imap.components * imap.mfcc_std
         explained = [float(v) for v in imap.explained_variance_ratio]
     basis, harmonic = _feature_positions(imap, cfg)
-    u = np.linspace(-1.0, 1.0, basis.shape[1])  # band position, bottom to top
+    thirds = _thirds(harmonic)
+    edges = (*(float(harmonic[t[0]]) for t in thirds), float(harmonic[-1]))
     out = []
     for k, name in enumerate(names):
         change = span[k] * per_unit[k] @ basis  # dB per band, low end -> high end
-        power = max(float(np.mean(change**2)), 1e-30)
-        level = float(change.mean())
-        slope = float(np.dot(change - level, u) / np.dot(u, u))
-        up, down = int(np.argmax(change)), int(np.argmin(change))
-        shares = {"level": level**2 / power, "brightness": slope**2 * np.mean(u**2) / power}
-        kind = max(shares, key=shares.get)
-        out.append(
-            ControlEffect(
-                name,
-                kind if shares[kind] >= DOMINANT_SHARE else "shape",
-                level_db=level,
-                tilt_db=2.0 * slope,
-                up_db=float(change[up] - level),
-                up_harmonic=float(harmonic[up]),
-                down_db=float(change[down] - level),
-                down_harmonic=float(harmonic[down]),
-                explained=explained[k],
-            )
-        )
+        means = tuple(float(change[t].mean()) for t in thirds)
+        out.append(ControlEffect(name, _kind(means), means, edges, explained[k]))
     return out

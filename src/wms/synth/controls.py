@@ -131,7 +131,7 @@ def read_controls_file(path: str | Path) -> Curves:
 def _read_csv(path: Path, text: str) -> Curves:
     rows = list(csv.reader(text.splitlines()))
     if not rows or not any(c.strip() for c in rows[0]):
-        raise ControlError(f"{path}:1: empty file; expected a header row such as time,f0,mfcc0")
+        raise ControlError(f"{path}:1: empty file; expected a header row such as time,f0,pc0")
     header = [c.strip() for c in rows[0]]
     if "time" not in header:
         raise ControlError(f"{path}:1: header {header} has no 'time' column")
@@ -229,7 +229,7 @@ def parse_control_args(items: list[str]) -> dict[str, float]:
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
-            raise ControlError(f"--control {item!r}: expected NAME=VALUE, e.g. mfcc0=0.5")
+            raise ControlError(f"--control {item!r}: expected NAME=VALUE, e.g. pc0=0.5")
         out[name.strip()] = _number(raw.strip(), f"--control {item!r}", name.strip())
     return out
 

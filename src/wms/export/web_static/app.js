@@ -165,7 +165,7 @@
       const row = document.createElement('div');
       row.className = 'slider';
       const label = document.createElement('label');
-      // what the control does (model.js of wms >= 0.3.1), e.g. "pc0 level"
+      // what the control does (model.js of wms >= 0.4.0), e.g. "pc0 brighter"
       const about = model.controls ? model.controls[i] : null;
       label.textContent = names[i] + (about ? ` ${about.label}` : '') +
         (i === 0 ? ' (pad x)' : i === 1 ? ' (pad y)' : '');
