@@ -6,7 +6,8 @@ either). Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by
 ``features.reduction``:
 
 - ``"none"`` -> ``z`` (controls ``mfcc0..``);
-- ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, deterministic signs);
+- ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, the default; signed
+  so that raising one raises the envelope's mean level);
 - ``"pacmap"`` -> the inverse-distance-weighted mean of the PaCMAP embeddings of the
   ``knn_k`` nearest stored training points (controls ``pacmap0..``). PaCMAP has no robust
   out-of-sample transform, so *every* frame, training frames included, is mapped this
@@ -35,7 +36,7 @@ PACMAP_MAX_POINTS = 10000
 PACMAP_NEIGHBOURS = 8
 #: ``features.reduction_dims = 0`` keeps the principal components that each explain at least
 #: this share of the training frames' (standardised) timbre variance: on the seven real
-#: pieces of benchmarks/real_audio.py 6-8 of 8 (docs/DESIGN.md §1.4).
+#: pieces of benchmarks/real_audio.py 4-8 of 8 (docs/DESIGN.md §1.4).
 MIN_EXPLAINED = 0.01
 
 INPUT_MAP_FORMAT = "wms-input-map"
@@ -323,10 +324,10 @@ class ControlEffect:
 
     The envelope's bands (the mel bands of the MFCC, or the harmonics of the envelope
     features) are cut into three thirds of equal width in log harmonic number, low to high;
-    ``change_db`` is the mean change in each. The kind, in this order: ``"level"`` when the three have one sign and the largest
-    is at most :data:`LEVEL_RATIO` times the smallest; ``"brightness"`` when the top third
-    against the bottom one moves more than the middle against the two; else ``"mids"``.
-    PaCMAP has no linear effect to read: ``"learnt"``.
+    ``change_db`` is the mean change in each. The kind, in this order: ``"level"`` when the
+    three have one sign and the largest is at most :data:`LEVEL_RATIO` times the smallest;
+    ``"brightness"`` when the top third against the bottom one moves more than the middle
+    against the two; else ``"mids"``. PaCMAP has no linear effect to read: ``"learnt"``.
 
     Attributes:
         change_db: ``(low, mid, high)`` mean change of each third (dB).
@@ -356,8 +357,8 @@ class ControlEffect:
         return "learnt map"
 
     def __str__(self) -> str:
-        """What the control does from the low to the high end of its range, e.g. ``darker:
-        harmonics 2-10 +6 dB, 10-38 -38 dB, 38-150 -115 dB (18 % of the timbre variance)``."""
+        """What the control does from the low to the high end of its range, e.g. ``brighter:
+        harmonics 2-10 -11 dB, 10-40 +0 dB, 40-152 +33 dB (30 % of the timbre variance)``."""
         if self.kind == "learnt":
             return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
         h = [f"{v:.0f}" for v in self.harmonics]
@@ -389,7 +390,7 @@ def _feature_positions(imap: InputMap, cfg: Config) -> tuple[np.ndarray, np.ndar
 
 def _thirds(harmonic: np.ndarray) -> list[np.ndarray]:
     """The bands in three groups of equal width in log harmonic number (harmonics 2-10,
-    10-38, 38-150 at the default analysis), or of equal counts where one would be empty."""
+    10-40, 40-152 at the default analysis), or of equal counts where one would be empty."""
     cut = np.geomspace(harmonic[0], harmonic[-1], 4)[1:3]
     groups = np.split(np.arange(harmonic.size), np.searchsorted(harmonic, cut))
     if any(g.size == 0 for g in groups):
