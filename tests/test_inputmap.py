@@ -42,6 +42,12 @@ def test_standardisation_and_names():
     np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-6)  # measured 1.8e-7
     assert imap.control_names == tuple(f"mfcc{i}" for i in range(8))
     assert imap.n_controls == 8
+    from wms.training.train import describe_controls
+
+    assert describe_controls(imap) == (
+        "controls: mfcc0..mfcc7, the 8 standardised MFCC; wms info RUN/model.wms says what "
+        "each does"
+    )
     x64 = x.astype(np.float64)
     np.testing.assert_array_equal(
         imap.controls(x, dtype=np.float64), (x64 - x64.mean(0)) / x64.std(0)

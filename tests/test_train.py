@@ -143,6 +143,14 @@ def test_wms_train_writes_a_bundle_a_fresh_process_loads_and_resume_continues(
         assert (run / name).is_file(), name
     b = load_bundle(run / "model.wms")
     first = b.history
+    # the default controls: the principal components above 1 % of the timbre variance
+    names, ev = b.interface.control_names, b.input_map.explained_variance_ratio
+    assert names == tuple(f"pc{k}" for k in range(len(ev))) and ev[-1] >= 0.01
+    assert (
+        f"controls: pc0..pc{len(ev) - 1}, {len(ev)} principal components of the standardised "
+        f"MFCC ({100 * ev.sum():.1f} % of their variance); wms info RUN/model.wms says what "
+        "each does\n" in out
+    )
     # the training map holds training frames only, with their own f0
     (f,) = b.data["files"]
     frames = b.training_map["frames"][:, 1]

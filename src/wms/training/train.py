@@ -677,6 +677,24 @@ def read_checkpoint(path: str | Path) -> dict:
     return hp
 
 
+def describe_controls(imap) -> str:
+    """One line: the timbre controls training fitted (``wms info`` says what each does)."""
+    names = imap.control_names
+    span = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
+    source = {"mfcc": "MFCC", "envelope": "harmonic levels"}[imap.source]
+    if imap.reduction == "pca":
+        share = 100 * float(np.sum(imap.explained_variance_ratio))
+        what = (
+            f"{len(names)} principal components of the standardised {source} "
+            f"({share:.1f} % of their variance)"
+        )
+    elif imap.reduction == "pacmap":
+        what = f"{len(names)} axes of a PaCMAP map of the {source}"
+    else:
+        what = f"the {len(names)} standardised {source}"
+    return f"controls: {span}, {what}; wms info RUN/model.wms says what each does"
+
+
 def resume_config(ckpt_path: str | Path, config_file: str | None, overrides: list[str]) -> Config:
     """The run's config from its checkpoint, with this command's file/``--set`` overrides.
 
@@ -1037,6 +1055,7 @@ def train(
             f"{count_parameters(probe):,} parameters, {cfg.model.hidden_size} wide; batch "
             f"{cfg.data.batch_size}, lr {t.lr:g} ({t.scheduler}); ends after " + " or ".join(ends)
         )
+        print(describe_controls(data.input_map))
     module, trainer = fit(data, cfg, out_dir, resume=resume, progress=progress, preset=preset)
     bundle = out_dir / "model.wms"
     if trainer.is_global_zero:
