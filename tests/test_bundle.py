@@ -306,3 +306,12 @@ def test_info_names_the_preset():
     assert settings_origin(load_config(None, ["train.lr=0.01"])) == (
         "preset default, changed: train.lr=0.01"
     )
+    # a default run of wms 0.3 had the MFCC as its controls: not a change, then
+    old = load_config(None, ["features.reduction=none", "features.reduction_dims=3"])
+    assert settings_origin(old, "default", "0.3.0") == "preset default"
+    assert settings_origin(old, "default") == (
+        "preset default, changed: features.reduction='none', features.reduction_dims=3"
+    )
+    assert settings_origin(Config(), "default", "0.3.0") == (
+        "preset default, changed: features.reduction='pca', features.reduction_dims=0"
+    )

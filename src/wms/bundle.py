@@ -32,6 +32,7 @@ sees a half-written bundle.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -545,13 +546,27 @@ def load_bundle(path: str | Path) -> Bundle:
     )
 
 
-def settings_origin(c: Config, preset: str | None = None) -> str:
+#: Defaults that a version changed, and what they were before it: a stored config is
+#: compared with the defaults of the version that wrote it.
+CHANGED_DEFAULTS = {
+    (0, 4, 0): {("features", "reduction"): "none", ("features", "reduction_dims"): 3},
+}
+
+
+def settings_origin(c: Config, preset: str | None = None, written_by: str | None = None) -> str:
     """Which preset a config starts from (``preset`` as recorded by ``wms train``, else the
-    closest one), and what it changes (runtime settings aside)."""
+    closest one), and what it changes (runtime settings aside), against the presets as the
+    wms version ``written_by`` had them (today's when ``None``)."""
     from wms.config import PRESETS, load_config
+
+    version = tuple(int(v) for v in re.findall(r"\d+", written_by or "")[:3]) or None
 
     def changes(preset: str) -> list[str]:
         base = load_config(None, preset=preset).to_dict()
+        for since, before in CHANGED_DEFAULTS.items():
+            if version is not None and version < since:
+                for (sec, key), value in before.items():
+                    base[sec][key] = value
         mine = c.to_dict()
         return [
             f"{sec}.{k}={mine[sec][k]!r}"
@@ -577,7 +592,7 @@ def describe(b: Bundle) -> str:
         f"{b.path}: {BUNDLE_FORMAT} version {b.version}, written by wms {b.wms_version}",
         "settings: "
         + (
-            settings_origin(c, b.data.get("preset"))
+            settings_origin(c, b.data.get("preset"), b.wms_version)
             if b.version >= 2
             else f"wms {b.wms_version} (before presets)"
         ),

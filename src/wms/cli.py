@@ -167,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         "60 s); the summary compares the model with two baselines on held-out test blocks "
         "and warns when it is weak. The default analysis is full band (44.1 kHz, 160 "
         "harmonics and a noise part); --preset reference trains the reference's. Timbre "
-        "controls are the MFCC; --set features.timbre=envelope --set features.reduction=pca "
-        "makes them pitch-invariant levels of the first harmonics (good for instruments, not "
-        "for voices).",
+        "controls are the principal components of the MFCC, pc0 the one that explains most "
+        "(wms info says what each does); --set features.reduction=none gives the 8 MFCC, "
+        "and --set features.timbre=envelope makes the controls pitch-invariant levels of the "
+        "first harmonics (good for instruments, not for voices).",
     )
     p.add_argument(
         "audio", metavar="AUDIO", help="an audio file or a folder of recordings of one instrument"

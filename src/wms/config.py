@@ -115,9 +115,9 @@ class FeatureConfig:
     #: the reference), ``"pca"`` or ``"pacmap"``. PCA (the default since wms 0.4.0) orders the
     #: controls by how much of the timbre each explains, ``pc0`` first (docs/DESIGN.md §1.4).
     reduction: str = "pca"
-    #: Number of reduced timbre dimensions when ``reduction != "none"``. 0 (PCA only): the
+    #: Number of reduced timbre dimensions when ``reduction != "none"``. 0: for PCA the
     #: principal components that each explain at least 1 % of the training frames' timbre
-    #: variance (``wms.analysis.inputmap.MIN_EXPLAINED``), at least one.
+    #: variance (``wms.analysis.inputmap.MIN_EXPLAINED``), at least one; for PaCMAP 3.
     reduction_dims: int = 0
 
     @property
@@ -512,12 +512,6 @@ def _check(cfg: Config, origin: dict[tuple[str, str], str]) -> Config:
         if f.timbre == "envelope"
         else (f.n_mfcc, "n_mfcc")
     )
-    if f.reduction == "pacmap" and f.reduction_dims == 0:
-        fail(
-            (("features", "reduction_dims"), ("features", "reduction")),
-            "features.reduction_dims = 0 (as many as explain the timbre) is for PCA; "
-            'give features.reduction = "pacmap" a count, e.g. --set features.reduction_dims=2',
-        )
     if f.reduction != "none" and f.reduction_dims > width:
         fail(
             (("features", "reduction_dims"), ("features", width_key)),

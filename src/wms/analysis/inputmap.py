@@ -34,6 +34,8 @@ _STD_FLOOR = 1e-6
 PACMAP_MAX_POINTS = 10000
 #: Neighbours used to map new points into a PaCMAP embedding.
 PACMAP_NEIGHBOURS = 8
+#: ``features.reduction_dims = 0`` gives PaCMAP this many axes (its count before 0.4.0).
+PACMAP_DIMS = 3
 #: ``features.reduction_dims = 0`` keeps the principal components that each explain at least
 #: this share of the training frames' (standardised) timbre variance: on the seven real
 #: pieces of benchmarks/real_audio.py 4-8 of 8 (docs/DESIGN.md §1.4).
@@ -292,16 +294,20 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
         if dims == 0:  # as many as explain the timbre
             dims = max(1, int(np.count_nonzero(ratio >= MIN_EXPLAINED)))
         comps = vt[:dims]
-        # Deterministic signs: raising a control raises the envelope's mean level (the
-        # loading of MFCC 0, the only DCT basis vector with a mean; the sum of the harmonic
-        # levels); a component that leaves it (almost) alone keeps its largest loading > 0.
-        level = comps[:, 0] * std[0] if fc.timbre == "mfcc" else comps @ std
-        largest = comps[np.arange(dims), np.argmax(np.abs(comps), axis=1)]
-        signs = np.sign(np.where(np.abs(level) > 1e-6 * np.abs(comps) @ std, level, largest))
-        comps = comps * signs[:, None]
+        # Deterministic signs: raising a control does the positive of what it mostly does
+        # (louder, brighter, or more in the middle of the envelope: ControlEffect); one that
+        # changes nothing keeps its largest loading positive.
+        basis, harmonic = _envelope_basis(fc.timbre, width, cfg)
+        thirds = _thirds(harmonic)
+        signs = []
+        for comp in comps:
+            means = _third_means((comp * std) @ basis, thirds)
+            size = _signed_size(means, _kind(means, floor=0.0))
+            signs.append(np.sign(size) if size != 0 else np.sign(comp[np.argmax(np.abs(comp))]))
+        comps = comps * np.asarray(signs)[:, None]
         extra = dict(components=comps, pca_mean=pca_mean, explained_variance_ratio=ratio[:dims])
     elif fc.reduction == "pacmap":
-        points, emb = _fit_pacmap(z, dims, cfg.data.seed)
+        points, emb = _fit_pacmap(z, dims or PACMAP_DIMS, cfg.data.seed)
         extra = dict(knn_points=points, knn_embedding=emb, knn_k=PACMAP_NEIGHBOURS)
     elif fc.reduction != "none":
         raise ValueError(f"unknown reduction {fc.reduction!r}; use one of {', '.join(REDUCTIONS)}")
@@ -313,6 +319,8 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
 #: A control whose change over the three thirds of the envelope has one sign, and whose
 #: largest third moves at most this many times as much as its smallest, is a level control.
 LEVEL_RATIO = 2.0
+#: A control that moves no third by this much across its range (dB) changes nothing.
+NO_EFFECT_DB = 0.5
 #: dB per unit of ``log1p`` magnitude (the envelope features), exact for levels well above 1.
 _DB_PER_LOG1P = 20.0 / np.log(10.0)
 
@@ -323,11 +331,14 @@ class ControlEffect:
     spectral envelope, read from the fitted map (docs/DESIGN.md §1.4).
 
     The envelope's bands (the mel bands of the MFCC, or the harmonics of the envelope
-    features) are cut into three thirds of equal width in log harmonic number, low to high;
-    ``change_db`` is the mean change in each. The kind, in this order: ``"level"`` when the
-    three have one sign and the largest is at most :data:`LEVEL_RATIO` times the smallest;
-    ``"brightness"`` when the top third against the bottom one moves more than the middle
-    against the two; else ``"mids"``. PaCMAP has no linear effect to read: ``"learnt"``.
+    features) up to the harmonics the target holds are cut into three thirds of equal width
+    in log harmonic number, low to high; ``change_db`` is the mean change in each. The kind,
+    in this order: ``"none"`` when no third moves by :data:`NO_EFFECT_DB`; ``"level"`` when
+    the three have one sign and the largest is at most :data:`LEVEL_RATIO` times the
+    smallest; ``"brightness"`` when the top third against the bottom one moves more than the
+    middle against the two; else ``"mids"``. PaCMAP has no linear effect to read:
+    ``"learnt"``. A principal component is signed so that raising it is louder, brighter or
+    mids up (:func:`fit_input_map`).
 
     Attributes:
         change_db: ``(low, mid, high)`` mean change of each third (dB).
@@ -345,52 +356,63 @@ class ControlEffect:
 
     @property
     def label(self) -> str:
-        """A word or two for a slider: louder, quieter, brighter, darker, mids up or mids
-        down (what raising the control does)."""
-        lo, mid, hi = self.change_db
-        if self.kind == "level":
-            return "louder" if lo + mid + hi > 0 else "quieter"
-        if self.kind == "brightness":
-            return "brighter" if hi > lo else "darker"
-        if self.kind == "mids":
-            return "mids up" if mid > (lo + hi) / 2 else "mids down"
-        return "learnt map"
+        """A word or two for a slider, what raising the control does: louder, quieter,
+        brighter, darker, mids up, mids down or no effect."""
+        if self.kind in ("none", "learnt"):
+            return {"none": "no effect", "learnt": "learnt map"}[self.kind]
+        up = _signed_size(self.change_db, self.kind) > 0
+        return {
+            "level": ("quieter", "louder"),
+            "brightness": ("darker", "brighter"),
+            "mids": ("mids down", "mids up"),
+        }[self.kind][up]
 
     def __str__(self) -> str:
         """What the control does from the low to the high end of its range, e.g. ``brighter:
         harmonics 2-10 -11 dB, 10-40 +0 dB, 40-152 +33 dB (30 % of the timbre variance)``."""
         if self.kind == "learnt":
             return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
-        h = [f"{v:.0f}" for v in self.harmonics]
-        parts = ", ".join(f"{h[i]}-{h[i + 1]} {self.change_db[i]:+.0f} dB" for i in range(3))
-        what = f"{self.label}: harmonics {parts}"
+        if self.kind == "none":
+            what = "no effect across its range"
+        else:
+            h = [f"{v:.0f}" for v in self.harmonics]
+            parts = ", ".join(f"{h[i]}-{h[i + 1]} {self.change_db[i]:+.0f} dB" for i in range(3))
+            what = f"{self.label}: harmonics {parts}"
         if self.explained is not None:
             what += f" ({100 * self.explained:.0f} % of the timbre variance)"
         return what
 
 
-def _feature_positions(imap: InputMap, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def _envelope_basis(source: str, n_features: int, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """``(basis, harmonic)``: the dB change over the envelope's bands per unit of each
-    timbre feature (``[n_features, n_bands]``) and each band's harmonic number."""
+    timbre feature (``[n_features, n_bands]``) and each band's harmonic number, over the
+    bands up to the harmonics the target holds (the model plays no others; all bands when
+    fewer than 3 lie there)."""
     fc = cfg.features
-    if imap.source == "envelope":
-        n = imap.n_mfcc
-        return _DB_PER_LOG1P * np.eye(n), np.arange(1.0, n + 1.0)
+    if source == "envelope":
+        return _DB_PER_LOG1P * np.eye(n_features), np.arange(1.0, n_features + 1.0)
     import librosa
     import scipy.fft
 
     sr = cfg.audio.sample_rate
     fmax = fc.mel_fmax or sr / 2.0
     # MFCC = DCT-II (ortho) of the mel dB: unit coefficient k adds the k-th DCT basis vector
-    basis = scipy.fft.idct(np.eye(imap.n_mfcc, fc.n_mels), type=2, norm="ortho", axis=1)
+    basis = scipy.fft.idct(np.eye(n_features, fc.n_mels), type=2, norm="ortho", axis=1)
     centres = librosa.mel_frequencies(n_mels=fc.n_mels + 2, fmin=fc.mel_fmin, fmax=fmax)[1:-1]
     # the window holds N cycles: nominal frequency F is harmonic F * W / (N * sr)
-    return basis, centres * fc.window_size / (fc.cycles_per_window * sr)
+    harmonic = centres * fc.window_size / (fc.cycles_per_window * sr)
+    played = harmonic <= (fc.n_bins - 1) // fc.bins_per_harmonic
+    if np.count_nonzero(played) >= 3:
+        basis, harmonic = basis[:, played], harmonic[played]
+    return basis, harmonic
 
 
 def _thirds(harmonic: np.ndarray) -> list[np.ndarray]:
     """The bands in three groups of equal width in log harmonic number (harmonics 2-10,
-    10-40, 40-152 at the default analysis), or of equal counts where one would be empty."""
+    10-40, 40-152 at the default analysis), of equal counts where one would be empty, or
+    all bands three times when there are fewer than 3."""
+    if harmonic.size < 3:
+        return [np.arange(harmonic.size)] * 3
     cut = np.geomspace(harmonic[0], harmonic[-1], 4)[1:3]
     groups = np.split(np.arange(harmonic.size), np.searchsorted(harmonic, cut))
     if any(g.size == 0 for g in groups):
@@ -398,14 +420,28 @@ def _thirds(harmonic: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def _kind(change: tuple[float, float, float]) -> str:
-    lo, mid, hi = change
-    mags = np.abs(change)
-    if (all(c > 0 for c in change) or all(c < 0 for c in change)) and mags.max() <= (
+def _third_means(change: np.ndarray, thirds: list[np.ndarray]) -> tuple[float, float, float]:
+    return tuple(float(change[t].mean()) for t in thirds)  # type: ignore[return-value]
+
+
+def _kind(means: tuple[float, float, float], floor: float = NO_EFFECT_DB) -> str:
+    mags = np.abs(means)
+    if mags.max() <= floor:
+        return "none"
+    if (all(c > 0 for c in means) or all(c < 0 for c in means)) and mags.max() <= (
         LEVEL_RATIO * mags.min()
     ):
         return "level"
+    lo, mid, hi = means
     return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
+
+
+def _signed_size(means: tuple[float, float, float], kind: str) -> float:
+    """How much a change does what its kind names, > 0 for louder, brighter, mids up."""
+    lo, mid, hi = means
+    return {"level": lo + mid + hi, "brightness": hi - lo, "mids": mid - (lo + hi) / 2}.get(
+        kind, 0.0
+    )
 
 
 def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[ControlEffect]:
@@ -421,12 +457,11 @@ def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[Con
     if imap.reduction == "pca":
         per_unit = imap.components * imap.mfcc_std
         explained = [float(v) for v in imap.explained_variance_ratio]
-    basis, harmonic = _feature_positions(imap, cfg)
+    basis, harmonic = _envelope_basis(imap.source, imap.n_mfcc, cfg)
     thirds = _thirds(harmonic)
     edges = (*(float(harmonic[t[0]]) for t in thirds), float(harmonic[-1]))
     out = []
     for k, name in enumerate(names):
-        change = span[k] * per_unit[k] @ basis  # dB per band, low end -> high end
-        means = tuple(float(change[t].mean()) for t in thirds)
+        means = _third_means(span[k] * per_unit[k] @ basis, thirds)  # dB, low end -> high end
         out.append(ControlEffect(name, _kind(means), means, edges, explained[k]))
     return out
