@@ -7,7 +7,7 @@ either). Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by
 
 - ``"none"`` -> ``z`` (controls ``mfcc0..``);
 - ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, the default; signed
-  so that raising one raises the envelope's mean level);
+  so that raising one is louder, brighter or mids up: :class:`ControlEffect`);
 - ``"pacmap"`` -> the inverse-distance-weighted mean of the PaCMAP embeddings of the
   ``knn_k`` nearest stored training points (controls ``pacmap0..``). PaCMAP has no robust
   out-of-sample transform, so *every* frame, training frames included, is mapped this
