@@ -13,11 +13,12 @@ import soundfile as sf
 import torch
 
 from wms.analysis.basic_waves import basic_waves
-from wms.analysis.inputmap import control_effects, fit_input_map
+from wms.analysis.inputmap import fit_input_map
 from wms.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, describe, load_bundle, save_bundle
 from wms.config import Config
 from wms.errors import BundleError
 from wms.interface import ModelInterface, OutputLayout
+from wms.synth.network import control_effects
 from wms.synth.testing import random_bundle
 from wms.training.model import WMSNet
 
@@ -136,7 +137,7 @@ def test_bundle_restores_everything(saved):
     assert "test blocks (30 frames, 2 silent ones left out" in text
     # each control with its range, default and what it does (wms.analysis.inputmap)
     for e, (lo, hi), d in zip(
-        control_effects(b.input_map, b.config, i.control_ranges),
+        control_effects(b),
         i.control_ranges,
         i.control_defaults,
         strict=True,

@@ -13,7 +13,6 @@ import soundfile as sf
 from wms.analysis.audio import write_audio
 from wms.analysis.basic_waves import basic_waves
 from wms.analysis.cache import file_sha256
-from wms.analysis.inputmap import control_effects
 from wms.bundle import load_bundle, save_bundle
 from wms.cli import main
 from wms.errors import AudioError, BundleError, DataError, WMSError
@@ -25,6 +24,7 @@ from wms.evaluation.evaluate import (
     play_harmonics,
     spectral_metrics,
 )
+from wms.synth.network import control_effects
 from wms.synth.testing import random_bundle
 
 # --------------------------------------------------------------------------- STFT distance
@@ -192,8 +192,9 @@ def test_wms_evaluate_writes_metrics_report_figures_and_audio(
     assert "baselines" in report and "(resynthesis_oracle.wav)" in report
     assert "| within 80 dB |" in report
     # the control map's caption says what its two controls do
-    e0, e1 = control_effects(b.input_map, c, b.interface.control_ranges)[:2]
-    assert f"its range, {e0.name}: {e0}; {e1.name}: {e1}." in report
+    e0, e1 = control_effects(b)[:2]
+    f0 = b.interface.f0_default
+    assert f"its range, at {f0:.0f} Hz, {e0.name}: {e0}; {e1.name}: {e1}." in report
     assert "<img src='spectra.png'" in (out / "index.html").read_text()
     assert not list(out.glob(".*.tmp"))
 

@@ -7,6 +7,7 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import write_midi
 from wms.cli import main
@@ -141,3 +142,82 @@ def test_missing_or_corrupt_bundle(tmp_path, capsys):
     bad.write_bytes(b"not a bundle at all")
     assert wms_render(bad, tmp_path / "x.wav") == 2
     assert "bad.wms: not a WMS bundle (not a zip archive)" in capsys.readouterr().err
+
+
+def test_what_wms_info_says_a_control_does_is_what_the_render_plays(tmp_path):
+    """control_effects runs the model at both ends of each control's range and reads the
+    powers the engine plays; a render at the default pitch, measured by FFT over the same
+    groups of harmonics (the noise in their frequencies included), moves by the same dB.
+    The model: a default (full band + noise) random network whose encoder and output
+    weights are scaled up, so that its 8 controls move the groups by up to 23 dB."""
+    import dataclasses
+
+    from wms.bundle import load_bundle
+    from wms.config import Config
+    from wms.synth import controls as C
+    from wms.synth.network import SynthModel, control_effects
+    from wms.synth.render import render
+    from wms.synth.testing import random_bundle
+
+    cfg = Config().replace(model={"hidden_size": 32, "encoder_size": 32})
+    b = load_bundle(random_bundle(tmp_path / "r.wms", config=cfg))
+    with torch.no_grad():
+        b.model.input_encoder[0].weight *= 8.0
+        b.model.dense_layers[2].weight *= 12.0
+    model, i = SynthModel.from_bundle(b), b.interface
+    f0, sr = float(i.f0_default), b.config.synth.sample_rate
+    flat = dataclasses.replace(b.config.synth, attack=0.0, decay=0.0, sustain=1.0)
+    effects = control_effects(b)
+    errors, moved = [], []
+    for k, e in enumerate(effects):
+        powers = []
+        for value in i.control_ranges[k]:
+            curves = C.fixed_curves({"f0": f0, e.name: value}, 1.0)
+            step = b.config.synth.control_interval
+            src = C.curves_trajectory(curves, model, sample_rate=sr, step_seconds=step)
+            y, _ = render(model, src, sample_rate=sr, config=flat)
+            y = y[int(0.4 * sr) : int(0.9 * sr)].astype(np.float64)
+            spec = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+            hz = np.fft.rfftfreq(y.size, 1 / sr)
+            top = [(c + 0.5) * f0 for _, c in e.bands[:2]] + [sr / 2]
+            groups = zip(e.bands, top, strict=True)
+            powers.append([spec[(hz >= (a - 0.5) * f0) & (hz < t)].sum() for (a, _), t in groups])
+        measured = 10 * np.log10(np.divide(powers[1], powers[0]))
+        errors.append(np.max(np.abs(measured - e.change_db)))
+        moved.append(np.max(np.abs(measured)))
+    assert max(moved) > 15.0 and len({e.label for e in effects}) >= 4, effects
+    # measured: at most 1.5 dB apart (1.2 dB on the trained flute and voice of README)
+    assert max(errors) < 2.0, errors
+
+
+def test_control_effect_kinds_labels_and_text():
+    from wms.synth.network import ControlEffect, _kind
+
+    bands = ((1, 5), (6, 29), (30, 160))
+    assert _kind((0.1, -0.4, 0.2), 0.3) == "none"
+    assert _kind((-12.0, -9.0, -7.0), -10.0) == "level"  # below the level floor: quiet
+    assert _kind((1.0, 2.0, 3.0), 9.0) == "noise"
+    assert _kind((-3.0, 1.0, 12.0), 2.0) == "brightness"
+    assert _kind((-3.0, 11.0, -10.0), None) == "mids"
+    e = ControlEffect("pc1", "brightness", (-3.4, 1.2, 12.0), bands, 2.0, 0.284)
+    assert (e.label, str(e)) == (
+        "brighter",
+        "brighter: harmonics 1-5 -3 dB, 6-29 +1 dB, 30-160 +12 dB, noise +2 dB "
+        "(28 % of the timbre variance)",
+    )
+    labels = [
+        ControlEffect("x", kind, change, bands, noise).label
+        for kind, change, noise in (
+            ("level", (-12.0, -9.0, -7.0), -10.0),
+            ("noise", (1.0, 2.0, 3.0), -9.0),
+            ("brightness", (3.0, 1.0, -12.0), None),
+            ("mids", (-3.0, -11.0, -1.0), None),
+            ("none", (0.0, 0.0, 0.0), None),
+        )
+    ]
+    assert labels == ["quieter", "cleaner", "darker", "mids down", "no effect"]
+    assert str(ControlEffect("mfcc3", "none")) == "no effect across its range"
+    pacmap = ControlEffect("pacmap1", "learnt")
+    assert (pacmap.label, str(pacmap)) == ("learnt map", "axis 1 of the learnt timbre map (PaCMAP)")
+    one = ControlEffect("pc0", "brightness", (0.0, 0.0, 4.0), ((1, 1), (1, 1), (1, 1)))
+    assert str(one) == "brighter: harmonics 1 +0 dB, 1 +0 dB, 1 +4 dB"

@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wms.analysis.inputmap import control_effects
 from wms.bundle import load_bundle
 from wms.cli import main
 from wms.errors import ExportError
@@ -42,7 +41,7 @@ from wms.export.web import (
 )
 from wms.synth import controls as C
 from wms.synth.measure import cents, peak_frequency
-from wms.synth.network import SynthModel
+from wms.synth.network import SynthModel, control_effects
 from wms.synth.render import render
 from wms.synth.testing import random_bundle
 
@@ -158,7 +157,7 @@ def test_web_model_data_is_the_bundles_interface(bundle):
     tm = d["training_map"]
     assert len(tm["controls"]) == len(tm["f0"]) == len(bundle.training_map["f0"])
     assert len(tm["controls"][0]) == bundle.interface.n_timbre
-    effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
+    effects = control_effects(bundle)
     assert d["controls"] == [
         {"name": e.name, "label": e.label, "description": str(e)} for e in effects
     ]

@@ -584,7 +584,7 @@ def settings_origin(c: Config, preset: str | None = None, written_by: str | None
 def describe(b: Bundle) -> str:
     """A human-readable summary of a bundle (what ``wms info`` prints): what it is, how to
     play it (controls, their meaning and ranges, the pitch range) and how good it is."""
-    from wms.analysis.inputmap import control_effects
+    from wms.synth.network import control_effects
 
     c, i = b.config, b.interface
     lo, hi = i.f0_range
@@ -605,10 +605,10 @@ def describe(b: Bundle) -> str:
         f"{c.pitch.method} {c.pitch.fmin:g}-{c.pitch.fmax:g} Hz, reduction {c.features.reduction}",
         f"pitch: trained on {lo:.0f}-{hi:.0f} Hz (default {i.f0_default:.0f} Hz); plays "
         f"{i.n_harmonics} harmonics per table",
-        "controls (wms render --control NAME=V; default: the training median; what each does "
-        "from the low to the high end of its range):",
+        "controls (wms render --control NAME=V; default: the training median), and what each "
+        f"does to the sound from the low to the high end of its range at {i.f0_default:.0f} Hz:",
     ]
-    effects = control_effects(b.input_map, c, i.control_ranges)
+    effects = control_effects(b)
     for (a, z), d, e in zip(i.control_ranges, i.control_defaults, effects, strict=True):
         lines.append(f"  {e.name:<9} {a:8.2f} .. {z:<8.2f} default {d:7.2f}   {e}")
     files = b.data.get("files", [])

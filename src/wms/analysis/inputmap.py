@@ -7,7 +7,7 @@ either). Timbre controls are ``z = (mfcc - mfcc_mean) / mfcc_std`` then, by
 
 - ``"none"`` -> ``z`` (controls ``mfcc0..``);
 - ``"pca"`` -> ``(z - pca_mean) @ components.T`` (controls ``pc0..``, the default; signed
-  so that raising one is louder, brighter or mids up: :class:`ControlEffect`);
+  so that raising one makes the envelope louder, brighter or fuller in the middle);
 - ``"pacmap"`` -> the inverse-distance-weighted mean of the PaCMAP embeddings of the
   ``knn_k`` nearest stored training points (controls ``pacmap0..``). PaCMAP has no robust
   out-of-sample transform, so *every* frame, training frames included, is mapped this
@@ -295,14 +295,14 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
             dims = max(1, int(np.count_nonzero(ratio >= MIN_EXPLAINED)))
         comps = vt[:dims]
         # Deterministic signs: raising a control does the positive of what it mostly does
-        # (louder, brighter, or more in the middle of the envelope: ControlEffect); one that
+        # to the envelope (louder, brighter or mids up: "component signs" below); one that
         # changes nothing keeps its largest loading positive.
         basis, harmonic = _envelope_basis(fc.timbre, width, cfg)
         thirds = _thirds(harmonic)
         signs = []
         for comp in comps:
             means = _third_means((comp * std) @ basis, thirds)
-            size = _signed_size(means, _kind(means, floor=0.0))
+            size = _signed_size(means, _kind(means))
             signs.append(np.sign(size) if size != 0 else np.sign(comp[np.argmax(np.abs(comp))]))
         comps = comps * np.asarray(signs)[:, None]
         extra = dict(components=comps, pca_mean=pca_mean, explained_variance_ratio=ratio[:dims])
@@ -314,73 +314,18 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
     return InputMap(mfcc_mean=mean, mfcc_std=std, reduction=fc.reduction, source=fc.timbre, **extra)
 
 
-# --------------------------------------------------------------------------- what controls do
+# --------------------------------------------------------------------------- component signs
+# A principal component is signed by what it does to the training sounds' spectral envelope
+# (wms.synth.network.control_effects says what the trained model then plays): the envelope's
+# bands are cut into three groups of equal width in log harmonic number, and the component
+# is signed so that raising it does the positive of what it mostly does: louder (the three
+# move one way within a factor LEVEL_RATIO), else brighter (the top group against the
+# bottom one moves more than the middle against the two), else mids up.
 
-#: A control whose change over the three thirds of the envelope has one sign, and whose
-#: largest third moves at most this many times as much as its smallest, is a level control.
+#: Three groups that move one way, the largest at most this many times the smallest: level.
 LEVEL_RATIO = 2.0
-#: A control that moves no third by this much across its range (dB) changes nothing.
-NO_EFFECT_DB = 0.5
 #: dB per unit of ``log1p`` magnitude (the envelope features), exact for levels well above 1.
 _DB_PER_LOG1P = 20.0 / np.log(10.0)
-
-
-@dataclass(frozen=True)
-class ControlEffect:
-    """What moving one timbre control from the low to the high end of its range does to the
-    spectral envelope, read from the fitted map (docs/DESIGN.md §1.4).
-
-    The envelope's bands (the mel bands of the MFCC, or the harmonics of the envelope
-    features) up to the harmonics the target holds are cut into three thirds of equal width
-    in log harmonic number, low to high; ``change_db`` is the mean change in each. The kind,
-    in this order: ``"none"`` when no third moves by :data:`NO_EFFECT_DB`; ``"level"`` when
-    the three have one sign and the largest is at most :data:`LEVEL_RATIO` times the
-    smallest; ``"brightness"`` when the top third against the bottom one moves more than the
-    middle against the two; else ``"mids"``. PaCMAP has no linear effect to read:
-    ``"learnt"``. A principal component is signed so that raising it is louder, brighter or
-    mids up (:func:`fit_input_map`).
-
-    Attributes:
-        change_db: ``(low, mid, high)`` mean change of each third (dB).
-        harmonics: ``(first, ..., last)`` the harmonic numbers of the thirds' edges (the
-            centres of their first and last bands).
-        explained: the share of the training frames' timbre variance along the control
-            (PCA), or ``None``.
-    """
-
-    name: str
-    kind: str
-    change_db: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    harmonics: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    explained: float | None = None
-
-    @property
-    def label(self) -> str:
-        """A word or two for a slider, what raising the control does: louder, quieter,
-        brighter, darker, mids up, mids down or no effect."""
-        if self.kind in ("none", "learnt"):
-            return {"none": "no effect", "learnt": "learnt map"}[self.kind]
-        up = _signed_size(self.change_db, self.kind) > 0
-        return {
-            "level": ("quieter", "louder"),
-            "brightness": ("darker", "brighter"),
-            "mids": ("mids down", "mids up"),
-        }[self.kind][up]
-
-    def __str__(self) -> str:
-        """What the control does from the low to the high end of its range, e.g. ``brighter:
-        harmonics 2-10 -11 dB, 10-40 +0 dB, 40-152 +33 dB (30 % of the timbre variance)``."""
-        if self.kind == "learnt":
-            return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
-        if self.kind == "none":
-            what = "no effect across its range"
-        else:
-            h = [f"{v:.0f}" for v in self.harmonics]
-            parts = ", ".join(f"{h[i]}-{h[i + 1]} {self.change_db[i]:+.0f} dB" for i in range(3))
-            what = f"{self.label}: harmonics {parts}"
-        if self.explained is not None:
-            what += f" ({100 * self.explained:.0f} % of the timbre variance)"
-        return what
 
 
 def _envelope_basis(source: str, n_features: int, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -424,9 +369,9 @@ def _third_means(change: np.ndarray, thirds: list[np.ndarray]) -> tuple[float, f
     return tuple(float(change[t].mean()) for t in thirds)  # type: ignore[return-value]
 
 
-def _kind(means: tuple[float, float, float], floor: float = NO_EFFECT_DB) -> str:
+def _kind(means: tuple[float, float, float]) -> str:
     mags = np.abs(means)
-    if mags.max() <= floor:
+    if mags.max() == 0.0:
         return "none"
     if (all(c > 0 for c in means) or all(c < 0 for c in means)) and mags.max() <= (
         LEVEL_RATIO * mags.min()
@@ -442,26 +387,3 @@ def _signed_size(means: tuple[float, float, float], kind: str) -> float:
     return {"level": lo + mid + hi, "brightness": hi - lo, "mids": mid - (lo + hi) / 2}.get(
         kind, 0.0
     )
-
-
-def control_effects(imap: InputMap, cfg: Config, ranges: np.ndarray) -> list[ControlEffect]:
-    """What each timbre control does (:class:`ControlEffect`), across ``ranges``
-    (``[n_controls, 2]`` low/high, the interface's control ranges)."""
-    names = imap.control_names
-    if imap.reduction == "pacmap":
-        return [ControlEffect(name, "learnt") for name in names]
-    span = np.diff(np.asarray(ranges, dtype=np.float64).reshape(-1, 2), axis=1)[:, 0]
-    # feature change per unit of each control: z = (x - mean) / std, controls = z or PCA of z
-    per_unit = np.diag(imap.mfcc_std)
-    explained: list[float | None] = [None] * len(names)
-    if imap.reduction == "pca":
-        per_unit = imap.components * imap.mfcc_std
-        explained = [float(v) for v in imap.explained_variance_ratio]
-    basis, harmonic = _envelope_basis(imap.source, imap.n_mfcc, cfg)
-    thirds = _thirds(harmonic)
-    edges = (*(float(harmonic[t[0]]) for t in thirds), float(harmonic[-1]))
-    out = []
-    for k, name in enumerate(names):
-        means = _third_means(span[k] * per_unit[k] @ basis, thirds)  # dB, low end -> high end
-        out.append(ControlEffect(name, _kind(means), means, edges, explained[k]))
-    return out

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from wms.analysis.inputmap import control_effects
 from wms.evaluation.figures import (
     brightness,
     control_map_figure,
@@ -256,7 +255,9 @@ def write_figures_and_report(
         )
     tm = bundle.training_map or {}
     if "controls" in tm and len(tm["controls"]):
-        effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
+        from wms.synth.network import control_effects
+
+        effects = control_effects(bundle)
         if "targets" in tm:
             colour, label = brightness(tm["targets"], layout), "brightness (centroid, harmonics)"
         else:
@@ -275,7 +276,8 @@ def write_figures_and_report(
             "Training data in control space",
             f"The bundle's training map ({len(tm['controls'])} training frames) on the first two "
             f"timbre controls, coloured by pitch (left) and by {label} (right); crosses are the "
-            "evaluated frames. From the low to the high end of its range, "
+            "evaluated frames. From the low to the high end of its range, at "
+            f"{bundle.interface.f0_default:.0f} Hz, "
             + "; ".join(f"{e.name}: {e}" for e in effects[:2])
             + ".",
         )

@@ -82,12 +82,12 @@ def web_model_data(bundle: Any) -> dict[str, Any]:
     - ``noise``: :func:`wms.export.common.noise_metadata`, the record every export carries
       (``None`` for a harmonics-only model).
     - ``controls``: per timbre control ``{name, label, description}``, what it does
-      (:func:`wms.analysis.inputmap.control_effects`), for the sliders.
+      (:func:`wms.synth.network.control_effects`), for the sliders.
     """
-    from wms.analysis.inputmap import control_effects
+    from wms.synth.network import control_effects
 
     net, tm = bundle.model, bundle.training_map
-    effects = control_effects(bundle.input_map, bundle.config, bundle.interface.control_ranges)
+    effects = control_effects(bundle)
     return {
         "format": WEB_FORMAT,
         "version": WEB_VERSION,

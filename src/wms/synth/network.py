@@ -230,3 +230,173 @@ class GRUStepper:
             kernels.bias_act(ys, self.b2, self._act_code)
             y[a : a + xs.shape[0]] = ys
         return y
+
+
+# --------------------------------------------------------------------------- what controls do
+
+#: A control whose played change is below this in every part (dB) changes nothing.
+NO_EFFECT_DB = 0.5
+#: Parts that move one way, the largest at most this many times the smallest: a level change.
+LEVEL_RATIO = 2.0
+#: Model steps run at each end of a control's range before its output is read (the GRU
+#: settles from its zero state within a few steps).
+EFFECT_STEPS = 32
+
+
+@dataclass(frozen=True)
+class ControlEffect:
+    """What moving one timbre control from the low to the high end of its range does to
+    the sound the synth plays, the other controls at their defaults, at the default pitch
+    (:func:`control_effects`; docs/DESIGN.md §1.4).
+
+    The synth normalises each table (noise bands included) to one RMS, so a control is heard
+    as a change of balance: ``change_db`` is the change of the played power in three groups
+    of harmonics of equal width in log harmonic number (``bands``, first and last harmonic
+    of each, up to the output's band limit), the noise in their frequencies included;
+    ``noise_db`` is that of the whole noise part (``None`` without one). The kind, in this order: ``"none"`` when nothing moves by
+    :data:`NO_EFFECT_DB`; ``"level"`` when every part moves one way within a factor
+    :data:`LEVEL_RATIO` (only where the model's output falls below the level floor, which
+    the synth keeps quiet); ``"noise"`` when the noise moves more than any group of
+    harmonics; ``"brightness"`` when the top group against the bottom one moves more than
+    the middle against the two; else ``"mids"``. PaCMAP controls: ``"learnt"``.
+
+    Attributes:
+        explained: the share of the training frames' timbre variance along the control
+            (PCA), or ``None``.
+    """
+
+    name: str
+    kind: str
+    change_db: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    bands: tuple[tuple[int, int], ...] = ((1, 1), (1, 1), (1, 1))
+    noise_db: float | None = None
+    explained: float | None = None
+
+    @property
+    def label(self) -> str:
+        """A word or two for a slider, what raising the control does: louder, quieter,
+        noisier, cleaner, brighter, darker, mids up, mids down or no effect."""
+        lo, mid, hi = self.change_db
+        if self.kind in ("none", "learnt"):
+            return {"none": "no effect", "learnt": "learnt map"}[self.kind]
+        if self.kind == "level":
+            return "louder" if lo + mid + hi > 0 else "quieter"
+        if self.kind == "noise":
+            return "noisier" if (self.noise_db or 0.0) > 0 else "cleaner"
+        if self.kind == "brightness":
+            return "brighter" if hi > lo else "darker"
+        return "mids up" if mid > (lo + hi) / 2 else "mids down"
+
+    def __str__(self) -> str:
+        """E.g. ``brighter: harmonics 1-5 -3 dB, 6-29 +1 dB, 30-160 +12 dB, noise +2 dB
+        (30 % of the timbre variance)``: the change from the low to the high end."""
+        if self.kind == "learnt":
+            return f"axis {self.name[len('pacmap') :]} of the learnt timbre map (PaCMAP)"
+        if self.kind == "none":
+            what = "no effect across its range"
+        else:
+            parts = ", ".join(
+                f"{a}-{b} {d:+.0f} dB" if b > a else f"{a} {d:+.0f} dB"
+                for (a, b), d in zip(self.bands, self.change_db, strict=True)
+            )
+            noise = "" if self.noise_db is None else f", noise {self.noise_db:+.0f} dB"
+            what = f"{self.label}: harmonics {parts}{noise}"
+        if self.explained is not None:
+            what += f" ({100 * self.explained:.0f} % of the timbre variance)"
+        return what
+
+
+def _kind(change: tuple[float, float, float], noise: float | None) -> str:
+    parts = np.abs([*change, *([] if noise is None else [noise])])
+    if parts.max() < NO_EFFECT_DB:
+        return "none"
+    signs = np.sign([*change, *([] if noise is None else [noise])])
+    if np.all(signs == signs[0]) and parts.max() <= LEVEL_RATIO * parts.min():
+        return "level"
+    if noise is not None and abs(noise) > np.abs(change).max():
+        return "noise"
+    lo, mid, hi = change
+    return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
+
+
+def _played_powers(model: SynthModel, y: np.ndarray, gains: np.ndarray, ncoef: np.ndarray):
+    """Per harmonic and per noise band, the power the engine plays for one output row
+    (``kernels.finish_step``: the table and the bands normalised together, quiet rows kept
+    quiet), band-limited."""
+    from wms.synth.tables import TABLE_RMS
+
+    i = model.interface
+    a = i.harmonics(y).astype(np.float64)
+    v = i.noise(y).astype(np.float64) if i.n_noise else np.zeros(0)
+    r = np.sqrt(0.5 * (np.sum(a * a) + np.sum(v * v)))
+    scale = TABLE_RMS / max(r, i.level_floor) if r > 0 else 0.0
+    return (a * scale * gains) ** 2, (v * scale * ncoef) ** 2
+
+
+def control_effects(bundle) -> list[ControlEffect]:
+    """What each timbre control of a loaded :class:`wms.bundle.Bundle` does to the sound
+    (:class:`ControlEffect`): the model is run at both ends of the control's range (the
+    others at their defaults, at the default pitch, voiced) and the powers the synth plays
+    are compared."""
+    from wms.synth.tables import BAND_EDGE, band_limit_gain_hz
+
+    model = SynthModel.from_bundle(bundle)
+    i, imap, sr = model.interface, bundle.input_map, bundle.config.synth.sample_rate
+    names = i.control_names
+    if imap.reduction == "pacmap":
+        return [ControlEffect(name, "learnt") for name in names]
+    explained = (
+        [float(v) for v in imap.explained_variance_ratio]
+        if imap.reduction == "pca"
+        else [None] * len(names)
+    )
+    f0 = float(i.f0_default)
+    h = np.arange(1, i.n_harmonics + 1)
+    gains = band_limit_gain_hz(h * f0, 0.5 * sr, BAND_EDGE)
+    top = max(int(np.count_nonzero(gains > 0)), 1)  # harmonics the synth plays at f0
+    cut = np.geomspace(1.0, top, 4)
+    edges = np.unique(np.concatenate([[1], np.floor(cut[1:3]).astype(int) + 1, [top + 1]]))
+    if edges.size < 4:  # fewer than 3 harmonics: one group, read three times
+        edges = np.array([1, top + 1])
+    groups = [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:], strict=False)]
+    groups = (groups * 3)[:3] if len(groups) < 3 else groups
+    ncoef = np.zeros(i.n_noise)
+    # the share of each noise band's power in each group's frequencies (harmonics a..b:
+    # (a - 1/2) f0 to (b + 1/2) f0, the top group up to Nyquist): a part is heard as the
+    # harmonics and the noise in it together
+    share = [np.zeros(i.n_noise) for _ in groups]
+    if i.n_noise:
+        from wms.noise import band_centres
+
+        e = np.asarray(i.noise_edges, dtype=np.float64)
+        ncoef = band_limit_gain_hz(band_centres(e), 0.5 * sr, BAND_EDGE)
+        for g, (a, b) in enumerate(groups):
+            lo, hi = (a - 0.5) * f0, (0.5 * sr if g == len(groups) - 1 else (b + 0.5) * f0)
+            overlap = np.clip(np.minimum(e[1:], hi) - np.maximum(e[:-1], lo), 0.0, None)
+            share[g] = overlap / (e[1:] - e[:-1])
+    out = []
+    for k, name in enumerate(names):
+        ends = []
+        for value in i.control_ranges[k]:
+            timbre = np.array(i.control_defaults, dtype=np.float64)
+            timbre[k] = value
+            x = model.inputs(
+                np.tile(timbre, (EFFECT_STEPS, 1)),
+                np.full(EFFECT_STEPS, f0),
+                np.ones(EFFECT_STEPS),
+            )
+            ends.append(_played_powers(model, model.predict(x)[-1], gains, ncoef))
+        (p_lo, n_lo), (p_hi, n_hi) = ends
+
+        def db(hi: float, lo: float) -> float:
+            return float(10.0 * np.log10(max(hi, 1e-30) / max(lo, 1e-30)))
+
+        change = tuple(
+            db(p_hi[a - 1 : b].sum() + n_hi @ w, p_lo[a - 1 : b].sum() + n_lo @ w)
+            for (a, b), w in zip(groups, share, strict=True)
+        )
+        noise = db(n_hi.sum(), n_lo.sum()) if i.n_noise else None
+        out.append(
+            ControlEffect(name, _kind(change, noise), change, tuple(groups), noise, explained[k])
+        )
+    return out
