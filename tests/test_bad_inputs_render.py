@@ -261,3 +261,20 @@ def test_pitches_outside_the_trained_range_warn(bundle, tmp_path, capsys):
     mid = _midi(tmp_path / "two.mid", [60, 108])  # 262 Hz and 4186 Hz
     assert main(["render", str(bundle), "--midi", str(mid), "--out", out]) == 0
     assert "50 % of the notes (4186-4186 Hz) lie outside" in capsys.readouterr().err
+
+
+def test_controls_asked_outside_their_training_ranges_warn(bundle, tmp_path, capsys):
+    i = load_bundle(bundle).interface
+    name, (lo, hi) = i.control_names[1], i.control_ranges[1]
+    out = str(tmp_path / "o.wav")
+    args = ["render", str(bundle), "--out", out, "--f0", "220", "--seconds", "0.3"]
+    assert main([*args, "--control", f"{name}={(lo + hi) / 2}"]) == 0
+    assert "range" not in capsys.readouterr().err
+    assert main([*args, "--control", f"{name}=50"]) == 0
+    assert (
+        f"{name} reaches 50 (range {lo:.3g}..{hi:.3g}): clamped to its range "
+        '(synth.out_of_range = "clamp"; "extrapolate" plays it, a guess)'
+    ) in capsys.readouterr().err
+    assert main([*args, "--control", f"{name}=-50", "--set", "synth.out_of_range=extrapolate"]) == 0
+    err = capsys.readouterr().err
+    assert f"{name} reaches -50 (range" in err and "played as given (synth.out_of_range" in err

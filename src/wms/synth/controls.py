@@ -262,6 +262,8 @@ class Trajectory:
     spectra: np.ndarray | None = None
     voice: int = -1
     _log2_f0: np.ndarray | None = field(default=None, repr=False)
+    #: ``(min, max)`` of each timbre control as asked for, before the range rule
+    requested: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n_steps(self) -> int:
@@ -284,6 +286,9 @@ class Trajectory:
         for name, a in (("voicedness", self.voicedness), ("level", self.level)):
             if not np.all(np.isfinite(a)):
                 raise ControlError(f"{where}: {name} holds NaN or infinite values")
+        t = np.asarray(self.timbre, dtype=np.float64)
+        if t.size:
+            self.requested = (t.min(axis=0), t.max(axis=0))
         self.timbre = model.apply_range(self.timbre)
         self._log2_f0 = np.log2(self.f0)
 

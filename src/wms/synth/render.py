@@ -403,9 +403,13 @@ def run_render(args) -> int:
     sr = check_sample_rate(args.sr if args.sr is not None else cfg.synth.sample_rate)
     model = SynthModel.from_bundle(bundle, out_of_range=cfg.synth.out_of_range)
     source = build_source(args, bundle, model, cfg, sr)
-    outside = pitch_outside(source, bundle.interface)
-    if outside:
-        print(f"warning: {bundle.path}: {outside}", file=sys.stderr)
+    asked = not (args.audio or args.path or args.midi)  # the user's own control values
+    for outside in (
+        pitch_outside(source, bundle.interface),
+        controls_outside(source, bundle.interface, cfg.synth.out_of_range) if asked else None,
+    ):
+        if outside:
+            print(f"warning: {bundle.path}: {outside}", file=sys.stderr)
     info = render_to_file(
         model,
         source,
@@ -475,6 +479,29 @@ def pitch_outside(source, interface) -> str | None:
         f"outside the pitch range the model was trained on, {lo:.0f}-{hi:.0f} Hz: its timbre "
         "there is the nearest trained pitch's (synth.out_of_range), a guess"
     )
+
+
+def controls_outside(source, interface, out_of_range: str) -> str | None:
+    """The timbre controls a trajectory was asked to take outside their training ranges
+    (``--control``, ``--controls``), and what the synth does there; or ``None``."""
+    if not isinstance(source, C.Trajectory) or source.requested is None:
+        return None
+    low, high = source.requested
+    lo, hi = interface.control_ranges[:, 0], interface.control_ranges[:, 1]
+    names = [
+        f"{name} reaches {low[k] if low[k] < lo[k] else high[k]:.3g} "
+        f"(range {lo[k]:.3g}..{hi[k]:.3g})"
+        for k, name in enumerate(interface.control_names)
+        if low[k] < lo[k] or high[k] > hi[k]
+    ]
+    if not names:
+        return None
+    rule = (
+        'clamped to its range (synth.out_of_range = "clamp"; "extrapolate" plays it, a guess)'
+        if out_of_range == "clamp"
+        else 'played as given (synth.out_of_range = "extrapolate"): a guess'
+    )
+    return f"{', '.join(names)}: {rule}"
 
 
 def _describe(args) -> str:
