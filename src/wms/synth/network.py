@@ -253,12 +253,13 @@ class ControlEffect:
     as a change of balance: ``change_db`` is the change of the played power in three groups
     of harmonics of equal width in log harmonic number (``bands``, first and last harmonic
     of each, up to the output's band limit), the noise in their frequencies included;
-    ``noise_db`` is that of the whole noise part (``None`` without one). The kind, in this order: ``"none"`` when nothing moves by
-    :data:`NO_EFFECT_DB`; ``"level"`` when every part moves one way within a factor
-    :data:`LEVEL_RATIO` (only where the model's output falls below the level floor, which
-    the synth keeps quiet); ``"noise"`` when the noise moves more than any group of
-    harmonics; ``"brightness"`` when the top group against the bottom one moves more than
-    the middle against the two; else ``"mids"``. PaCMAP controls: ``"learnt"``.
+    ``noise_db`` is that of the whole noise part (``None`` without one). The kind, in this
+    order: ``"none"`` when nothing moves by :data:`NO_EFFECT_DB`; ``"level"`` when every
+    part moves one way within a factor :data:`LEVEL_RATIO` (only where the model's output
+    falls below the level floor, which the synth keeps quiet); ``"noise"`` when the noise
+    moves more than any group of harmonics; ``"brightness"`` when the top group against the
+    bottom one moves more than the middle against the two; else ``"mids"``. PaCMAP
+    controls: ``"learnt"``.
 
     Attributes:
         explained: the share of the training frames' timbre variance along the control
@@ -319,7 +320,7 @@ def _kind(change: tuple[float, float, float], noise: float | None) -> str:
     return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
 
 
-def _played_powers(model: SynthModel, y: np.ndarray, gains: np.ndarray, ncoef: np.ndarray):
+def _played_powers(model: SynthModel, y: np.ndarray, gains: np.ndarray, fades: np.ndarray):
     """Per harmonic and per noise band, the power the engine plays for one output row
     (``kernels.finish_step``: the table and the bands normalised together, quiet rows kept
     quiet), band-limited."""
@@ -330,7 +331,7 @@ def _played_powers(model: SynthModel, y: np.ndarray, gains: np.ndarray, ncoef: n
     v = i.noise(y).astype(np.float64) if i.n_noise else np.zeros(0)
     r = np.sqrt(0.5 * (np.sum(a * a) + np.sum(v * v)))
     scale = TABLE_RMS / max(r, i.level_floor) if r > 0 else 0.0
-    return (a * scale * gains) ** 2, (v * scale * ncoef) ** 2
+    return (a * scale * gains) ** 2, (v * scale * fades) ** 2
 
 
 def control_effects(bundle) -> list[ControlEffect]:
@@ -360,7 +361,7 @@ def control_effects(bundle) -> list[ControlEffect]:
         edges = np.array([1, top + 1])
     groups = [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:], strict=False)]
     groups = (groups * 3)[:3] if len(groups) < 3 else groups
-    ncoef = np.zeros(i.n_noise)
+    fades = np.zeros(i.n_noise)  # each noise band's band limit, as the harmonics'
     # the share of each noise band's power in each group's frequencies (harmonics a..b:
     # (a - 1/2) f0 to (b + 1/2) f0, the top group up to Nyquist): a part is heard as the
     # harmonics and the noise in it together
@@ -369,7 +370,7 @@ def control_effects(bundle) -> list[ControlEffect]:
         from wms.noise import band_centres
 
         e = np.asarray(i.noise_edges, dtype=np.float64)
-        ncoef = band_limit_gain_hz(band_centres(e), 0.5 * sr, BAND_EDGE)
+        fades = band_limit_gain_hz(band_centres(e), 0.5 * sr, BAND_EDGE)
         for g, (a, b) in enumerate(groups):
             lo, hi = (a - 0.5) * f0, (0.5 * sr if g == len(groups) - 1 else (b + 0.5) * f0)
             overlap = np.clip(np.minimum(e[1:], hi) - np.maximum(e[:-1], lo), 0.0, None)
@@ -385,7 +386,7 @@ def control_effects(bundle) -> list[ControlEffect]:
                 np.full(EFFECT_STEPS, f0),
                 np.ones(EFFECT_STEPS),
             )
-            ends.append(_played_powers(model, model.predict(x)[-1], gains, ncoef))
+            ends.append(_played_powers(model, model.predict(x)[-1], gains, fades))
         (p_lo, n_lo), (p_hi, n_hi) = ends
 
         def db(hi: float, lo: float) -> float:
