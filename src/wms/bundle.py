@@ -546,18 +546,11 @@ def load_bundle(path: str | Path) -> Bundle:
     )
 
 
-#: Defaults that a version changed, and what they were before it: a stored config is
-#: compared with the defaults of the version that wrote it.
-CHANGED_DEFAULTS = {
-    (0, 4, 0): {("features", "reduction"): "none", ("features", "reduction_dims"): 3},
-}
-
-
 def settings_origin(c: Config, preset: str | None = None, written_by: str | None = None) -> str:
     """Which preset a config starts from (``preset`` as recorded by ``wms train``, else the
     closest one), and what it changes (runtime settings aside), against the presets as the
     wms version ``written_by`` had them (today's when ``None``)."""
-    from wms.config import PRESETS, load_config
+    from wms.config import CHANGED_DEFAULTS, PRESETS, load_config
 
     version = tuple(int(v) for v in re.findall(r"\d+", written_by or "")[:3]) or None
 

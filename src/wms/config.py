@@ -651,6 +651,13 @@ STORED_DEFAULTS: dict[tuple[str, str], Any] = {
     ("synth", "noise_stages"): 2,  # added in 0.3.0
 }
 
+#: Defaults that a version changed (keys every stored config has), and what they were
+#: before it: ``wms info`` compares a stored config with the defaults of the version that
+#: wrote it (``wms.bundle.settings_origin``).
+CHANGED_DEFAULTS: dict[tuple[int, int, int], dict[tuple[str, str], Any]] = {
+    (0, 4, 0): {("features", "reduction"): "none", ("features", "reduction_dims"): 3},
+}
+
 
 def stored_config(data: Any) -> Any:
     """A config a run stored (in a bundle or a checkpoint) with each key it lacks set as that

@@ -296,8 +296,8 @@ def band_filters(
 
 def cascade_power_gain(b0: np.ndarray, a1: np.ndarray, a2: np.ndarray, stages: int) -> np.ndarray:
     """White-noise power gain ``sum_n h[n]^2`` of each band's ``stages``-stage filter
-    (float64), from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute the same
-    sum the same way; the responses have decayed by far more than 300 dB by then)."""
+    (float64), from its impulse response over :data:`GAIN_SAMPLES` samples (the hosts compute
+    the same sum the same way; the responses have decayed by far more than 300 dB by then)."""
     from scipy.signal import sosfilt
 
     impulse = np.zeros(GAIN_SAMPLES)

@@ -302,7 +302,7 @@ def fit_input_map(mfcc_train: np.ndarray, cfg: Config) -> InputMap:
         signs = []
         for comp in comps:
             means = _third_means((comp * std) @ basis, thirds)
-            size = _signed_size(means, _kind(means))
+            size = signed_size(means, _kind(means))
             signs.append(np.sign(size) if size != 0 else np.sign(comp[np.argmax(np.abs(comp))]))
         comps = comps * np.asarray(signs)[:, None]
         extra = dict(components=comps, pca_mean=pca_mean, explained_variance_ratio=ratio[:dims])
@@ -370,20 +370,29 @@ def _third_means(change: np.ndarray, thirds: list[np.ndarray]) -> tuple[float, f
 
 
 def _kind(means: tuple[float, float, float]) -> str:
-    mags = np.abs(means)
-    if mags.max() == 0.0:
+    if np.abs(means).max() == 0.0:
         return "none"
-    if (all(c > 0 for c in means) or all(c < 0 for c in means)) and mags.max() <= (
-        LEVEL_RATIO * mags.min()
-    ):
-        return "level"
-    lo, mid, hi = means
+    return "level" if moves_as_level(means) else balance_kind(means)
+
+
+def moves_as_level(parts) -> bool:
+    """Every part moves one way (dB), the largest at most :data:`LEVEL_RATIO` times the
+    smallest (also wms.synth.network.control_effects, with the noise as a fourth part)."""
+    p = np.asarray(parts, dtype=np.float64)
+    mags = np.abs(p)
+    return bool((np.all(p > 0) or np.all(p < 0)) and mags.max() <= LEVEL_RATIO * mags.min())
+
+
+def balance_kind(change: tuple[float, float, float]) -> str:
+    """``"brightness"`` when the top group against the bottom one moves more than the
+    middle against the two, else ``"mids"``."""
+    lo, mid, hi = change
     return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
 
 
-def _signed_size(means: tuple[float, float, float], kind: str) -> float:
+def signed_size(change: tuple[float, float, float], kind: str) -> float:
     """How much a change does what its kind names, > 0 for louder, brighter, mids up."""
-    lo, mid, hi = means
+    lo, mid, hi = change
     return {"level": lo + mid + hi, "brightness": hi - lo, "mids": mid - (lo + hi) / 2}.get(
         kind, 0.0
     )

@@ -236,8 +236,6 @@ class GRUStepper:
 
 #: A control whose played change is below this in every part (dB) changes nothing.
 NO_EFFECT_DB = 0.5
-#: Parts that move one way, the largest at most this many times the smallest: a level change.
-LEVEL_RATIO = 2.0
 #: Model steps run at each end of a control's range before its output is read (the GRU
 #: settles from its zero state within a few steps).
 EFFECT_STEPS = 32
@@ -255,7 +253,7 @@ class ControlEffect:
     of each, up to the output's band limit), the noise in their frequencies included;
     ``noise_db`` is that of the whole noise part (``None`` without one). The kind, in this
     order: ``"none"`` when nothing moves by :data:`NO_EFFECT_DB`; ``"level"`` when every
-    part moves one way within a factor :data:`LEVEL_RATIO` (only where the model's output
+    part moves one way within a factor ``inputmap.LEVEL_RATIO`` (only where the model's output
     falls below the level floor, which the synth keeps quiet); ``"noise"`` when the noise
     moves more than any group of harmonics; ``"brightness"`` when the top group against the
     bottom one moves more than the middle against the two; else ``"mids"``. PaCMAP
@@ -277,16 +275,18 @@ class ControlEffect:
     def label(self) -> str:
         """A word or two for a slider, what raising the control does: louder, quieter,
         noisier, cleaner, brighter, darker, mids up, mids down or no effect."""
-        lo, mid, hi = self.change_db
+        from wms.analysis.inputmap import signed_size
+
         if self.kind in ("none", "learnt"):
             return {"none": "no effect", "learnt": "learnt map"}[self.kind]
-        if self.kind == "level":
-            return "louder" if lo + mid + hi > 0 else "quieter"
         if self.kind == "noise":
             return "noisier" if (self.noise_db or 0.0) > 0 else "cleaner"
-        if self.kind == "brightness":
-            return "brighter" if hi > lo else "darker"
-        return "mids up" if mid > (lo + hi) / 2 else "mids down"
+        words = {
+            "level": ("quieter", "louder"),
+            "brightness": ("darker", "brighter"),
+            "mids": ("mids down", "mids up"),
+        }[self.kind]
+        return words[signed_size(self.change_db, self.kind) > 0]
 
     def __str__(self) -> str:
         """E.g. ``brighter: harmonics 1-5 -3 dB, 6-29 +1 dB, 30-160 +12 dB, noise +2 dB
@@ -308,16 +308,20 @@ class ControlEffect:
 
 
 def _kind(change: tuple[float, float, float], noise: float | None) -> str:
-    parts = np.abs([*change, *([] if noise is None else [noise])])
-    if parts.max() < NO_EFFECT_DB:
+    from wms.analysis.inputmap import balance_kind, moves_as_level
+
+    parts = [*change, *([] if noise is None else [noise])]
+    if np.abs(parts).max() < NO_EFFECT_DB:
         return "none"
-    signs = np.sign([*change, *([] if noise is None else [noise])])
-    if np.all(signs == signs[0]) and parts.max() <= LEVEL_RATIO * parts.min():
+    if moves_as_level(parts):
         return "level"
     if noise is not None and abs(noise) > np.abs(change).max():
         return "noise"
-    lo, mid, hi = change
-    return "brightness" if abs(hi - lo) >= abs(mid - (lo + hi) / 2) else "mids"
+    return balance_kind(change)
+
+
+def _db(high: float, low: float) -> float:
+    return float(10.0 * np.log10(max(high, 1e-30) / max(low, 1e-30)))
 
 
 def _played_powers(model: SynthModel, y: np.ndarray, gains: np.ndarray, fades: np.ndarray):
@@ -357,10 +361,9 @@ def control_effects(bundle) -> list[ControlEffect]:
     top = max(int(np.count_nonzero(gains > 0)), 1)  # harmonics the synth plays at f0
     cut = np.geomspace(1.0, top, 4)
     edges = np.unique(np.concatenate([[1], np.floor(cut[1:3]).astype(int) + 1, [top + 1]]))
-    if edges.size < 4:  # fewer than 3 harmonics: one group, read three times
-        edges = np.array([1, top + 1])
     groups = [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:], strict=False)]
-    groups = (groups * 3)[:3] if len(groups) < 3 else groups
+    if len(groups) < 3:  # too few harmonics for three: one group, read three times
+        groups = [(1, top)] * 3
     fades = np.zeros(i.n_noise)  # each noise band's band limit, as the harmonics'
     # the share of each noise band's power in each group's frequencies (harmonics a..b:
     # (a - 1/2) f0 to (b + 1/2) f0, the top group up to Nyquist): a part is heard as the
@@ -388,15 +391,11 @@ def control_effects(bundle) -> list[ControlEffect]:
             )
             ends.append(_played_powers(model, model.predict(x)[-1], gains, fades))
         (p_lo, n_lo), (p_hi, n_hi) = ends
-
-        def db(hi: float, lo: float) -> float:
-            return float(10.0 * np.log10(max(hi, 1e-30) / max(lo, 1e-30)))
-
         change = tuple(
-            db(p_hi[a - 1 : b].sum() + n_hi @ w, p_lo[a - 1 : b].sum() + n_lo @ w)
+            _db(p_hi[a - 1 : b].sum() + n_hi @ w, p_lo[a - 1 : b].sum() + n_lo @ w)
             for (a, b), w in zip(groups, share, strict=True)
         )
-        noise = db(n_hi.sum(), n_lo.sum()) if i.n_noise else None
+        noise = _db(n_hi.sum(), n_lo.sum()) if i.n_noise else None
         out.append(
             ControlEffect(name, _kind(change, noise), change, tuple(groups), noise, explained[k])
         )
